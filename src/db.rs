@@ -1,0 +1,88 @@
+//! Database connect + migrate, chosen by URL scheme at start-up.
+//!
+//! SQLite (`sqlite:path/to/file.db`) is the embedded default; PostgreSQL (`postgres://...`)
+//! is for replicas sharing one database. Each service ships one migration set per backend and
+//! hands both here; the matching one runs before the service accepts calls.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    PgPool, SqlitePool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+/// A connected, migrated database.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A service's migrations, one set per backend.
+pub struct Migrations {
+    pub sqlite: &'static Migrator,
+    pub postgres: &'static Migrator,
+}
+
+/// How long a call waits for a pooled connection before failing with UNAVAILABLE: long
+/// enough to ride out a burst, short enough that a dead database fails calls fast.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long SQLite waits on a lock held by another connection before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to `url` and runs the matching migrations.
+pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Database> {
+    if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("invalid SQLite URL {url}"))?
+            .create_if_missing(true)
+            // WAL lets readers run beside the one writer; NORMAL sync is durable across
+            // process crashes in WAL mode, which is what the service promises.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open SQLite database {url}"))?;
+        migrations
+            .sqlite
+            .run(&pool)
+            .await
+            .context("SQLite migrations failed")?;
+        Ok(Database::Sqlite(pool))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .context("cannot connect to PostgreSQL")?;
+        migrations
+            .postgres
+            .run(&pool)
+            .await
+            .context("PostgreSQL migrations failed")?;
+        Ok(Database::Postgres(pool))
+    } else {
+        anyhow::bail!("unsupported database URL {url:?}: use sqlite:<file> or postgres://...")
+    }
+}
+
+impl Database {
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(pool) => pool.close().await,
+            Database::Postgres(pool) => pool.close().await,
+        }
+    }
+}
