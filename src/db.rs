@@ -78,6 +78,14 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
 }
 
 impl Database {
+    /// "sqlite" or "postgres", for logs.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         match self {

@@ -115,7 +115,10 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
             // connect now), 53300 (too many connections); SQLite 5/6 (busy, locked).
             Some(code) => {
                 code.starts_with("08")
-                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "5" | "6")
+                    || matches!(
+                        code.as_ref(),
+                        "57P01" | "57P02" | "57P03" | "53300" | "5" | "6"
+                    )
             }
             None => false,
         },

@@ -24,6 +24,8 @@ pub fn server_builder() -> Server {
 }
 
 /// Server reflection v1 and v1alpha: grpcurl up to 1.8 only speaks v1alpha, newer clients v1.
+/// The `google.rpc` error details are registered too, so grpcurl prints field violations
+/// instead of raw bytes.
 pub fn reflection_services() -> Result<
     (
         tonic_reflection::server::v1::ServerReflectionServer<
@@ -38,10 +40,12 @@ pub fn reflection_services() -> Result<
     let v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     Ok((v1, v1alpha))
 }

@@ -1,0 +1,98 @@
+//! Switchboard notification service: Send, List, MarkRead and Subscribe over gRPC, on SQLite
+//! or PostgreSQL.
+//!
+//! `serve` is the one entry point, used by `main.rs` and by the tests alike.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod hub;
+pub mod store;
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context;
+use switchboard::{
+    db, grpc, identity::InternalAuthLayer,
+    proto::notification::v1::notification_service_server::NotificationServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+pub use config::Config;
+
+use crate::{api::NotificationApi, hub::Hub};
+
+/// Runs the service on `listener` until `shutdown` resolves, then drains: health turns
+/// NOT_SERVING, Subscribe streams end with UNAVAILABLE, in-flight calls get
+/// `config.shutdown_grace` to finish.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.internal_token.is_empty(),
+        "an internal token is required (--internal-token or {})",
+        switchboard::identity::INTERNAL_TOKEN_ENV
+    );
+    let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
+    let store = store::for_database(&database);
+    let stop = CancellationToken::new();
+    let api = NotificationApi::new(
+        store,
+        Arc::new(Hub::default()),
+        config.heartbeat_interval,
+        stop.clone(),
+    );
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<NotificationServiceServer<NotificationApi>>()
+        .await;
+    let (reflection_v1, reflection_v1alpha) = grpc::reflection_services()?;
+
+    let local_addr = listener.local_addr()?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = grpc::server_builder()
+        // Every call but health must carry the internal token.
+        .layer(InternalAuthLayer::new(&config.internal_token))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            NotificationServiceServer::new(api)
+                .max_decoding_message_size(grpc::MAX_DECODING_MESSAGE_SIZE),
+        )
+        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+
+    // On the signal: stop advertising health first so balancers move away, then cancel,
+    // which ends open streams and stops accepting calls.
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            health
+                .set_not_serving::<NotificationServiceServer<NotificationApi>>()
+                .await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            stop.cancel();
+        }
+    });
+
+    tracing::info!(%local_addr, backend = database.backend_name(), "notification-svc listening");
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        result = server => result.context("gRPC server failed")?,
+        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "shutdown grace period elapsed with calls still open");
+        }
+    }
+    database.close().await;
+    tracing::info!("notification-svc stopped");
+    Ok(())
+}

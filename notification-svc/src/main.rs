@@ -1,1 +1,11 @@
-fn main(){}
+use clap::Parser;
+use notification_svc::{Config, serve};
+use switchboard::{grpc::shutdown_signal, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    telemetry::init(config.log_format);
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    serve(config, listener, shutdown_signal()).await
+}

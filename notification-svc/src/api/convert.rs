@@ -1,0 +1,166 @@
+//! Protobuf <-> domain conversion: validation at the edge, so handlers see domain types.
+
+use switchboard::{
+    Caller, Error, Violations, page_token, proto::notification::v1 as pb, time::to_timestamp,
+};
+
+use crate::{
+    domain::{
+        self, ListQuery, MAX_MARK_IDS, MAX_SUBSCRIBE_CATEGORIES, MarkTarget, NewSend, Notification,
+        ReadFilter, SendFields,
+    },
+    hub::ReadEvent,
+};
+
+pub fn notification(n: &Notification) -> pb::Notification {
+    pb::Notification {
+        id: n.id.clone(),
+        category: n.category.clone(),
+        content: n.content.clone(),
+        link: n.link.clone(),
+        sender_id: n.sender_id.clone(),
+        recipient_id: n.recipient_id.clone().unwrap_or_default(),
+        broadcast: n.is_broadcast(),
+        read: n.read_at.is_some(),
+        created_at: Some(to_timestamp(n.created_at)),
+        read_at: n.read_at.map(to_timestamp),
+    }
+}
+
+pub fn read_event(r: &ReadEvent) -> pb::ReadEvent {
+    pb::ReadEvent {
+        ids: r.ids.clone(),
+        all: r.all,
+        category: r.category.clone().unwrap_or_default(),
+    }
+}
+
+pub fn send(caller: &Caller, req: pb::SendRequest) -> Result<NewSend, Error> {
+    NewSend::parse(
+        caller,
+        SendFields {
+            recipient_ids: req.recipient_ids,
+            broadcast: req.broadcast,
+            category: req.category,
+            content: req.content,
+            link: req.link,
+            sender_id: req.sender_id,
+            idempotency_key: req.idempotency_key,
+        },
+    )
+}
+
+/// The page-token scope: a token is only valid for the caller and filters it was made for.
+pub fn list_scope(caller: &Caller, req: &pb::ListRequest) -> String {
+    format!("{}|{}|{}", caller.user_id, req.state, req.category)
+}
+
+pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListQuery, Error> {
+    let mut v = Violations::default();
+    let state = match pb::ReadState::try_from(req.state) {
+        Ok(pb::ReadState::Unspecified) => ReadFilter::All,
+        Ok(pb::ReadState::Unread) => ReadFilter::Unread,
+        Ok(pb::ReadState::Read) => ReadFilter::Read,
+        Err(_) => {
+            v.add("state", format!("unknown read state {}", req.state));
+            ReadFilter::All
+        }
+    };
+    let category = optional_category(&mut v, "category", &req.category);
+    let page_size = v.check("page_size", domain::page_size(req.page_size));
+    let before_id =
+        match page_token::decode("page_token", &req.page_token, &list_scope(caller, req)) {
+            Ok(position) => position,
+            Err(Error::InvalidArgument(violations)) => {
+                for violation in violations {
+                    v.add(violation.field, violation.description);
+                }
+                None
+            }
+            Err(other) => return Err(other),
+        };
+    // A decoded position must itself be an id, or the token was forged.
+    if let Some(position) = &before_id
+        && domain::notification_id(position).is_err()
+    {
+        v.add("page_token", "invalid page token");
+    }
+    v.into_result()?;
+    Ok(ListQuery {
+        state,
+        category,
+        page_size: page_size.unwrap_or(domain::DEFAULT_PAGE_SIZE),
+        before_id,
+    })
+}
+
+pub fn mark_read(req: pb::MarkReadRequest) -> Result<MarkTarget, Error> {
+    let mut v = Violations::default();
+    let target = if req.all {
+        if !req.ids.is_empty() {
+            v.add("ids", "must be empty when all is set");
+        }
+        let category = optional_category(&mut v, "category", &req.category);
+        MarkTarget::All { category }
+    } else {
+        if req.ids.is_empty() {
+            v.add("ids", "give at least one id, or set all");
+        } else if req.ids.len() > MAX_MARK_IDS {
+            v.add("ids", format!("at most {MAX_MARK_IDS} ids"));
+        }
+        if !req.category.is_empty() {
+            v.add("category", "only allowed together with all");
+        }
+        let mut ids: Vec<String> = req
+            .ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| v.check(&format!("ids[{i}]"), domain::notification_id(id)))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        MarkTarget::Ids(ids)
+    };
+    v.into_result()?;
+    Ok(target)
+}
+
+/// A validated Subscribe request.
+pub struct SubscribeParams {
+    pub resume_after: Option<String>,
+    pub categories: Vec<String>,
+}
+
+pub fn subscribe(req: pb::SubscribeRequest) -> Result<SubscribeParams, Error> {
+    let mut v = Violations::default();
+    let resume_after = if req.resume_after.is_empty() {
+        None
+    } else {
+        v.check("resume_after", domain::notification_id(&req.resume_after))
+    };
+    if req.categories.len() > MAX_SUBSCRIBE_CATEGORIES {
+        v.add(
+            "categories",
+            format!("at most {MAX_SUBSCRIBE_CATEGORIES} categories"),
+        );
+    }
+    for (i, category) in req.categories.iter().enumerate() {
+        v.check(&format!("categories[{i}]"), domain::category(category));
+    }
+    v.into_result()?;
+    let mut categories = req.categories;
+    categories.sort();
+    categories.dedup();
+    Ok(SubscribeParams {
+        resume_after,
+        categories,
+    })
+}
+
+fn optional_category(v: &mut Violations, field: &str, value: &str) -> Option<String> {
+    if value.is_empty() {
+        return None;
+    }
+    v.check(field, domain::category(value))
+        .map(|()| value.to_owned())
+}

@@ -1,0 +1,38 @@
+//! Settings: flags with environment fallbacks.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use switchboard::telemetry::LogFormat;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "notification-svc",
+    version,
+    about = "Switchboard notification service"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    pub listen: SocketAddr,
+
+    /// `sqlite:<file>` (created if missing) or `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:notifications.db")]
+    pub database_url: String,
+
+    /// Shared secret the gateway and trusted services present; required.
+    #[arg(long, env = switchboard::identity::INTERNAL_TOKEN_ENV, hide_env_values = true)]
+    pub internal_token: String,
+
+    /// Interval between Subscribe heartbeats, e.g. `15s`, `500ms`.
+    #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Log format: `text` or `json` (filter with `RUST_LOG`).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// How long shutdown waits for in-flight calls before exiting anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}

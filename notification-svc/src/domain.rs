@@ -1,0 +1,369 @@
+//! Notification domain types and the validation rules of the contract.
+//!
+//! Everything here is plain Rust: the API layer converts protobuf into these types (and
+//! refuses what does not validate), the store persists them.
+
+use std::collections::BTreeSet;
+
+use switchboard::{Caller, Error, Violations, identity::scope};
+use uuid::Uuid;
+
+pub const MAX_RECIPIENTS: usize = 1000;
+pub const MAX_CONTENT_CHARS: usize = 2000;
+pub const MAX_LINK_BYTES: usize = 2048;
+pub const MAX_CATEGORY_LEN: usize = 64;
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
+pub const MAX_USER_ID_BYTES: usize = 200;
+pub const MAX_MARK_IDS: usize = 1000;
+pub const MAX_SUBSCRIBE_CATEGORIES: usize = 100;
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// A stored notification as one user sees it (read state is that user's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: String,
+    pub category: String,
+    pub content: String,
+    pub link: String,
+    pub sender_id: String,
+    /// `None` for a broadcast.
+    pub recipient_id: Option<String>,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
+impl Notification {
+    pub fn is_broadcast(&self) -> bool {
+        self.recipient_id.is_none()
+    }
+
+    /// Whether `user_id` may see it.
+    pub fn is_visible_to(&self, user_id: &str) -> bool {
+        self.recipient_id.as_deref().is_none_or(|r| r == user_id)
+    }
+}
+
+/// Who a Send addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Recipients(Vec<String>),
+    Broadcast,
+}
+
+/// A validated Send.
+#[derive(Debug, Clone)]
+pub struct NewSend {
+    /// The caller, for idempotency: keys are per caller.
+    pub caller_id: String,
+    pub audience: Audience,
+    pub category: String,
+    pub content: String,
+    pub link: String,
+    pub sender_id: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// The raw fields of a Send request.
+pub struct SendFields {
+    pub recipient_ids: Vec<String>,
+    pub broadcast: bool,
+    pub category: String,
+    pub content: String,
+    pub link: String,
+    pub sender_id: String,
+    pub idempotency_key: String,
+}
+
+impl NewSend {
+    /// Validates every field (all violations reported at once), then checks scopes.
+    pub fn parse(caller: &Caller, fields: SendFields) -> Result<NewSend, Error> {
+        let mut v = Violations::default();
+        let audience = if fields.broadcast {
+            if !fields.recipient_ids.is_empty() {
+                v.add("recipient_ids", "must be empty when broadcast is set");
+            }
+            Audience::Broadcast
+        } else {
+            if fields.recipient_ids.is_empty() {
+                v.add("recipient_ids", "at least one recipient, or set broadcast");
+            } else if fields.recipient_ids.len() > MAX_RECIPIENTS {
+                v.add(
+                    "recipient_ids",
+                    format!("at most {MAX_RECIPIENTS} recipients"),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            let mut recipients = Vec::with_capacity(fields.recipient_ids.len());
+            for (i, id) in fields.recipient_ids.into_iter().enumerate() {
+                if let Some(id) = v.check(&format!("recipient_ids[{i}]"), user_id(&id))
+                    && seen.insert(id.clone())
+                {
+                    recipients.push(id);
+                }
+            }
+            Audience::Recipients(recipients)
+        };
+        v.check("category", category(&fields.category));
+        v.check("content", content(&fields.content));
+        v.check("link", link(&fields.link));
+        let sender_id = if fields.sender_id.is_empty() {
+            caller.user_id.clone()
+        } else {
+            v.check("sender_id", user_id(&fields.sender_id));
+            fields.sender_id
+        };
+        let idempotency_key = match fields.idempotency_key.as_str() {
+            "" => None,
+            key if key.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
+                v.add(
+                    "idempotency_key",
+                    format!("at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+                );
+                None
+            }
+            key => Some(key.to_owned()),
+        };
+        v.into_result()?;
+
+        match audience {
+            Audience::Broadcast => caller.require_scope(scope::BROADCAST)?,
+            Audience::Recipients(_) => caller.require_scope(scope::SEND)?,
+        }
+        if sender_id != caller.user_id {
+            caller.require_scope(scope::SEND_AS)?;
+        }
+        Ok(NewSend {
+            caller_id: caller.user_id.clone(),
+            audience,
+            category: fields.category,
+            content: fields.content,
+            link: fields.link,
+            sender_id,
+            idempotency_key,
+        })
+    }
+}
+
+/// Read-state filter of List.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFilter {
+    All,
+    Unread,
+    Read,
+}
+
+/// A validated List.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub state: ReadFilter,
+    pub category: Option<String>,
+    pub page_size: usize,
+    /// List notifications strictly older (smaller id) than this one.
+    pub before_id: Option<String>,
+}
+
+/// One page of List, with the caller's unread totals.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub notifications: Vec<Notification>,
+    /// Set when more notifications follow the page.
+    pub next_after: Option<String>,
+    pub unread: UnreadCounts,
+}
+
+/// The caller's unread notifications by category.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnreadCounts {
+    pub by_category: Vec<(String, i64)>,
+}
+
+impl UnreadCounts {
+    pub fn total(&self) -> i64 {
+        self.by_category.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// What MarkRead marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkTarget {
+    Ids(Vec<String>),
+    All { category: Option<String> },
+}
+
+/// What a MarkRead changed.
+#[derive(Debug, Clone, Default)]
+pub struct Marked {
+    /// Ids that went from unread to read (empty for `All`, which can be large).
+    pub ids: Vec<String>,
+    pub count: i64,
+    pub unread_left: i64,
+}
+
+/// `[a-z][a-z0-9_.-]{0,63}`.
+pub fn category(value: &str) -> Result<(), String> {
+    let mut chars = value.chars();
+    let valid = match chars.next() {
+        None => return Err("required".into()),
+        Some(first) => {
+            first.is_ascii_lowercase()
+                && value.len() <= MAX_CATEGORY_LEN
+                && chars.all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+                })
+        }
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err("must match [a-z][a-z0-9_.-]{0,63}".into())
+    }
+}
+
+/// 1 to 2000 characters, not only whitespace, no control characters but newline and tab.
+pub fn content(value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err("required".into());
+    }
+    if value.chars().count() > MAX_CONTENT_CHARS {
+        return Err(format!("at most {MAX_CONTENT_CHARS} characters"));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Empty, an absolute http(s) URL with a host, or a path starting with `/` (not `//`, which
+/// browsers treat as another host).
+pub fn link(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    if value.len() > MAX_LINK_BYTES {
+        return Err(format!("at most {MAX_LINK_BYTES} bytes"));
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    if value.starts_with('/') && !value.starts_with("//") {
+        return match value.parse::<http::uri::PathAndQuery>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err("not a valid path".into()),
+        };
+    }
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|_| "must be an absolute http(s) URL or a path starting with /".to_owned())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    if scheme_ok && host_ok {
+        Ok(())
+    } else {
+        Err("must be an absolute http(s) URL or a path starting with /".into())
+    }
+}
+
+/// A user id: 1 to 200 bytes, no whitespace or control characters.
+pub fn user_id(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("required".into());
+    }
+    if value.len() > MAX_USER_ID_BYTES {
+        return Err(format!("at most {MAX_USER_ID_BYTES} bytes"));
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// A notification id: a UUID, normalised to the lowercase hyphenated form stored.
+pub fn notification_id(value: &str) -> Result<String, String> {
+    Uuid::parse_str(value)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| "must be a notification id (UUID)".into())
+}
+
+/// Page size: 0 means the default; negative or above the maximum is refused.
+pub fn page_size(value: i32) -> Result<usize, String> {
+    match value {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n < 0 => Err("must not be negative".into()),
+        n if n as usize > MAX_PAGE_SIZE => Err(format!("at most {MAX_PAGE_SIZE}")),
+        n => Ok(n as usize),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories() {
+        for ok in [
+            "a",
+            "conversation.message",
+            "build-2_x",
+            &format!("a{}", "b".repeat(63)),
+        ] {
+            assert!(category(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "1abc",
+            "a b",
+            "a/b",
+            "é",
+            &format!("a{}", "b".repeat(64)),
+        ] {
+            assert!(category(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn links() {
+        for ok in [
+            "",
+            "/x",
+            "/conversations/1?a=b#c",
+            "https://example.com/a",
+            "http://h:8080",
+        ] {
+            assert!(link(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "relative/path",
+            "//evil.example",
+            "javascript:alert(1)",
+            "ftp://host/x",
+            "https://",
+            "/a b",
+            "https://ex ample.com",
+        ] {
+            assert!(link(bad).is_err(), "{bad}");
+        }
+        assert!(link(&format!("/{}", "a".repeat(MAX_LINK_BYTES))).is_err());
+    }
+
+    #[test]
+    fn contents() {
+        assert!(content("hello\nworld").is_ok());
+        assert!(content(&"é".repeat(2000)).is_ok());
+        assert!(content(&"é".repeat(2001)).is_err());
+        assert!(content("   ").is_err());
+        assert!(content("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(500), Ok(500));
+        assert!(page_size(501).is_err());
+        assert!(page_size(-1).is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! PostgreSQL backend.
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// READ COMMITTED is enough: the idempotency key's primary key serialises repeated
+    /// Sends, and every other write is a single conditional statement.
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// REPEATABLE READ so a page and its unread totals come from one snapshot.
+    async fn begin_read(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+    }
+}
+
+super::sql::impl_notification_store!(PostgresStore, Postgres);

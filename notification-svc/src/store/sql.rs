@@ -1,0 +1,329 @@
+//! SQL shared by both backends and the one implementation of the store, stamped out per
+//! backend by [`impl_notification_store!`].
+//!
+//! sqlx's generic executors need a wall of trait bounds per function; a macro over the
+//! concrete database type keeps one readable copy of the logic instead.
+//! Queries are built with `QueryBuilder` + `push_bind` so placeholders fit either dialect.
+
+use crate::domain::Notification;
+
+/// Columns of a notification as one user sees it. The caller binds the user id right after
+/// this text, for the per-user broadcast read state.
+pub const SELECT_VISIBLE: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
+     n.recipient_id, n.created_at, COALESCE(n.read_at, br.read_at) AS read_at \
+     FROM notifications n \
+     LEFT JOIN broadcast_reads br \
+     ON n.recipient_id IS NULL AND br.notification_id = n.id AND br.user_id = ";
+
+pub const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications \
+     (id, send_id, recipient_id, category, content, link, sender_id, created_at, read_at) ";
+
+pub const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys \
+     (caller_id, idempotency_key, send_id, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT DO NOTHING";
+
+pub const IDEMPOTENT_SEND_ID: &str =
+    "SELECT send_id FROM idempotency_keys WHERE caller_id = $1 AND idempotency_key = $2";
+
+pub const NOTIFICATIONS_OF_SEND: &str = "SELECT id, category, content, link, sender_id, \
+     recipient_id, created_at, read_at FROM notifications WHERE send_id = $1 ORDER BY id";
+
+/// Unread direct notifications plus broadcasts without a read row, by category.
+pub const UNREAD_BY_CATEGORY: &str = "SELECT category, COUNT(*) AS unread FROM ( \
+       SELECT category FROM notifications WHERE recipient_id = $1 AND read_at IS NULL \
+       UNION ALL \
+       SELECT n.category FROM notifications n WHERE n.recipient_id IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
+                         WHERE br.notification_id = n.id AND br.user_id = $2) \
+     ) AS u GROUP BY category ORDER BY category";
+
+/// Rows go into the database in chunks: one statement per chunk keeps bind counts far below
+/// both backends' limits (SQLite 32766, PostgreSQL 65535) for 1000 recipients.
+pub const INSERT_CHUNK: usize = 500;
+
+#[derive(sqlx::FromRow)]
+pub struct NotificationRow {
+    pub id: String,
+    pub category: String,
+    pub content: String,
+    pub link: String,
+    pub sender_id: String,
+    pub recipient_id: Option<String>,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
+impl From<NotificationRow> for Notification {
+    fn from(row: NotificationRow) -> Self {
+        Notification {
+            id: row.id,
+            category: row.category,
+            content: row.content,
+            link: row.link,
+            sender_id: row.sender_id,
+            recipient_id: row.recipient_id,
+            created_at: row.created_at,
+            read_at: row.read_at,
+        }
+    }
+}
+
+macro_rules! impl_notification_store {
+    ($store:ty, $db:ty) => {
+        use async_trait::async_trait;
+        use sqlx::QueryBuilder;
+        use switchboard::Error;
+        use uuid::Uuid;
+
+        use $crate::domain::{
+            Audience, ListQuery, MarkTarget, Marked, NewSend, Notification, Page, ReadFilter,
+            UnreadCounts,
+        };
+        use $crate::store::sql::{self, NotificationRow};
+        use $crate::store::{NotificationStore, Sent};
+
+        /// `SELECT_VISIBLE ... WHERE <visible to user>`, ready for more `AND` filters.
+        fn visible_to(user_id: &str) -> QueryBuilder<$db> {
+            let mut qb = QueryBuilder::<$db>::new(sql::SELECT_VISIBLE);
+            qb.push_bind(user_id.to_owned());
+            qb.push(" WHERE (n.recipient_id = ");
+            qb.push_bind(user_id.to_owned());
+            qb.push(" OR n.recipient_id IS NULL)");
+            qb
+        }
+
+        fn push_in_list(qb: &mut QueryBuilder<$db>, column: &str, values: &[String]) {
+            qb.push(format!(" AND {column} IN ("));
+            let mut list = qb.separated(", ");
+            for value in values {
+                list.push_bind(value.clone());
+            }
+            qb.push(")");
+        }
+
+        async fn unread_counts(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+        ) -> Result<UnreadCounts, Error> {
+            let rows: Vec<(String, i64)> = sqlx::query_as(sql::UNREAD_BY_CATEGORY)
+                .bind(user_id)
+                .bind(user_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            Ok(UnreadCounts { by_category: rows })
+        }
+
+        #[async_trait]
+        impl NotificationStore for $store {
+            async fn send(&self, send: &NewSend, now: i64) -> Result<Sent, Error> {
+                let mut tx = self.begin_write().await?;
+                let send_id = Uuid::now_v7().to_string();
+                if let Some(key) = &send.idempotency_key {
+                    let claimed = sqlx::query(sql::CLAIM_IDEMPOTENCY_KEY)
+                        .bind(&send.caller_id)
+                        .bind(key)
+                        .bind(&send_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if claimed == 0 {
+                        let original: String = sqlx::query_scalar(sql::IDEMPOTENT_SEND_ID)
+                            .bind(&send.caller_id)
+                            .bind(key)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let rows: Vec<NotificationRow> =
+                            sqlx::query_as(sql::NOTIFICATIONS_OF_SEND)
+                                .bind(&original)
+                                .fetch_all(&mut *tx)
+                                .await?;
+                        tx.rollback().await?;
+                        return Ok(Sent {
+                            notifications: rows.into_iter().map(Into::into).collect(),
+                            created: false,
+                        });
+                    }
+                }
+                let recipients: Vec<Option<String>> = match &send.audience {
+                    Audience::Broadcast => vec![None],
+                    Audience::Recipients(ids) => ids.iter().cloned().map(Some).collect(),
+                };
+                let notifications: Vec<Notification> = recipients
+                    .into_iter()
+                    .map(|recipient_id| Notification {
+                        id: Uuid::now_v7().to_string(),
+                        category: send.category.clone(),
+                        content: send.content.clone(),
+                        link: send.link.clone(),
+                        sender_id: send.sender_id.clone(),
+                        recipient_id,
+                        created_at: now,
+                        read_at: None,
+                    })
+                    .collect();
+                for chunk in notifications.chunks(sql::INSERT_CHUNK) {
+                    let mut qb = QueryBuilder::<$db>::new(sql::INSERT_NOTIFICATIONS);
+                    qb.push_values(chunk, |mut row, n| {
+                        row.push_bind(n.id.clone())
+                            .push_bind(send_id.clone())
+                            .push_bind(n.recipient_id.clone())
+                            .push_bind(n.category.clone())
+                            .push_bind(n.content.clone())
+                            .push_bind(n.link.clone())
+                            .push_bind(n.sender_id.clone())
+                            .push_bind(n.created_at)
+                            .push_bind(None::<i64>);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(Sent {
+                    notifications,
+                    created: true,
+                })
+            }
+
+            async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error> {
+                let mut tx = self.begin_read().await?;
+                let mut qb = visible_to(user_id);
+                match query.state {
+                    ReadFilter::All => {}
+                    ReadFilter::Unread => {
+                        qb.push(" AND COALESCE(n.read_at, br.read_at) IS NULL");
+                    }
+                    ReadFilter::Read => {
+                        qb.push(" AND COALESCE(n.read_at, br.read_at) IS NOT NULL");
+                    }
+                }
+                if let Some(category) = &query.category {
+                    qb.push(" AND n.category = ");
+                    qb.push_bind(category.clone());
+                }
+                if let Some(before) = &query.before_id {
+                    qb.push(" AND n.id < ");
+                    qb.push_bind(before.clone());
+                }
+                // One extra row tells whether another page follows.
+                qb.push(" ORDER BY n.id DESC LIMIT ");
+                qb.push_bind(query.page_size as i64 + 1);
+                let mut rows: Vec<NotificationRow> =
+                    qb.build_query_as().fetch_all(&mut *tx).await?;
+                let more = rows.len() > query.page_size;
+                rows.truncate(query.page_size);
+                let notifications: Vec<Notification> = rows.into_iter().map(Into::into).collect();
+                let next_after = if more {
+                    notifications.last().map(|n| n.id.clone())
+                } else {
+                    None
+                };
+                let unread = unread_counts(&mut *tx, user_id).await?;
+                tx.commit().await?;
+                Ok(Page {
+                    notifications,
+                    next_after,
+                    unread,
+                })
+            }
+
+            async fn mark_read(
+                &self,
+                user_id: &str,
+                target: &MarkTarget,
+                now: i64,
+            ) -> Result<Marked, Error> {
+                let mut tx = self.begin_write().await?;
+                let mut marked = Marked::default();
+                match target {
+                    MarkTarget::Ids(ids) => {
+                        let mut direct = QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
+                        direct.push_bind(now);
+                        direct.push(" WHERE read_at IS NULL AND recipient_id = ");
+                        direct.push_bind(user_id.to_owned());
+                        push_in_list(&mut direct, "id", ids);
+                        direct.push(" RETURNING id");
+                        let mut changed: Vec<String> =
+                            direct.build_query_scalar().fetch_all(&mut *tx).await?;
+
+                        let mut broadcast = QueryBuilder::<$db>::new(
+                            "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
+                        );
+                        broadcast.push_bind(user_id.to_owned());
+                        broadcast.push(", id, ");
+                        broadcast.push_bind(now);
+                        broadcast.push(" FROM notifications WHERE recipient_id IS NULL");
+                        push_in_list(&mut broadcast, "id", ids);
+                        broadcast.push(" ON CONFLICT DO NOTHING RETURNING notification_id");
+                        let read: Vec<String> =
+                            broadcast.build_query_scalar().fetch_all(&mut *tx).await?;
+                        changed.extend(read);
+                        changed.sort();
+                        marked.count = changed.len() as i64;
+                        marked.ids = changed;
+                    }
+                    MarkTarget::All { category } => {
+                        let mut direct = QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
+                        direct.push_bind(now);
+                        direct.push(" WHERE read_at IS NULL AND recipient_id = ");
+                        direct.push_bind(user_id.to_owned());
+                        if let Some(category) = category {
+                            direct.push(" AND category = ");
+                            direct.push_bind(category.clone());
+                        }
+                        let direct_count = direct.build().execute(&mut *tx).await?.rows_affected();
+
+                        let mut broadcast = QueryBuilder::<$db>::new(
+                            "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
+                        );
+                        broadcast.push_bind(user_id.to_owned());
+                        broadcast.push(", n.id, ");
+                        broadcast.push_bind(now);
+                        broadcast.push(" FROM notifications n WHERE n.recipient_id IS NULL");
+                        if let Some(category) = category {
+                            broadcast.push(" AND n.category = ");
+                            broadcast.push_bind(category.clone());
+                        }
+                        broadcast.push(
+                            " AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
+                             WHERE br.notification_id = n.id AND br.user_id = ",
+                        );
+                        broadcast.push_bind(user_id.to_owned());
+                        broadcast.push(") ON CONFLICT DO NOTHING");
+                        let broadcast_count =
+                            broadcast.build().execute(&mut *tx).await?.rows_affected();
+                        marked.count = (direct_count + broadcast_count) as i64;
+                    }
+                }
+                marked.unread_left = unread_counts(&mut *tx, user_id).await?.total();
+                tx.commit().await?;
+                Ok(marked)
+            }
+
+            async fn after(
+                &self,
+                user_id: &str,
+                after_id: &str,
+                categories: &[String],
+                limit: usize,
+            ) -> Result<Vec<Notification>, Error> {
+                let mut qb = visible_to(user_id);
+                qb.push(" AND n.id > ");
+                qb.push_bind(after_id.to_owned());
+                if !categories.is_empty() {
+                    push_in_list(&mut qb, "n.category", categories);
+                }
+                qb.push(" ORDER BY n.id ASC LIMIT ");
+                qb.push_bind(limit as i64);
+                let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error> {
+                let mut conn = self.pool.acquire().await?;
+                unread_counts(&mut *conn, user_id).await
+            }
+        }
+    };
+}
+
+pub(crate) use impl_notification_store;
