@@ -6,6 +6,7 @@ use switchboard::{grpc::shutdown_signal, telemetry};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init(config.log_format);
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    serve(config, listener, shutdown_signal()).await
+    serve(config, listener, shutdown).await
 }

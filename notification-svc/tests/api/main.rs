@@ -1,0 +1,12 @@
+//! Integration tests of notification-svc: the real service started through `serve` on
+//! 127.0.0.1:0, on a temporary SQLite file and on a fresh PostgreSQL database, called through
+//! the generated tonic client. Every scenario runs on both backends.
+
+mod helpers;
+
+mod auth;
+mod external_client;
+mod list;
+mod mark_read;
+mod send;
+mod subscribe;
