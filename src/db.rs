@@ -38,7 +38,15 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Database> {
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("invalid SQLite URL {url}"))?
+            .with_context(|| format!("invalid SQLite URL {url}"))?;
+        // A data directory that does not exist yet is created, like the file itself.
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        }
+        let options = options
             .create_if_missing(true)
             // WAL lets readers run beside the one writer; NORMAL sync is durable across
             // process crashes in WAL mode, which is what the service promises.

@@ -24,9 +24,12 @@ pub fn server_builder() -> Server {
 }
 
 /// Server reflection v1 and v1alpha: grpcurl up to 1.8 only speaks v1alpha, newer clients v1.
-/// The `google.rpc` error details are registered too, so grpcurl prints field violations
-/// instead of raw bytes.
-pub fn reflection_services() -> Result<
+/// Advertises health plus `services` (fully qualified names), so a binary lists only what it
+/// serves even though the descriptor set holds every contract. The `google.rpc` error
+/// details are registered too, so grpcurl prints field violations instead of raw bytes.
+pub fn reflection_services(
+    services: &[&str],
+) -> Result<
     (
         tonic_reflection::server::v1::ServerReflectionServer<
             impl tonic_reflection::server::v1::ServerReflection,
@@ -37,18 +40,22 @@ pub fn reflection_services() -> Result<
     ),
     tonic_reflection::server::Error,
 > {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    Ok((v1, v1alpha))
+    let builder = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(HEALTH_SERVICE);
+        for service in services {
+            builder = builder.with_service_name(*service);
+        }
+        builder
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
+
+/// The standard health service's name.
+pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
 /// Resolves on SIGTERM or Ctrl-C, whichever comes first.
 ///

@@ -53,15 +53,51 @@ fn notification_contract_matches_the_brief() {
         set(&["Send", "List", "MarkRead", "Subscribe"])
     );
     let expected: &[(&str, &[&str])] = &[
-        ("SendRequest", &["recipient_ids", "broadcast", "category", "content", "link", "sender_id", "idempotency_key"]),
+        (
+            "SendRequest",
+            &[
+                "recipient_ids",
+                "broadcast",
+                "category",
+                "content",
+                "link",
+                "sender_id",
+                "idempotency_key",
+            ],
+        ),
         ("SendResponse", &["notifications"]),
-        ("ListRequest", &["state", "category", "page_size", "page_token"]),
-        ("ListResponse", &["notifications", "next_page_token", "total_unread", "unread_by_category"]),
+        (
+            "ListRequest",
+            &["state", "category", "page_size", "page_token"],
+        ),
+        (
+            "ListResponse",
+            &[
+                "notifications",
+                "next_page_token",
+                "total_unread",
+                "unread_by_category",
+            ],
+        ),
         ("MarkReadRequest", &["ids", "all", "category"]),
         ("MarkReadResponse", &["marked", "total_unread"]),
         ("SubscribeRequest", &["resume_after", "categories"]),
         ("SubscribeResponse", &["notification", "read", "heartbeat"]),
-        ("Notification", &["id", "category", "content", "link", "sender_id", "recipient_id", "broadcast", "read", "created_at", "read_at"]),
+        (
+            "Notification",
+            &[
+                "id",
+                "category",
+                "content",
+                "link",
+                "sender_id",
+                "recipient_id",
+                "broadcast",
+                "read",
+                "created_at",
+                "read_at",
+            ],
+        ),
         ("ReadEvent", &["ids", "all", "category"]),
         ("Heartbeat", &["server_time"]),
     ];
@@ -75,7 +111,14 @@ fn conversation_contract_matches_the_brief() {
     let p = "switchboard.conversation.v1";
     assert_eq!(
         methods(p, "ConversationService"),
-        set(&["Create", "List", "Get", "SendMessage", "ListMessages", "MarkRead"])
+        set(&[
+            "Create",
+            "List",
+            "Get",
+            "SendMessage",
+            "ListMessages",
+            "MarkRead"
+        ])
     );
     let expected: &[(&str, &[&str])] = &[
         ("CreateRequest", &["username"]),
@@ -84,15 +127,41 @@ fn conversation_contract_matches_the_brief() {
         ("ListResponse", &["conversations", "next_page_token"]),
         ("GetRequest", &["id"]),
         ("GetResponse", &["conversation"]),
-        ("SendMessageRequest", &["conversation_id", "content", "idempotency_key"]),
+        (
+            "SendMessageRequest",
+            &["conversation_id", "content", "idempotency_key"],
+        ),
         ("SendMessageResponse", &["message"]),
-        ("ListMessagesRequest", &["conversation_id", "page_size", "page_token"]),
+        (
+            "ListMessagesRequest",
+            &["conversation_id", "page_size", "page_token"],
+        ),
         ("ListMessagesResponse", &["messages", "next_page_token"]),
         ("MarkReadRequest", &["conversation_id"]),
         ("MarkReadResponse", &[]),
         ("User", &["id", "username", "avatar_url"]),
-        ("Message", &["id", "conversation_id", "sender_id", "content", "mine", "created_at"]),
-        ("Conversation", &["id", "other_participant", "last_message", "has_unread_messages", "unread_count", "created_at"]),
+        (
+            "Message",
+            &[
+                "id",
+                "conversation_id",
+                "sender_id",
+                "content",
+                "mine",
+                "created_at",
+            ],
+        ),
+        (
+            "Conversation",
+            &[
+                "id",
+                "other_participant",
+                "last_message",
+                "has_unread_messages",
+                "unread_count",
+                "created_at",
+            ],
+        ),
     ];
     for (message, names) in expected {
         assert_eq!(fields(p, message), set(names), "{message}");

@@ -52,7 +52,9 @@ pub async fn serve(
     health
         .set_serving::<NotificationServiceServer<NotificationApi>>()
         .await;
-    let (reflection_v1, reflection_v1alpha) = grpc::reflection_services()?;
+    let (reflection_v1, reflection_v1alpha) = grpc::reflection_services(&[
+        <NotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
+    ])?;
 
     let local_addr = listener.local_addr()?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

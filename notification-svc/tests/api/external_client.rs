@@ -79,6 +79,10 @@ async fn grpcurl_lists_sends_and_lists_through_reflection() {
         "{services}"
     );
     assert!(services.contains("grpc.health.v1.Health"), "{services}");
+    assert!(
+        !services.contains("ConversationService"),
+        "lists only what it serves: {services}"
+    );
 
     let methods = grpcurl_ok(&[
         "-plaintext",
