@@ -223,6 +223,7 @@ async fn a_subscriber_that_does_not_read_still_gets_every_notification(backend: 
         Default::default(),
     )
     .await;
+    let mut bob = subscribe(&mut app.user("bob"), Default::default()).await;
     // Thousands of Sends while the subscriber reads nothing: far more than its queue holds.
     let total = 3000;
     let mut senders = Vec::new();
@@ -242,6 +243,9 @@ async fn a_subscriber_that_does_not_read_still_gets_every_notification(backend: 
         sent.extend(sender.await.unwrap());
     }
     assert_eq!(sent.len(), total);
+    // Alice's stalled stream holds up nobody else.
+    let for_bob = send(&mut app.user("service"), send_to(&["bob"], "still live")).await;
+    assert_eq!(next_notification(&mut bob).await, for_bob[0]);
 
     let mut received = HashSet::new();
     while received.len() < total {
