@@ -8,7 +8,7 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    PgPool, SqlitePool,
+    PgPool, Postgres, Sqlite, SqlitePool, Transaction,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -101,4 +101,22 @@ impl Database {
             Database::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// Starts a SQLite write transaction. Write transactions that read first must take the write
+/// lock up front: a deferred transaction upgrading from read to write fails with SQLITE_BUSY
+/// at once, whatever the busy timeout.
+pub async fn sqlite_begin_write(
+    pool: &SqlitePool,
+) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// Starts a PostgreSQL read-only transaction on one snapshot, so a page and the totals read
+/// beside it agree. (SQLite's deferred `BEGIN` gives the same in WAL mode.)
+pub async fn postgres_begin_snapshot(
+    pool: &PgPool,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
 }

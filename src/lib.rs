@@ -12,6 +12,8 @@ pub mod identity;
 pub mod page_token;
 pub mod proto;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 
 pub use error::{Error, FieldViolation, Violations};

@@ -10,6 +10,22 @@ use crate::Error;
 
 const VERSION: &str = "v1";
 
+/// Page size when the request leaves it at 0.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// Largest page a List may ask for.
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// Validates a requested page size: 0 means the default; negative or above the maximum is
+/// refused.
+pub fn page_size(value: i32) -> Result<usize, String> {
+    match usize::try_from(value) {
+        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
+        Ok(n) if n <= MAX_PAGE_SIZE => Ok(n),
+        Ok(_) => Err(format!("at most {MAX_PAGE_SIZE}")),
+        Err(_) => Err("must not be negative".into()),
+    }
+}
+
 /// Encodes `position` for the query described by `scope`.
 pub fn encode(scope: &str, position: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{VERSION}.{:016x}.{position}", fingerprint(scope)))
@@ -52,6 +68,14 @@ fn fingerprint(scope: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(500), Ok(500));
+        assert!(page_size(501).is_err());
+        assert!(page_size(-1).is_err());
+    }
 
     #[test]
     fn round_trips() {

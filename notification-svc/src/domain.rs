@@ -16,8 +16,6 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
 pub const MAX_USER_ID_BYTES: usize = 200;
 pub const MAX_MARK_IDS: usize = 1000;
 pub const MAX_SUBSCRIBE_CATEGORIES: usize = 100;
-pub const DEFAULT_PAGE_SIZE: usize = 50;
-pub const MAX_PAGE_SIZE: usize = 500;
 
 /// A stored notification as one user sees it (read state is that user's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,16 +286,6 @@ pub fn notification_id(value: &str) -> Result<String, String> {
         .map_err(|_| "must be a notification id (UUID)".into())
 }
 
-/// Page size: 0 means the default; negative or above the maximum is refused.
-pub fn page_size(value: i32) -> Result<usize, String> {
-    match value {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n if n < 0 => Err("must not be negative".into()),
-        n if n as usize > MAX_PAGE_SIZE => Err(format!("at most {MAX_PAGE_SIZE}")),
-        n => Ok(n as usize),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,13 +345,5 @@ mod tests {
         assert!(content(&"é".repeat(2001)).is_err());
         assert!(content("   ").is_err());
         assert!(content("bell\u{7}").is_err());
-    }
-
-    #[test]
-    fn page_sizes() {
-        assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
-        assert_eq!(page_size(500), Ok(500));
-        assert!(page_size(501).is_err());
-        assert!(page_size(-1).is_err());
     }
 }

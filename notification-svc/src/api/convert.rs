@@ -67,7 +67,7 @@ pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListQuery, Error> 
         }
     };
     let category = optional_category(&mut v, "category", &req.category);
-    let page_size = v.check("page_size", domain::page_size(req.page_size));
+    let page_size = v.check("page_size", page_token::page_size(req.page_size));
     let before_id =
         match page_token::decode("page_token", &req.page_token, &list_scope(caller, req)) {
             Ok(position) => position,
@@ -89,7 +89,7 @@ pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListQuery, Error> 
     Ok(ListQuery {
         state,
         category,
-        page_size: page_size.unwrap_or(domain::DEFAULT_PAGE_SIZE),
+        page_size: page_size.unwrap_or(page_token::DEFAULT_PAGE_SIZE),
         before_id,
     })
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL backend.
 
 use sqlx::{PgPool, Postgres, Transaction};
+use switchboard::db;
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -17,11 +18,8 @@ impl PostgresStore {
         self.pool.begin().await
     }
 
-    /// REPEATABLE READ so a page and its unread totals come from one snapshot.
     async fn begin_read(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
+        db::postgres_begin_snapshot(&self.pool).await
     }
 }
 

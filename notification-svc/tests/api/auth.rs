@@ -60,7 +60,7 @@ async fn health_needs_no_token(backend: Backend) {
     }
 }
 
-crate::both_backends!(
+switchboard::both_backends!(
     every_rpc_needs_the_internal_token,
     a_valid_token_without_a_user_is_unauthenticated,
     health_needs_no_token,

@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{Backend, INTERNAL_TOKEN, TestDatabase};
+use switchboard::testing::TestDatabase;
+
+use crate::helpers::{Backend, INTERNAL_TOKEN};
 
 struct Running {
     child: Child,
@@ -68,7 +70,7 @@ const TOKEN_HEADER: &str = "x-switchboard-internal-token: test-internal-token";
 
 #[tokio::test]
 async fn grpcurl_lists_sends_and_lists_through_reflection() {
-    let (_database, url) = TestDatabase::create(Backend::Sqlite).await;
+    let (_database, url) = TestDatabase::create(Backend::Sqlite, "notifications.db").await;
     let server = start_binary(&url);
     let addr = server.addr.as_str();
     assert_eq!(INTERNAL_TOKEN, "test-internal-token");
@@ -162,7 +164,7 @@ async fn grpcurl_lists_sends_and_lists_through_reflection() {
 
 #[tokio::test]
 async fn the_binary_exits_cleanly_on_sigterm() {
-    let (_database, url) = TestDatabase::create(Backend::Sqlite).await;
+    let (_database, url) = TestDatabase::create(Backend::Sqlite, "notifications.db").await;
     let mut server = start_binary(&url);
     let killed = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])

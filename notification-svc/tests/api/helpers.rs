@@ -9,6 +9,7 @@ use switchboard::{
     identity::scope,
     proto::notification::v1::{self as pb, notification_service_client::NotificationServiceClient},
     telemetry::{self, LogFormat},
+    testing::TestDatabase,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{
@@ -19,112 +20,9 @@ use tonic::{
 use tonic_types::StatusExt;
 
 pub const INTERNAL_TOKEN: &str = "test-internal-token";
+pub use switchboard::testing::Backend;
+
 pub const ALL_SCOPES: &[&str] = &[scope::SEND, scope::BROADCAST, scope::SEND_AS];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Generates one `#[tokio::test]` per backend for each named `async fn(Backend)`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::helpers::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-/// A temporary database, removed when dropped.
-pub enum TestDatabase {
-    /// Held for its drop, which deletes the directory.
-    Sqlite {
-        _dir: tempfile::TempDir,
-    },
-    Postgres {
-        admin_url: String,
-        name: String,
-    },
-}
-
-/// Where tests create their PostgreSQL databases: any database the server has, to issue
-/// CREATE/DROP DATABASE from.
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-impl TestDatabase {
-    pub async fn create(backend: Backend) -> (TestDatabase, String) {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite:{}", dir.path().join("notifications.db").display());
-                (TestDatabase::Sqlite { _dir: dir }, url)
-            }
-            Backend::Postgres => {
-                let admin_url = postgres_admin_url();
-                let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
-                let mut admin = connect_admin(&admin_url).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create test database");
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map_or(admin_url.as_str(), |(b, _)| b);
-                let url = format!("{base}/{name}");
-                (TestDatabase::Postgres { admin_url, name }, url)
-            }
-        }
-    }
-}
-
-async fn connect_admin(url: &str) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|err| panic!("PostgreSQL is required for these tests ({url}): {err}"))
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let TestDatabase::Postgres { admin_url, name } = self {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs inside the test's runtime; use a thread with its own.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async {
-                    let mut admin = connect_admin(&admin_url).await;
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await;
-                });
-            })
-            .join();
-        }
-    }
-}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -152,7 +50,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Starts the service through the same `serve` as the binary, on its own port and database.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
     telemetry::init_for_tests();
-    let (database, database_url) = TestDatabase::create(backend).await;
+    let (database, database_url) = TestDatabase::create(backend, "notifications.db").await;
     let mut config = test_config(&database_url);
     configure(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -241,7 +241,7 @@ async fn page_size_and_tokens_are_validated(backend: Backend) {
     assert_eq!(max.notifications.len(), 3);
 }
 
-crate::both_backends!(
+switchboard::both_backends!(
     shows_own_and_broadcast_newest_first,
     filters_by_state_and_category_with_totals_ignoring_them,
     pages_cover_everything_once,

@@ -175,7 +175,7 @@ async fn invalid_requests_are_refused(backend: Backend) {
     );
 }
 
-crate::both_backends!(
+switchboard::both_backends!(
     a_broadcast_is_read_per_user,
     mark_all_can_be_limited_to_a_category,
     ids_the_caller_cannot_see_are_ignored,

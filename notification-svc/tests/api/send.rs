@@ -293,7 +293,7 @@ async fn a_thousand_recipients_fit_in_one_send(backend: Backend) {
     assert_eq!(page.notifications.len(), 1);
 }
 
-crate::both_backends!(
+switchboard::both_backends!(
     stores_one_notification_per_distinct_recipient,
     broadcast_is_stored_once_and_seen_by_everyone,
     every_invalid_field_is_refused_and_nothing_is_written,

@@ -310,7 +310,7 @@ async fn invalid_requests_are_refused(backend: Backend) {
     }
 }
 
-crate::both_backends!(
+switchboard::both_backends!(
     delivers_own_and_broadcast_notifications_live,
     resume_after_replays_oldest_first_then_continues_live,
     resume_has_no_gap_and_no_duplicate_under_concurrent_sends,
