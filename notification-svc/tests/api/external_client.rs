@@ -69,7 +69,7 @@ fn grpcurl_ok(args: &[&str]) -> String {
 const TOKEN_HEADER: &str = "x-switchboard-internal-token: test-internal-token";
 
 #[tokio::test]
-async fn grpcurl_lists_sends_and_lists_through_reflection() {
+async fn grpcurl_and_buf_curl_work_through_reflection() {
     let (_database, url) = TestDatabase::create(Backend::Sqlite, "notifications.db").await;
     let server = start_binary(&url);
     let addr = server.addr.as_str();
@@ -127,6 +127,37 @@ async fn grpcurl_lists_sends_and_lists_through_reflection() {
     assert!(listed.contains("Your test run finished"), "{listed}");
     assert!(listed.contains("\"totalUnread\": \"1\""), "{listed}");
     assert!(listed.contains("\"build\": \"1\""), "{listed}");
+
+    // buf curl resolves the schema through reflection v1 (grpcurl 1.8 uses v1alpha).
+    let url = format!("http://{addr}/switchboard.notification.v1.NotificationService/List");
+    let output = Command::new("buf")
+        .args([
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            "--reflect-header",
+            TOKEN_HEADER,
+            "-H",
+            TOKEN_HEADER,
+            "-H",
+            "x-switchboard-user-id: alice",
+            "-d",
+            "{}",
+            &url,
+        ])
+        .output()
+        .expect("buf must be installed (pip install buf-bin)");
+    let listed_by_buf = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        listed_by_buf.contains("Your test run finished"),
+        "{listed_by_buf}"
+    );
 
     // A bad request shows its field violation, decoded through reflection.
     let refused = grpcurl(&[
