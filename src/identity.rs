@@ -103,6 +103,34 @@ impl Caller {
     }
 }
 
+/// Adds an identity and the internal token to every outgoing call: how a trusted service
+/// (conversation-svc notifying through notification-svc) or a test acts as someone.
+#[derive(Debug, Clone)]
+pub struct ForwardIdentity {
+    caller: Caller,
+    internal_token: String,
+}
+
+impl ForwardIdentity {
+    pub fn new(caller: Caller, internal_token: impl Into<String>) -> Self {
+        Self {
+            caller,
+            internal_token: internal_token.into(),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for ForwardIdentity {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        self.caller
+            .write_metadata(request.metadata_mut(), &self.internal_token);
+        Ok(request)
+    }
+}
+
 /// Paths served without the internal token: health checks come from orchestrators that hold
 /// no credentials.
 const OPEN_PATH_PREFIXES: &[&str] = &["/grpc.health.v1.Health/"];

@@ -1,0 +1,94 @@
+//! Switchboard conversation service: 1:1 conversations and messages over gRPC, on SQLite or
+//! PostgreSQL, notifying the other participant through notification-svc.
+//!
+//! `serve` is the one entry point, used by `main.rs` and by the tests alike.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod notifier;
+pub mod store;
+pub mod users;
+
+use std::future::Future;
+
+use anyhow::Context;
+use switchboard::{
+    db, grpc, identity::InternalAuthLayer,
+    proto::conversation::v1::conversation_service_server::ConversationServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+pub use config::Config;
+
+use crate::{api::ConversationApi, notifier::Notifier};
+
+type Server = ConversationServiceServer<ConversationApi>;
+
+/// Runs the service on `listener` until `shutdown` resolves, then drains: health turns
+/// NOT_SERVING, in-flight calls and pending notifications get `config.shutdown_grace`.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.internal_token.is_empty(),
+        "an internal token is required (--internal-token or {})",
+        switchboard::identity::INTERNAL_TOKEN_ENV
+    );
+    let notifier = Notifier::new(&config.notification_addr, &config.internal_token)?;
+    let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
+    let background = TaskTracker::new();
+    let api = ConversationApi::new(store::for_database(&database), notifier, background.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<Server>().await;
+    let (reflection_v1, reflection_v1alpha) =
+        grpc::reflection_services(&[<Server as tonic::server::NamedService>::NAME])?;
+
+    let stop = CancellationToken::new();
+    let local_addr = listener.local_addr()?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = grpc::server_builder()
+        // Every call but health must carry the internal token.
+        .layer(InternalAuthLayer::new(&config.internal_token))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(Server::new(api).max_decoding_message_size(grpc::MAX_DECODING_MESSAGE_SIZE))
+        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            health.set_not_serving::<Server>().await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            stop.cancel();
+        }
+    });
+
+    tracing::info!(%local_addr, backend = database.backend_name(), "conversation-svc listening");
+    let grace = config.shutdown_grace;
+    let drained = async {
+        server.await.context("gRPC server failed")?;
+        background.close();
+        background.wait().await;
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        result = drained => result?,
+        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "shutdown grace period elapsed with work still open");
+        }
+    }
+    database.close().await;
+    tracing::info!("conversation-svc stopped");
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Persistence of users, conversations and messages: one trait, one implementation per
+//! backend, sharing their SQL (`sql.rs`) as notification-svc's store does.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use switchboard::{Error, db::Database};
+
+use crate::domain::{Conversation, ConversationCursor, Message, NewMessage, Sent, User};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations {
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    postgres: &sqlx::migrate!("./migrations/postgres"),
+};
+
+#[async_trait]
+pub trait ConversationStore: Send + Sync + 'static {
+    /// Records a user's current profile. A username another id held passes to this one
+    /// (the identity provider's newest claim wins).
+    async fn record_user(&self, user: &User, now: i64) -> Result<(), Error>;
+
+    /// The user holding `username` (case-insensitive).
+    async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, Error>;
+
+    /// Creates the conversation of two users, or finds the existing one. Returns it as
+    /// `caller_id` sees it, and whether it was created.
+    async fn create_conversation(
+        &self,
+        caller_id: &str,
+        other_id: &str,
+        now: i64,
+    ) -> Result<(Conversation, bool), Error>;
+
+    /// One conversation as `user_id` sees it; `None` unless they take part.
+    async fn conversation(&self, user_id: &str, id: &str) -> Result<Option<Conversation>, Error>;
+
+    /// A page of the user's conversations, most recent activity first, plus one extra row
+    /// when more follow.
+    async fn conversations(
+        &self,
+        user_id: &str,
+        after: Option<&ConversationCursor>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>, Error>;
+
+    /// Stores a message, makes it the last one and bumps the other participant's unread
+    /// count in one transaction. `NotFound` unless the sender takes part.
+    async fn send_message(&self, message: &NewMessage, now: i64) -> Result<Sent, Error>;
+
+    /// A page of messages, newest first, plus one extra row when more follow. `None` unless
+    /// the user takes part.
+    async fn messages(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        before_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, Error>;
+
+    /// Sets the user's unread count to zero; false unless they take part.
+    async fn mark_read(&self, user_id: &str, conversation_id: &str) -> Result<bool, Error>;
+}
+
+pub fn for_database(db: &Database) -> Arc<dyn ConversationStore> {
+    match db {
+        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
+    }
+}
