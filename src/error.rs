@@ -143,7 +143,7 @@ impl From<Error> for Status {
             Error::ResourceExhausted(what) => Status::resource_exhausted(what),
             Error::Unavailable(reason) => Status::unavailable(reason),
             Error::Internal(err) => {
-                tracing::error!(error = ?err, "internal error");
+                tracing::error!(error = %format!("{err:#}"), "internal error");
                 Status::internal("internal error")
             }
         }

@@ -16,6 +16,19 @@ impl PostgresStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
+
+    /// Claims of one username queue behind each other for the rest of the transaction;
+    /// without it, concurrent claimants keep colliding on the unique index.
+    async fn lock_username(
+        tx: &mut Transaction<'static, Postgres>,
+        key: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+    }
 }
 
 super::sql::impl_conversation_store!(PostgresStore, Postgres);

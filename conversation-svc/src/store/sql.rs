@@ -174,28 +174,47 @@ macro_rules! impl_conversation_store {
             Ok(row.map(Into::into))
         }
 
+        async fn record_user_once(
+            store: &$store,
+            user: &User,
+            key: Option<&str>,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            let mut tx = store.begin_write().await?;
+            if let Some(key) = key {
+                <$store>::lock_username(&mut tx, key).await?;
+                sqlx::query(sql::RELEASE_USERNAME)
+                    .bind(key)
+                    .bind(&user.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(sql::UPSERT_USER)
+                .bind(&user.id)
+                .bind(&user.username)
+                .bind(key)
+                .bind(&user.avatar_url)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+
         #[async_trait]
         impl ConversationStore for $store {
             async fn record_user(&self, user: &User, now: i64) -> Result<(), Error> {
                 let key = (!user.username.is_empty()).then(|| username_key(&user.username));
-                let mut tx = self.begin_write().await?;
-                if let Some(key) = &key {
-                    sqlx::query(sql::RELEASE_USERNAME)
-                        .bind(key)
-                        .bind(&user.id)
-                        .execute(&mut *tx)
-                        .await?;
+                // Two ids claiming one username at the same moment: the loser of the unique
+                // index retries, releasing the name from the winner (newest claim wins).
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match record_user_once(self, user, key.as_deref(), now).await {
+                        Err(sqlx::Error::Database(err))
+                            if err.is_unique_violation() && attempts < 3 => {}
+                        result => return result.map_err(Into::into),
+                    }
                 }
-                sqlx::query(sql::UPSERT_USER)
-                    .bind(&user.id)
-                    .bind(&user.username)
-                    .bind(&key)
-                    .bind(&user.avatar_url)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
             }
 
             async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
