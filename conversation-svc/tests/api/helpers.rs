@@ -32,6 +32,7 @@ pub type NotificationClient =
 /// A running server; stopped when dropped.
 struct Running {
     addr: SocketAddr,
+    database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     _database: TestDatabase,
 }
@@ -88,6 +89,7 @@ async fn start_conversations(backend: Backend, notification_addr: String) -> Run
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
     };
+    let database_url = config.database_url.clone();
     let (listener, addr) = bind().await;
     let (shutdown, signal) = oneshot::channel::<()>();
     tokio::spawn(conversation_svc::serve(config, listener, async {
@@ -96,6 +98,7 @@ async fn start_conversations(backend: Backend, notification_addr: String) -> Run
     wait_until_serving(addr).await;
     Running {
         addr,
+        database_url,
         shutdown: Some(shutdown),
         _database: database,
     }
@@ -111,6 +114,7 @@ async fn start_notifications(backend: Backend) -> Running {
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
     };
+    let database_url = config.database_url.clone();
     let (listener, addr) = bind().await;
     let (shutdown, signal) = oneshot::channel::<()>();
     tokio::spawn(notification_svc::serve(config, listener, async {
@@ -119,6 +123,7 @@ async fn start_notifications(backend: Backend) -> Running {
     wait_until_serving(addr).await;
     Running {
         addr,
+        database_url,
         shutdown: Some(shutdown),
         _database: database,
     }
@@ -158,6 +163,30 @@ pub fn person(username: &str) -> Caller {
 impl TestApp {
     pub fn addr(&self) -> SocketAddr {
         self.conversations.addr
+    }
+
+    /// When the store last wrote `user_id`'s profile: read straight from the database, to
+    /// check what the service does not show.
+    pub async fn user_updated_at(&self, user_id: &str) -> i64 {
+        let url = &self.conversations.database_url;
+        let query = "SELECT updated_at FROM users WHERE id = $1";
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.expect("open SQLite");
+            sqlx::query_scalar(query)
+                .bind(user_id)
+                .fetch_one(&pool)
+                .await
+                .expect("user row")
+        } else {
+            let pool = sqlx::PgPool::connect(url)
+                .await
+                .expect("connect PostgreSQL");
+            sqlx::query_scalar(query)
+                .bind(user_id)
+                .fetch_one(&pool)
+                .await
+                .expect("user row")
+        }
     }
 
     /// A client acting as `person(username)`.

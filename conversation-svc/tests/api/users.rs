@@ -79,7 +79,32 @@ async fn concurrent_claims_of_one_username_all_succeed(backend: Backend) {
     assert!(holder.id.starts_with("id-popular-"), "{holder:?}");
 }
 
+async fn an_unchanged_caller_is_not_written_again(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sign_in(&["alice"]).await;
+    let first = app.user_updated_at("id-alice").await;
+    for _ in 0..3 {
+        app.sign_in(&["alice"]).await;
+    }
+    assert_eq!(
+        app.user_updated_at("id-alice").await,
+        first,
+        "no write when nothing changed"
+    );
+    let mut new_avatar = person("alice");
+    new_avatar.avatar_url = "https://avatars.example/alice-2.png".into();
+    app.as_caller(new_avatar)
+        .list(pb::ListRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        app.user_updated_at("id-alice").await > first,
+        "a change is written"
+    );
+}
+
 switchboard::both_backends!(
+    an_unchanged_caller_is_not_written_again,
     concurrent_claims_of_one_username_all_succeed,
     a_username_moved_to_another_id_follows_the_newest_claim,
     profile_changes_show_up_for_the_other_participant,
