@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tonic::transport::Server;
+use tonic::transport::{Channel, Endpoint, Server};
 
 use crate::proto::FILE_DESCRIPTOR_SET;
 
@@ -56,6 +56,37 @@ pub fn reflection_services(
 
 /// The standard health service's name.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// How long connecting to an upstream may take: a replica that is down must fail calls fast
+/// (UNAVAILABLE) rather than hold them.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A client channel to `addresses`, a comma-separated list of `http://host:port` replicas,
+/// balanced across those that are up. Connects lazily and reconnects on its own, so a
+/// service starts while its upstream is down and recovers when it is back.
+pub fn balanced_channel(addresses: &str) -> anyhow::Result<Channel> {
+    let endpoints = addresses
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|address| {
+            Endpoint::from_shared(address.to_owned())
+                .map(|e| {
+                    e.connect_timeout(CONNECT_TIMEOUT)
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(Duration::from_secs(30))
+                        .keep_alive_timeout(Duration::from_secs(10))
+                        .keep_alive_while_idle(true)
+                })
+                .map_err(|err| anyhow::anyhow!("invalid upstream address {address:?}: {err}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match endpoints.as_slice() {
+        [] => anyhow::bail!("no upstream address given"),
+        [one] => Ok(one.connect_lazy()),
+        _ => Ok(Channel::balance_list(endpoints.into_iter())),
+    }
+}
 
 /// Resolves on SIGTERM or Ctrl-C, whichever comes first.
 ///

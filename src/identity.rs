@@ -48,10 +48,9 @@ impl Caller {
         let text = |key: &str| -> Result<String, Error> {
             match metadata.get(key) {
                 None => Ok(String::new()),
-                Some(value) => value
-                    .to_str()
+                Some(value) => decode_value(value.as_encoded_bytes())
                     .map(|s| s.trim().to_owned())
-                    .map_err(|_| Error::Unauthenticated(format!("{key} is not valid text"))),
+                    .ok_or_else(|| Error::Unauthenticated(format!("{key} is not valid text"))),
             }
         };
         let user_id = text(USER_ID)?;
@@ -90,7 +89,7 @@ impl Caller {
     /// service-to-service call.
     pub fn write_metadata(&self, metadata: &mut MetadataMap, internal_token: &str) {
         let mut put = |key: &'static str, value: &str| {
-            if let Ok(value) = MetadataValue::try_from(value) {
+            if let Ok(value) = MetadataValue::try_from(encode_value(value)) {
                 metadata.insert(key, value);
             }
         };
@@ -129,6 +128,37 @@ impl tonic::service::Interceptor for ForwardIdentity {
             .write_metadata(request.metadata_mut(), &self.internal_token);
         Ok(request)
     }
+}
+
+/// gRPC metadata values are ASCII, but usernames are not: `%`, control characters and every
+/// non-ASCII byte are percent-encoded on the way out and decoded on the way in.
+pub fn encode_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_graphic() && byte != b'%' || byte == b' ' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_value`]; `None` for a malformed escape or invalid UTF-8.
+pub fn decode_value(bytes: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Paths served without the internal token: health checks come from orchestrators that hold
@@ -248,10 +278,21 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_values_survive_the_metadata() {
+        for text in ["José Ñúñez", "50% off", "日本", "plain", "tab\there"] {
+            let encoded = encode_value(text);
+            assert!(encoded.is_ascii(), "{encoded}");
+            assert_eq!(decode_value(encoded.as_bytes()).as_deref(), Some(text));
+        }
+        assert_eq!(decode_value(b"%zz"), None);
+        assert_eq!(decode_value(b"%E6"), None);
+    }
+
+    #[test]
     fn write_then_read_round_trips() {
         let caller = Caller {
             user_id: "service:conversation".into(),
-            username: String::new(),
+            username: "Zoë".into(),
             avatar_url: String::new(),
             scopes: [scope::SEND, scope::SEND_AS].map(String::from).into(),
         };

@@ -14,10 +14,7 @@ use switchboard::{
         SendRequest, notification_service_client::NotificationServiceClient,
     },
 };
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Channel, Endpoint},
-};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::domain::{Message, NOTIFICATION_CATEGORY, notification_text};
 
@@ -35,27 +32,7 @@ impl Notifier {
     /// A notifier for `addresses`: a comma-separated list of `http://host:port`, balanced.
     /// Connects lazily, so conversation-svc starts (and serves) while notification-svc is down.
     pub fn new(addresses: &str, internal_token: &str) -> anyhow::Result<Self> {
-        let endpoints = addresses
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(|address| {
-                Endpoint::from_shared(address.to_owned())
-                    .map(|e| {
-                        e.connect_timeout(Duration::from_secs(2))
-                            .timeout(CALL_TIMEOUT)
-                    })
-                    .map_err(|err| {
-                        anyhow::anyhow!("invalid notification address {address:?}: {err}")
-                    })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        anyhow::ensure!(!endpoints.is_empty(), "no notification-svc address given");
-        let channel = if endpoints.len() == 1 {
-            endpoints[0].connect_lazy()
-        } else {
-            Channel::balance_list(endpoints.into_iter())
-        };
+        let channel = switchboard::grpc::balanced_channel(addresses)?;
         let identity = Caller {
             user_id: SERVICE_USER_ID.to_owned(),
             username: String::new(),
@@ -82,7 +59,11 @@ impl Notifier {
             sender_id: message.sender_id.clone(),
             idempotency_key: format!("conversation-message:{}", message.id),
         };
-        match self.client.clone().send(request).await {
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(CALL_TIMEOUT);
+        let mut client = self.client.clone();
+        let call = tokio::time::timeout(CALL_TIMEOUT, client.send(request));
+        match call.await.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("timed out"))) {
             Ok(_) => tracing::debug!(message_id = %message.id, "participant notified"),
             Err(status) => tracing::warn!(
                 message_id = %message.id,

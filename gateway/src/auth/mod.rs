@@ -1,0 +1,157 @@
+//! End-user authentication: `authorization: Bearer <JWT>` to a [`Caller`].
+//!
+//! HS256 tokens are checked against the shared secret; RS256, ES256 and EdDSA tokens against
+//! the JWKS key their `kid` names, and only with the algorithm that key is for (so a public
+//! key can never be used as an HMAC secret, and `alg: none` never parses). `exp` and `sub`
+//! are required, `nbf` honoured, `iss`/`aud` checked when configured, with a small leeway.
+
+mod jwks;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
+use serde::Deserialize;
+use switchboard::Caller;
+
+pub use jwks::Jwks;
+
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECONDS: u64 = 30;
+
+/// Why a call was refused; the text is what the caller sees.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("unsupported token algorithm")]
+    UnsupportedAlgorithm,
+    #[error("token has no key id")]
+    MissingKeyId,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("token algorithm does not match its key")]
+    AlgorithmMismatch,
+    #[error("invalid signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("wrong token issuer")]
+    WrongIssuer,
+    #[error("wrong token audience")]
+    WrongAudience,
+    #[error("token lacks a required claim (exp, sub)")]
+    MissingClaim,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    preferred_username: String,
+    #[serde(default)]
+    picture: String,
+    #[serde(default)]
+    scope: String,
+}
+
+pub struct Authenticator {
+    secret: Option<DecodingKey>,
+    jwks: Option<Jwks>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl Authenticator {
+    pub fn new(
+        secret: Option<&str>,
+        jwks: Option<Jwks>,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let secret = secret.filter(|s| !s.is_empty());
+        anyhow::ensure!(
+            secret.is_some() || jwks.is_some(),
+            "no JWT key configured: set SWITCHBOARD_JWT_SECRET (HS256) and/or \
+             SWITCHBOARD_JWKS_FILE (RS256/ES256/EdDSA)"
+        );
+        Ok(Self {
+            secret: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
+            jwks,
+            issuer,
+            audience,
+        })
+    }
+
+    /// The caller a request's `authorization` header proves, or why not.
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, AuthError> {
+        let token = bearer(headers)?;
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let claims = match header.alg {
+            Algorithm::HS256 => {
+                let key = self.secret.as_ref().ok_or(AuthError::UnsupportedAlgorithm)?;
+                self.verify(token, key, Algorithm::HS256)?
+            }
+            Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA => {
+                let jwks = self.jwks.as_ref().ok_or(AuthError::UnsupportedAlgorithm)?;
+                let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
+                let (key, key_alg) = jwks.key(kid).ok_or(AuthError::UnknownKey)?;
+                if key_alg != header.alg {
+                    return Err(AuthError::AlgorithmMismatch);
+                }
+                self.verify(token, &key, key_alg)?
+            }
+            _ => return Err(AuthError::UnsupportedAlgorithm),
+        };
+        if claims.sub.is_empty() {
+            return Err(AuthError::MissingClaim);
+        }
+        Ok(Caller {
+            user_id: claims.sub,
+            username: claims.preferred_username,
+            avatar_url: claims.picture,
+            scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+        })
+    }
+
+    fn verify(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<Claims, AuthError> {
+        let mut validation = Validation::new(alg);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer]),
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        decode::<Claims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
+                ErrorKind::InvalidAlgorithm => AuthError::AlgorithmMismatch,
+                _ => AuthError::Malformed,
+            })
+    }
+}
+
+fn bearer(headers: &http::HeaderMap) -> Result<&str, AuthError> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?
+        .to_str()
+        .map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token.trim())
+}

@@ -1,0 +1,59 @@
+//! Settings: flags with environment fallbacks.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use switchboard::telemetry::LogFormat;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", version, about = "Switchboard gateway")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// notification-svc replicas: comma-separated `http://host:port`, balanced.
+    #[arg(long, env = "NOTIFICATION_SVC_ADDR", default_value = "http://127.0.0.1:50052")]
+    pub notification_addr: String,
+
+    /// conversation-svc replicas: comma-separated `http://host:port`, balanced.
+    #[arg(long, env = "CONVERSATION_SVC_ADDR", default_value = "http://127.0.0.1:50053")]
+    pub conversation_addr: String,
+
+    /// Shared secret injected for the backends; required.
+    #[arg(long, env = switchboard::identity::INTERNAL_TOKEN_ENV, hide_env_values = true)]
+    pub internal_token: String,
+
+    /// HS256 secret for end-user tokens.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// JWKS file with RS256/ES256/EdDSA public keys (chosen by `kid`); reloaded when it changes.
+    #[arg(long, env = "SWITCHBOARD_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "SWITCHBOARD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Upper bound on unary calls (a client's shorter `grpc-timeout` wins); not applied to
+    /// server-streaming calls such as Subscribe.
+    #[arg(long, env = "UNARY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub unary_timeout: Duration,
+
+    /// How often upstream health is checked.
+    #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+
+    /// Log format: `text` or `json` (filter with `RUST_LOG`).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// How long shutdown waits for in-flight calls before exiting anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}

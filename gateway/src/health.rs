@@ -1,0 +1,49 @@
+//! The gateway's health per upstream: NOT_SERVING for a service whose upstream is down, so
+//! balancers and operators see which half of the system is missing.
+
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tonic_health::{
+    ServingStatus,
+    pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
+    server::HealthReporter,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Polls `service` on `channel` every `interval` and mirrors the answer under its name.
+pub fn watch(
+    reporter: HealthReporter,
+    service: &'static str,
+    channel: Channel,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut client = HealthClient::new(channel);
+        let mut last = None;
+        loop {
+            let request = HealthCheckRequest {
+                service: service.to_owned(),
+            };
+            let check = tokio::time::timeout(interval.max(Duration::from_secs(1)), client.check(request)).await;
+            let status = match check {
+                Ok(Ok(response))
+                    if response.get_ref().status() == health_check_response::ServingStatus::Serving =>
+                {
+                    ServingStatus::Serving
+                }
+                _ => ServingStatus::NotServing,
+            };
+            if last != Some(status) {
+                tracing::info!(%service, ?status, "upstream health changed");
+                reporter.set_service_status(service, status).await;
+                last = Some(status);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,107 @@
+//! Switchboard gateway: authenticates end users (Bearer JWT) and forwards every gRPC call,
+//! unary or streaming, to notification-svc or conversation-svc by its path, with the caller's
+//! identity and the internal token injected.
+//!
+//! `serve` is the one entry point, used by `main.rs` and by the tests alike.
+
+pub mod auth;
+pub mod config;
+mod deadline;
+mod health;
+mod logging;
+mod methods;
+pub mod proxy;
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context;
+use http::HeaderValue;
+use switchboard::grpc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+pub use config::Config;
+
+use crate::{
+    auth::{Authenticator, Jwks},
+    proxy::{Conversations, Forwarder, Notifications, Proxy, Upstream},
+};
+
+/// Runs the gateway on `listener` until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.internal_token.is_empty(),
+        "an internal token is required (--internal-token or {})",
+        switchboard::identity::INTERNAL_TOKEN_ENV
+    );
+    let stop = CancellationToken::new();
+    let jwks = config
+        .jwks_file
+        .clone()
+        .map(|path| Jwks::watch(path, stop.clone()))
+        .transpose()?;
+    let auth = Authenticator::new(
+        config.jwt_secret.as_deref(),
+        jwks,
+        config.jwt_issuer.clone(),
+        config.jwt_audience.clone(),
+    )?;
+    let forwarder = Arc::new(Forwarder {
+        auth: Arc::new(auth),
+        internal_token: HeaderValue::from_str(&config.internal_token)
+            .context("the internal token must be printable ASCII")?,
+        streaming: Arc::new(methods::server_streaming()?),
+        unary_timeout: config.unary_timeout,
+    });
+    let notifications = grpc::balanced_channel(&config.notification_addr)
+        .context("--notification-addr")?;
+    let conversations = grpc::balanced_channel(&config.conversation_addr)
+        .context("--conversation-addr")?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for (name, channel) in [
+        (Notifications::NAME, notifications.clone()),
+        (Conversations::NAME, conversations.clone()),
+    ] {
+        health::watch(health.clone(), name, channel, config.health_interval, stop.clone());
+    }
+    let (reflection_v1, reflection_v1alpha) =
+        grpc::reflection_services(&[Notifications::NAME, Conversations::NAME])?;
+
+    let local_addr = listener.local_addr()?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Health and reflection answer without a token; the proxies authenticate every call.
+    let server = grpc::server_builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(Proxy::<Notifications>::new(notifications, forwarder.clone()))
+        .add_service(Proxy::<Conversations>::new(conversations, forwarder))
+        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            health.set_service_status("", ServingStatus::NotServing).await;
+            stop.cancel();
+        }
+    });
+
+    tracing::info!(%local_addr, "gateway listening");
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        result = server => result.context("gRPC server failed")?,
+        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "shutdown grace period elapsed with calls still open");
+        }
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
+}

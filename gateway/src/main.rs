@@ -1,0 +1,12 @@
+use clap::Parser;
+use gateway::{Config, serve};
+use switchboard::{grpc::shutdown_signal, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    telemetry::init(config.log_format);
+    let shutdown = shutdown_signal();
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    serve(config, listener, shutdown).await
+}

@@ -1,0 +1,224 @@
+//! Forwarding: one generic service per upstream, mounted under its gRPC path prefix.
+//!
+//! There is no per-method code: a call is authenticated, its metadata rewritten, and the
+//! HTTP/2 request streamed to the upstream as is; the response (headers, messages, trailers,
+//! status and details) streams back untouched. Dropping the client's call drops the upstream
+//! one, so a cancelled Subscribe frees its stream on the backend.
+
+use std::{
+    collections::HashSet,
+    convert::Infallible,
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use switchboard::{
+    Caller,
+    identity::{self, encode_value},
+};
+use tonic::{Status, body::Body, server::NamedService, transport::Channel};
+use tower::{Service, ServiceExt};
+
+use crate::{auth::Authenticator, deadline, logging::LoggedBody};
+
+/// How long a streaming call may wait for the upstream's response headers. Unary calls use
+/// their deadline instead.
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the forwarding of one call needs.
+pub struct Forwarder {
+    pub auth: Arc<Authenticator>,
+    pub internal_token: HeaderValue,
+    /// `/package.Service/Method` paths of server-streaming methods, from the descriptors.
+    pub streaming: Arc<HashSet<String>>,
+    pub unary_timeout: Duration,
+}
+
+/// Names an upstream service: the path prefix its calls arrive under.
+pub trait Upstream: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+pub struct Notifications;
+impl Upstream for Notifications {
+    const NAME: &'static str =
+        switchboard::proto::notification::v1::notification_service_server::SERVICE_NAME;
+}
+
+pub struct Conversations;
+impl Upstream for Conversations {
+    const NAME: &'static str =
+        switchboard::proto::conversation::v1::conversation_service_server::SERVICE_NAME;
+}
+
+/// Forwards every call under `/<U::NAME>/` to `channel`.
+pub struct Proxy<U> {
+    channel: Channel,
+    forwarder: Arc<Forwarder>,
+    upstream: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for Proxy<U> {
+    fn clone(&self) -> Self {
+        Self {
+            channel: self.channel.clone(),
+            forwarder: self.forwarder.clone(),
+            upstream: PhantomData,
+        }
+    }
+}
+
+impl<U: Upstream> Proxy<U> {
+    pub fn new(channel: Channel, forwarder: Arc<Forwarder>) -> Self {
+        Self {
+            channel,
+            forwarder,
+            upstream: PhantomData,
+        }
+    }
+}
+
+impl<U: Upstream> NamedService for Proxy<U> {
+    const NAME: &'static str = U::NAME;
+}
+
+impl<U: Upstream> Service<http::Request<Body>> for Proxy<U> {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness of the upstream is awaited per call, with a timeout.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let channel = self.channel.clone();
+        let forwarder = self.forwarder.clone();
+        Box::pin(async move { Ok(forwarder.forward(channel, request).await) })
+    }
+}
+
+impl Forwarder {
+    async fn forward(&self, channel: Channel, mut request: http::Request<Body>) -> http::Response<Body> {
+        let started = Instant::now();
+        let method = request.uri().path().to_owned();
+        let request_id = request_id(request.headers());
+        let caller = match self.auth.authenticate(request.headers()) {
+            Ok(caller) => caller,
+            Err(err) => {
+                let status = Status::unauthenticated(err.to_string());
+                tracing::info!(%method, caller = "-", status = ?status.code(), latency_us = started.elapsed().as_micros() as u64, %request_id, reason = %err, "call refused");
+                return respond(status, &request_id);
+            }
+        };
+        rewrite_metadata(request.headers_mut(), &caller, &self.internal_token, &request_id);
+
+        let streaming = self.streaming.contains(&method);
+        let wait = if streaming {
+            STREAM_OPEN_TIMEOUT
+        } else {
+            let deadline = deadline::effective(request.headers(), self.unary_timeout);
+            deadline::set(request.headers_mut(), deadline);
+            deadline
+        };
+        let call = async move {
+            let mut channel = channel;
+            channel.ready().await?;
+            channel.call(request).await
+        };
+        let log = LogContext {
+            method,
+            caller: caller.user_id,
+            request_id: request_id.clone(),
+            started,
+        };
+        match tokio::time::timeout(wait, call).await {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    parts.headers.insert(identity::REQUEST_ID, value);
+                }
+                // A trailers-only response carries its status in the headers.
+                let status = parts.headers.get("grpc-status").cloned();
+                http::Response::from_parts(parts, Body::new(LoggedBody::new(body, status, log)))
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(method = %log.method, error = %err, "upstream unreachable");
+                log.finish(Status::unavailable("upstream unavailable"), &request_id)
+            }
+            Err(_) if streaming => log.finish(Status::unavailable("upstream did not answer"), &request_id),
+            Err(_) => log.finish(Status::deadline_exceeded("deadline exceeded"), &request_id),
+        }
+    }
+}
+
+/// What the per-call log line needs.
+pub struct LogContext {
+    pub method: String,
+    pub caller: String,
+    pub request_id: String,
+    pub started: Instant,
+}
+
+impl LogContext {
+    /// Logs and answers a call that never reached a response from the upstream.
+    fn finish(self, status: Status, request_id: &str) -> http::Response<Body> {
+        tracing::info!(method = %self.method, caller = %self.caller, status = ?status.code(), latency_us = self.started.elapsed().as_micros() as u64, request_id = %self.request_id, "call");
+        respond(status, request_id)
+    }
+}
+
+fn respond(status: Status, request_id: &str) -> http::Response<Body> {
+    let mut response = status.into_http::<Body>();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(identity::REQUEST_ID, value);
+    }
+    response
+}
+
+/// The client's `x-request-id` when it is a sane token, else a new UUIDv7.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(identity::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Removes what a client must not choose (every `x-switchboard-*` key, the bearer token) and
+/// sets what the backends trust: the caller's identity and the internal token.
+fn rewrite_metadata(headers: &mut HeaderMap, caller: &Caller, internal_token: &HeaderValue, request_id: &str) {
+    let spoofable: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-switchboard-"))
+        .cloned()
+        .collect();
+    for name in spoofable {
+        headers.remove(&name);
+    }
+    headers.remove(http::header::AUTHORIZATION);
+    let scopes = caller.scopes.iter().cloned().collect::<Vec<_>>().join(" ");
+    for (name, value) in [
+        (identity::USER_ID, caller.user_id.as_str()),
+        (identity::USERNAME, caller.username.as_str()),
+        (identity::AVATAR_URL, caller.avatar_url.as_str()),
+        (identity::SCOPES, scopes.as_str()),
+        (identity::REQUEST_ID, request_id),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&encode_value(value)) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(identity::INTERNAL_TOKEN, internal_token.clone());
+}
