@@ -63,7 +63,10 @@ impl Notifier {
         request.set_timeout(CALL_TIMEOUT);
         let mut client = self.client.clone();
         let call = tokio::time::timeout(CALL_TIMEOUT, client.send(request));
-        match call.await.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("timed out"))) {
+        match call
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("timed out")))
+        {
             Ok(_) => tracing::debug!(message_id = %message.id, "participant notified"),
             Err(status) => tracing::warn!(
                 message_id = %message.id,

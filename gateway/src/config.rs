@@ -13,11 +13,19 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// notification-svc replicas: comma-separated `http://host:port`, balanced.
-    #[arg(long, env = "NOTIFICATION_SVC_ADDR", default_value = "http://127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "NOTIFICATION_SVC_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
     pub notification_addr: String,
 
     /// conversation-svc replicas: comma-separated `http://host:port`, balanced.
-    #[arg(long, env = "CONVERSATION_SVC_ADDR", default_value = "http://127.0.0.1:50053")]
+    #[arg(
+        long,
+        env = "CONVERSATION_SVC_ADDR",
+        default_value = "http://127.0.0.1:50053"
+    )]
     pub conversation_addr: String,
 
     /// Shared secret injected for the backends; required.

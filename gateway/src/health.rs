@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic_health::{
     ServingStatus,
     pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
     server::HealthReporter,
 };
-use tokio_util::sync::CancellationToken;
 
 /// Polls `service` on `channel` every `interval` and mirrors the answer under its name.
 pub fn watch(
@@ -26,10 +26,13 @@ pub fn watch(
             let request = HealthCheckRequest {
                 service: service.to_owned(),
             };
-            let check = tokio::time::timeout(interval.max(Duration::from_secs(1)), client.check(request)).await;
+            let check =
+                tokio::time::timeout(interval.max(Duration::from_secs(1)), client.check(request))
+                    .await;
             let status = match check {
                 Ok(Ok(response))
-                    if response.get_ref().status() == health_check_response::ServingStatus::Serving =>
+                    if response.get_ref().status()
+                        == health_check_response::ServingStatus::Serving =>
                 {
                     ServingStatus::Serving
                 }

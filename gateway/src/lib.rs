@@ -59,17 +59,23 @@ pub async fn serve(
         streaming: Arc::new(methods::server_streaming()?),
         unary_timeout: config.unary_timeout,
     });
-    let notifications = grpc::balanced_channel(&config.notification_addr)
-        .context("--notification-addr")?;
-    let conversations = grpc::balanced_channel(&config.conversation_addr)
-        .context("--conversation-addr")?;
+    let notifications =
+        grpc::balanced_channel(&config.notification_addr).context("--notification-addr")?;
+    let conversations =
+        grpc::balanced_channel(&config.conversation_addr).context("--conversation-addr")?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for (name, channel) in [
         (Notifications::NAME, notifications.clone()),
         (Conversations::NAME, conversations.clone()),
     ] {
-        health::watch(health.clone(), name, channel, config.health_interval, stop.clone());
+        health::watch(
+            health.clone(),
+            name,
+            channel,
+            config.health_interval,
+            stop.clone(),
+        );
     }
     let (reflection_v1, reflection_v1alpha) =
         grpc::reflection_services(&[Notifications::NAME, Conversations::NAME])?;
@@ -81,7 +87,10 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(Proxy::<Notifications>::new(notifications, forwarder.clone()))
+        .add_service(Proxy::<Notifications>::new(
+            notifications,
+            forwarder.clone(),
+        ))
         .add_service(Proxy::<Conversations>::new(conversations, forwarder))
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
 
@@ -89,7 +98,9 @@ pub async fn serve(
         let stop = stop.clone();
         async move {
             shutdown.await;
-            health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             stop.cancel();
         }
     });

@@ -105,7 +105,11 @@ impl<U: Upstream> Service<http::Request<Body>> for Proxy<U> {
 }
 
 impl Forwarder {
-    async fn forward(&self, channel: Channel, mut request: http::Request<Body>) -> http::Response<Body> {
+    async fn forward(
+        &self,
+        channel: Channel,
+        mut request: http::Request<Body>,
+    ) -> http::Response<Body> {
         let started = Instant::now();
         let method = request.uri().path().to_owned();
         let request_id = request_id(request.headers());
@@ -117,7 +121,12 @@ impl Forwarder {
                 return respond(status, &request_id);
             }
         };
-        rewrite_metadata(request.headers_mut(), &caller, &self.internal_token, &request_id);
+        rewrite_metadata(
+            request.headers_mut(),
+            &caller,
+            &self.internal_token,
+            &request_id,
+        );
 
         let streaming = self.streaming.contains(&method);
         let wait = if streaming {
@@ -152,7 +161,9 @@ impl Forwarder {
                 tracing::warn!(method = %log.method, error = %err, "upstream unreachable");
                 log.finish(Status::unavailable("upstream unavailable"), &request_id)
             }
-            Err(_) if streaming => log.finish(Status::unavailable("upstream did not answer"), &request_id),
+            Err(_) if streaming => {
+                log.finish(Status::unavailable("upstream did not answer"), &request_id)
+            }
             Err(_) => log.finish(Status::deadline_exceeded("deadline exceeded"), &request_id),
         }
     }
@@ -190,7 +201,8 @@ fn request_id(headers: &HeaderMap) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
@@ -198,7 +210,12 @@ fn request_id(headers: &HeaderMap) -> String {
 
 /// Removes what a client must not choose (every `x-switchboard-*` key, the bearer token) and
 /// sets what the backends trust: the caller's identity and the internal token.
-fn rewrite_metadata(headers: &mut HeaderMap, caller: &Caller, internal_token: &HeaderValue, request_id: &str) {
+fn rewrite_metadata(
+    headers: &mut HeaderMap,
+    caller: &Caller,
+    internal_token: &HeaderValue,
+    request_id: &str,
+) {
     let spoofable: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with("x-switchboard-"))

@@ -31,8 +31,8 @@ impl Jwks {
     pub fn watch(path: PathBuf, stop: CancellationToken) -> anyhow::Result<Self> {
         let contents = std::fs::read(&path)
             .with_context(|| format!("cannot read JWKS file {}", path.display()))?;
-        let keys = parse(&contents)
-            .with_context(|| format!("invalid JWKS file {}", path.display()))?;
+        let keys =
+            parse(&contents).with_context(|| format!("invalid JWKS file {}", path.display()))?;
         tracing::info!(path = %path.display(), keys = keys.len(), "JWKS loaded");
         let jwks = Jwks {
             keys: Arc::new(RwLock::new(keys)),
@@ -59,7 +59,9 @@ impl Jwks {
                         last = contents;
                     }
                     // A half-written file is retried on the next tick.
-                    Err(err) => tracing::warn!(error = %format!("{err:#}"), "JWKS file invalid; keeping the keys loaded"),
+                    Err(err) => {
+                        tracing::warn!(error = %format!("{err:#}"), "JWKS file invalid; keeping the keys loaded")
+                    }
                 }
             }
         });

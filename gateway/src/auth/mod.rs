@@ -90,7 +90,10 @@ impl Authenticator {
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         let claims = match header.alg {
             Algorithm::HS256 => {
-                let key = self.secret.as_ref().ok_or(AuthError::UnsupportedAlgorithm)?;
+                let key = self
+                    .secret
+                    .as_ref()
+                    .ok_or(AuthError::UnsupportedAlgorithm)?;
                 self.verify(token, key, Algorithm::HS256)?
             }
             Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA => {

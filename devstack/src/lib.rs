@@ -1,0 +1,216 @@
+//! The whole Switchboard stack in one process, for a laptop and for end-to-end tests:
+//! notification-svc, conversation-svc and the gateway, each started through its own `serve`
+//! on its own port, talking to each other only over gRPC. Production runs the three binaries.
+
+pub mod token;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use switchboard::telemetry::LogFormat;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// Secrets of a dev stack, generated once per data directory and kept there so tokens stay
+/// valid across restarts and `devstack token` can sign with the same secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    pub internal_token: String,
+    pub jwt_secret: String,
+}
+
+impl Secrets {
+    pub fn file(data_dir: &Path) -> PathBuf {
+        data_dir.join("dev-secrets.json")
+    }
+
+    /// Reads the data directory's secrets, creating them if there are none.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secrets> {
+        let path = Secrets::file(data_dir);
+        if let Ok(contents) = std::fs::read(&path) {
+            return serde_json::from_slice(&contents)
+                .with_context(|| format!("invalid {}", path.display()));
+        }
+        let random = || {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        };
+        let secrets = Secrets {
+            internal_token: random(),
+            jwt_secret: random(),
+        };
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&secrets)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(secrets)
+    }
+}
+
+/// Where the stack keeps its data.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// SQLite files in this directory.
+    Sqlite(PathBuf),
+    /// Databases `switchboard_notifications` and `switchboard_conversations` on this
+    /// PostgreSQL server (created if missing), e.g. `postgres://postgres@127.0.0.1:5432`.
+    Postgres(String),
+}
+
+impl Storage {
+    async fn database_urls(&self) -> anyhow::Result<(String, String)> {
+        match self {
+            Storage::Sqlite(dir) => Ok((
+                format!("sqlite:{}", dir.join("notifications.db").display()),
+                format!("sqlite:{}", dir.join("conversations.db").display()),
+            )),
+            Storage::Postgres(server) => {
+                let server = server.trim_end_matches('/');
+                let mut urls = Vec::new();
+                for name in ["switchboard_notifications", "switchboard_conversations"] {
+                    create_database(server, name).await?;
+                    urls.push(format!("{server}/{name}"));
+                }
+                Ok((urls.remove(0), urls.remove(0)))
+            }
+        }
+    }
+}
+
+async fn create_database(server: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let admin_url = format!("{server}/postgres");
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .with_context(|| format!("cannot connect to {admin_url}"))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Ports and settings of one stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub storage: Storage,
+    pub secrets: Secrets,
+    pub gateway: SocketAddr,
+    pub notification: SocketAddr,
+    pub conversation: SocketAddr,
+    pub heartbeat_interval: Duration,
+    pub jwt_audience: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+}
+
+/// A running stack.
+pub struct Stack {
+    pub gateway: SocketAddr,
+    pub notification: SocketAddr,
+    pub conversation: SocketAddr,
+    stop: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Stack {
+    /// Binds the three listeners (port 0 picks free ones) and starts the three services.
+    pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
+        let (notification_db, conversation_db) = config.storage.database_urls().await?;
+        let notification = TcpListener::bind(config.notification).await?;
+        let conversation = TcpListener::bind(config.conversation).await?;
+        let gateway = TcpListener::bind(config.gateway).await?;
+        let addrs = (
+            notification.local_addr()?,
+            conversation.local_addr()?,
+            gateway.local_addr()?,
+        );
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let token = config.secrets.internal_token.clone();
+        let grace = Duration::from_secs(5);
+
+        tasks.spawn(notification_svc::serve(
+            notification_svc::Config {
+                listen: addrs.0,
+                database_url: notification_db,
+                internal_token: token.clone(),
+                heartbeat_interval: config.heartbeat_interval,
+                log_format: LogFormat::Text,
+                shutdown_grace: grace,
+            },
+            notification,
+            stop.clone().cancelled_owned(),
+        ));
+        tasks.spawn(conversation_svc::serve(
+            conversation_svc::Config {
+                listen: addrs.1,
+                database_url: conversation_db,
+                internal_token: token.clone(),
+                notification_addr: format!("http://{}", addrs.0),
+                log_format: LogFormat::Text,
+                shutdown_grace: grace,
+            },
+            conversation,
+            stop.clone().cancelled_owned(),
+        ));
+        tasks.spawn(gateway::serve(
+            gateway::Config {
+                listen: addrs.2,
+                notification_addr: format!("http://{}", addrs.0),
+                conversation_addr: format!("http://{}", addrs.1),
+                internal_token: token,
+                jwt_secret: Some(config.secrets.jwt_secret.clone()),
+                jwks_file: config.jwks_file.clone(),
+                jwt_issuer: None,
+                jwt_audience: config.jwt_audience.clone(),
+                unary_timeout: Duration::from_secs(30),
+                health_interval: Duration::from_millis(500),
+                log_format: LogFormat::Text,
+                shutdown_grace: grace,
+            },
+            gateway,
+            stop.clone().cancelled_owned(),
+        ));
+        Ok(Stack {
+            notification: addrs.0,
+            conversation: addrs.1,
+            gateway: addrs.2,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops all three and waits for them; the first error wins.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let mut result = Ok(());
+        while let Some(joined) = self.tasks.join_next().await {
+            let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    }
+
+    /// Resolves when one of the services ends on its own (an error at start-up, say).
+    pub async fn failed(&mut self) -> anyhow::Result<()> {
+        match self.tasks.join_next().await {
+            Some(joined) => joined.map_err(anyhow::Error::from).and_then(|r| r),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! `devstack up` runs the whole stack; `devstack token` mints tokens for it.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+use devstack::{Secrets, Stack, StackConfig, Storage, token};
+use switchboard::{grpc::shutdown_signal, telemetry};
+
+#[derive(Parser)]
+#[command(name = "devstack", about = "Switchboard on a laptop")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start gateway + notification-svc + conversation-svc; Ctrl-C stops all three.
+    Up {
+        /// Where SQLite files and the dev secrets live.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Use this PostgreSQL server instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Internal token (default: generated and kept in the data directory).
+        #[arg(long, env = "SWITCHBOARD_INTERNAL_TOKEN", hide_env_values = true)]
+        internal_token: Option<String>,
+        /// HS256 secret for tokens (default: generated and kept in the data directory).
+        #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Option<String>,
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        gateway: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        notification: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:50053")]
+        conversation: SocketAddr,
+    },
+    /// Print a token for a user, signed with the data directory's dev secret.
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        user: String,
+        /// The username (`preferred_username`); defaults to the user id.
+        #[arg(long)]
+        username: Option<String>,
+        /// Space-separated scopes.
+        #[arg(long, default_value = token::ALL_SCOPES)]
+        scopes: String,
+        /// Avatar URL (`picture`).
+        #[arg(long, default_value = "")]
+        picture: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Sign with this secret instead of the data directory's.
+        #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Up {
+            data_dir,
+            postgres,
+            internal_token,
+            jwt_secret,
+            gateway,
+            notification,
+            conversation,
+        } => {
+            telemetry::init(telemetry::LogFormat::Text);
+            let shutdown = shutdown_signal();
+            let mut secrets = Secrets::load_or_create(&data_dir)?;
+            if let Some(token) = internal_token {
+                secrets.internal_token = token;
+            }
+            if let Some(secret) = jwt_secret {
+                secrets.jwt_secret = secret;
+            }
+            let storage = match postgres {
+                Some(server) => Storage::Postgres(server),
+                None => Storage::Sqlite(data_dir.clone()),
+            };
+            let dev_token = token::mint(
+                &secrets.jwt_secret,
+                "dev",
+                "dev",
+                "",
+                token::ALL_SCOPES,
+                Duration::from_secs(24 * 3600),
+            )?;
+            let mut stack = Stack::start(StackConfig {
+                storage,
+                secrets,
+                gateway,
+                notification,
+                conversation,
+                heartbeat_interval: Duration::from_secs(15),
+                jwt_audience: None,
+                jwks_file: None,
+            })
+            .await?;
+            println!();
+            println!(
+                "Switchboard is up: gateway {}, notification-svc {}, conversation-svc {}",
+                stack.gateway, stack.notification, stack.conversation
+            );
+            println!();
+            println!("Token for user \"dev\" (all scopes, 24 h):");
+            println!("  export TOKEN={dev_token}");
+            println!();
+            println!("Try:");
+            println!(
+                "  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"recipient_ids\": [\"dev\"], \"category\": \"hello\", \"content\": \"Hello from Switchboard\"}}' {} switchboard.notification.v1.NotificationService/Send",
+                stack.gateway
+            );
+            println!();
+            println!(
+                "More users: cargo run -p devstack -- token --user bob --data-dir {}",
+                data_dir.display()
+            );
+            println!("Ctrl-C stops everything.");
+            tokio::select! {
+                () = shutdown => stack.stop().await,
+                result = stack.failed() => result,
+            }
+        }
+        Command::Token {
+            user,
+            username,
+            scopes,
+            picture,
+            ttl,
+            data_dir,
+            jwt_secret,
+        } => {
+            let secret = match jwt_secret {
+                Some(secret) => secret,
+                None => Secrets::load_or_create(&data_dir)?.jwt_secret,
+            };
+            let username = username.unwrap_or_else(|| user.clone());
+            println!(
+                "{}",
+                token::mint(&secret, &user, &username, &picture, &scopes, ttl)?
+            );
+            Ok(())
+        }
+    }
+}
