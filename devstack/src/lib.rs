@@ -10,7 +10,10 @@ use std::{
     time::Duration,
 };
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use notification_svc::Hub;
 use serde::{Deserialize, Serialize};
 use switchboard::telemetry::LogFormat;
 use tokio::{net::TcpListener, task::JoinSet};
@@ -62,6 +65,11 @@ pub enum Storage {
     /// Databases `switchboard_notifications` and `switchboard_conversations` on this
     /// PostgreSQL server (created if missing), e.g. `postgres://postgres@127.0.0.1:5432`.
     Postgres(String),
+    /// Exactly these database URLs (tests make their own).
+    Databases {
+        notification: String,
+        conversation: String,
+    },
 }
 
 impl Storage {
@@ -80,6 +88,10 @@ impl Storage {
                 }
                 Ok((urls.remove(0), urls.remove(0)))
             }
+            Storage::Databases {
+                notification,
+                conversation,
+            } => Ok((notification.clone(), conversation.clone())),
         }
     }
 }
@@ -114,10 +126,14 @@ pub struct StackConfig {
     pub heartbeat_interval: Duration,
     pub jwt_audience: Option<String>,
     pub jwks_file: Option<PathBuf>,
+    /// The gateway's cap on unary calls.
+    pub unary_timeout: Duration,
 }
 
 /// A running stack.
 pub struct Stack {
+    /// notification-svc's live fan-out, to see how many Subscribe streams are open.
+    pub hub: Arc<Hub>,
     pub gateway: SocketAddr,
     pub notification: SocketAddr,
     pub conversation: SocketAddr,
@@ -142,7 +158,8 @@ impl Stack {
         let token = config.secrets.internal_token.clone();
         let grace = Duration::from_secs(5);
 
-        tasks.spawn(notification_svc::serve(
+        let hub = Arc::new(Hub::default());
+        tasks.spawn(notification_svc::serve_with_hub(
             notification_svc::Config {
                 listen: addrs.0,
                 database_url: notification_db,
@@ -153,6 +170,7 @@ impl Stack {
             },
             notification,
             stop.clone().cancelled_owned(),
+            hub.clone(),
         ));
         tasks.spawn(conversation_svc::serve(
             conversation_svc::Config {
@@ -176,7 +194,7 @@ impl Stack {
                 jwks_file: config.jwks_file.clone(),
                 jwt_issuer: None,
                 jwt_audience: config.jwt_audience.clone(),
-                unary_timeout: Duration::from_secs(30),
+                unary_timeout: config.unary_timeout,
                 health_interval: Duration::from_millis(500),
                 log_format: LogFormat::Text,
                 shutdown_grace: grace,
@@ -185,6 +203,7 @@ impl Stack {
             stop.clone().cancelled_owned(),
         ));
         Ok(Stack {
+            hub,
             notification: addrs.0,
             conversation: addrs.1,
             gateway: addrs.2,

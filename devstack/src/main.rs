@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
                 heartbeat_interval: Duration::from_secs(15),
                 jwt_audience: None,
                 jwks_file: None,
+                unary_timeout: Duration::from_secs(30),
             })
             .await?;
             println!();

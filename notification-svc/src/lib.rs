@@ -23,7 +23,9 @@ use tonic_health::ServingStatus;
 
 pub use config::Config;
 
-use crate::{api::NotificationApi, hub::Hub};
+pub use crate::hub::Hub;
+
+use crate::api::NotificationApi;
 
 /// Runs the service on `listener` until `shutdown` resolves, then drains: health turns
 /// NOT_SERVING, Subscribe streams end with UNAVAILABLE, in-flight calls get
@@ -33,6 +35,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_hub(config, listener, shutdown, Arc::new(Hub::default())).await
+}
+
+/// [`serve`] with a hub the caller keeps, to watch how many streams are open (tests and the
+/// dev stack use it; the hub is the real one, only shared).
+pub async fn serve_with_hub(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    hub: Arc<Hub>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         !config.internal_token.is_empty(),
         "an internal token is required (--internal-token or {})",
@@ -41,12 +54,7 @@ pub async fn serve(
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
-    let api = NotificationApi::new(
-        store,
-        Arc::new(Hub::default()),
-        config.heartbeat_interval,
-        stop.clone(),
-    );
+    let api = NotificationApi::new(store, hub, config.heartbeat_interval, stop.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health

@@ -47,6 +47,8 @@ pub enum AuthError {
 
 #[derive(Debug, Deserialize)]
 struct Claims {
+    // Defaulted so a missing `sub` reports as a missing claim, not as a malformed token.
+    #[serde(default)]
     sub: String,
     #[serde(default)]
     preferred_username: String,

@@ -1,0 +1,6 @@
+//! End-to-end: the three services on their own ports, driven through the gateway only.
+
+mod external_clients;
+mod security;
+mod seed_story;
+mod streaming;

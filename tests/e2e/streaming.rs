@@ -1,0 +1,176 @@
+//! Server streaming through the gateway.
+
+use std::time::Duration;
+
+use e2e::*;
+use switchboard::proto::notification::v1::{self as npb, subscribe_response::Event};
+use tonic::Code;
+
+async fn wait_for_subscribers(app: &E2e, expected: usize) {
+    for _ in 0..100 {
+        if app.hub.subscriber_count() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "expected {expected} open streams on notification-svc, found {}",
+        app.hub.subscriber_count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_stays_open_across_heartbeats_and_cancelling_frees_the_upstream() {
+    let app = start_with(Backend::Sqlite, |c| {
+        c.heartbeat_interval = Duration::from_millis(200);
+    })
+    .await;
+    let token = app.token("dana", "");
+    let mut stream = app
+        .notifications(&token)
+        .subscribe(npb::SubscribeRequest::default())
+        .await
+        .expect("subscribe")
+        .into_inner();
+    wait_for_subscribers(&app, 1).await;
+
+    let mut heartbeats = 0;
+    while heartbeats < 3 {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("heartbeat in time")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(Event::Heartbeat(_)) = message.event {
+            heartbeats += 1;
+        }
+    }
+    // Still delivering after the heartbeats (longer than the unary timeout would allow too).
+    let sender = app.token("ci", "notifications:send");
+    app.notifications(&sender)
+        .send(npb::SendRequest {
+            recipient_ids: vec!["id-dana".into()],
+            category: "build".into(),
+            content: "done".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(Event::Notification(n)) = message.event {
+            assert_eq!(n.content, "done");
+            break;
+        }
+    }
+
+    drop(stream);
+    wait_for_subscribers(&app, 0).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unary_cap_does_not_cut_subscribe_and_client_deadlines_pass_on() {
+    let app = start_with(Backend::Sqlite, |c| {
+        c.heartbeat_interval = Duration::from_millis(100);
+        c.unary_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let token = app.token("erin", "");
+    let mut stream = app
+        .notifications(&token)
+        .subscribe(npb::SubscribeRequest::default())
+        .await
+        .expect("subscribe")
+        .into_inner();
+    // Well past the 300 ms unary cap, the stream still delivers heartbeats.
+    let open_since = std::time::Instant::now();
+    while open_since.elapsed() < Duration::from_millis(1500) {
+        let message = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("heartbeat in time");
+        assert!(matches!(message, Ok(Some(_))), "stream cut: {message:?}");
+    }
+
+    // A client deadline shorter than anything the server can answer in is enforced.
+    let mut request = tonic::Request::new(npb::ListRequest::default());
+    request.set_timeout(Duration::from_nanos(1));
+    let status = app.notifications(&token).list(request).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    // Unary calls within the cap succeed.
+    app.notifications(&token)
+        .list(npb::ListRequest::default())
+        .await
+        .expect("list within the cap");
+    drop(stream);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_is_down_fails_fast_and_health_says_so() {
+    let app = start(Backend::Sqlite).await;
+    // Point a second gateway at a closed port for notifications.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = gateway::Config {
+        listen: addr,
+        notification_addr: "http://127.0.0.1:1".into(),
+        conversation_addr: format!("http://{}", app.conversation),
+        internal_token: app.secrets.internal_token.clone(),
+        jwt_secret: Some(app.secrets.jwt_secret.clone()),
+        jwks_file: None,
+        jwt_issuer: None,
+        jwt_audience: None,
+        unary_timeout: Duration::from_secs(30),
+        health_interval: Duration::from_millis(200),
+        log_format: switchboard::telemetry::LogFormat::Text,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let token = app.token("frank", "");
+    let mut client = switchboard::proto::notification::v1::notification_service_client::NotificationServiceClient::with_interceptor(
+        channel(addr),
+        bearer(&token),
+    );
+    let started = std::time::Instant::now();
+    let status = client.list(npb::ListRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(addr));
+    let mut seen = None;
+    for _ in 0..50 {
+        let response = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "switchboard.notification.v1.NotificationService".into(),
+            })
+            .await
+            .unwrap();
+        seen = Some(response.get_ref().status());
+        if seen == Some(tonic_health::pb::health_check_response::ServingStatus::NotServing) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen,
+        Some(tonic_health::pb::health_check_response::ServingStatus::NotServing)
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    app.stop().await;
+}
