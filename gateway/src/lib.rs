@@ -21,11 +21,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tower::Layer;
 
 pub use config::Config;
 
 use crate::{
-    auth::{Authenticator, Jwks},
+    auth::{AuthLayer, Authenticator, Jwks},
     proxy::{Conversations, Forwarder, Notifications, Proxy, Upstream},
 };
 
@@ -52,8 +53,8 @@ pub async fn serve(
         config.jwt_issuer.clone(),
         config.jwt_audience.clone(),
     )?;
+    let auth = AuthLayer::new(auth);
     let forwarder = Arc::new(Forwarder {
-        auth: Arc::new(auth),
         internal_token: HeaderValue::from_str(&config.internal_token)
             .context("the internal token must be printable ASCII")?,
         streaming: Arc::new(methods::server_streaming()?),
@@ -82,16 +83,16 @@ pub async fn serve(
 
     let local_addr = listener.local_addr()?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    // Health and reflection answer without a token; the proxies authenticate every call.
+    // Health and reflection answer without a token; the auth layer guards both proxies.
     let server = grpc::server_builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(Proxy::<Notifications>::new(
+        .add_service(auth.layer(Proxy::<Notifications>::new(
             notifications,
             forwarder.clone(),
-        ))
-        .add_service(Proxy::<Conversations>::new(conversations, forwarder))
+        )))
+        .add_service(auth.layer(Proxy::<Conversations>::new(conversations, forwarder)))
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
 
     tokio::spawn({

@@ -1,8 +1,8 @@
 //! Forwarding: one generic service per upstream, mounted under its gRPC path prefix.
 //!
-//! There is no per-method code: a call is authenticated, its metadata rewritten, and the
-//! HTTP/2 request streamed to the upstream as is; the response (headers, messages, trailers,
-//! status and details) streams back untouched. Dropping the client's call drops the upstream
+//! There is no per-method code: a call (authenticated by the layer around the proxy) has its
+//! metadata rewritten and its HTTP/2 request streamed to the upstream as is; the response
+//! (headers, messages, trailers, status and details) streams back untouched. Dropping the client's call drops the upstream
 //! one, so a cancelled Subscribe frees its stream on the backend.
 
 use std::{
@@ -24,7 +24,7 @@ use switchboard::{
 use tonic::{Status, body::Body, server::NamedService, transport::Channel};
 use tower::{Service, ServiceExt};
 
-use crate::{auth::Authenticator, deadline, logging::LoggedBody};
+use crate::{deadline, logging::LoggedBody};
 
 /// How long a streaming call may wait for the upstream's response headers. Unary calls use
 /// their deadline instead.
@@ -32,7 +32,6 @@ const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the forwarding of one call needs.
 pub struct Forwarder {
-    pub auth: Arc<Authenticator>,
     pub internal_token: HeaderValue,
     /// `/package.Service/Method` paths of server-streaming methods, from the descriptors.
     pub streaming: Arc<HashSet<String>>,
@@ -113,13 +112,9 @@ impl Forwarder {
         let started = Instant::now();
         let method = request.uri().path().to_owned();
         let request_id = request_id(request.headers());
-        let caller = match self.auth.authenticate(request.headers()) {
-            Ok(caller) => caller,
-            Err(err) => {
-                let status = Status::unauthenticated(err.to_string());
-                tracing::info!(%method, caller = "-", status = ?status.code(), latency_us = started.elapsed().as_micros() as u64, %request_id, reason = %err, "call refused");
-                return respond(status, &request_id);
-            }
+        // Set by the auth layer; without it (a wiring mistake) the call fails closed.
+        let Some(caller) = request.extensions_mut().remove::<Caller>() else {
+            return respond(Status::unauthenticated("not authenticated"), &request_id);
         };
         rewrite_metadata(
             request.headers_mut(),
@@ -185,7 +180,7 @@ impl LogContext {
     }
 }
 
-fn respond(status: Status, request_id: &str) -> http::Response<Body> {
+pub(crate) fn respond(status: Status, request_id: &str) -> http::Response<Body> {
     let mut response = status.into_http::<Body>();
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(identity::REQUEST_ID, value);
@@ -194,7 +189,7 @@ fn respond(status: Status, request_id: &str) -> http::Response<Body> {
 }
 
 /// The client's `x-request-id` when it is a sane token, else a new UUIDv7.
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(identity::REQUEST_ID)
         .and_then(|v| v.to_str().ok())

@@ -224,6 +224,32 @@ async fn a_backend_called_directly_without_the_internal_token_refuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_come_back_with_their_details_unchanged() {
+    let app = start(Backend::Sqlite).await;
+    let mut client = app.notifications(&app.token("ci", "notifications:send"));
+    let status = client
+        .send(npb::SendRequest {
+            recipient_ids: vec!["id-bob".into()],
+            category: "Not Valid".into(),
+            content: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let fields: Vec<_> = details
+        .bad_request()
+        .expect("BadRequest details through the gateway")
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
+    assert_eq!(fields, ["category"]);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_services_are_unimplemented_and_ids_come_back() {
     let app = start(Backend::Sqlite).await;
     let mut grpc = tonic::client::Grpc::new(channel(app.gateway));

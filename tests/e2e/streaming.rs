@@ -4,7 +4,12 @@ use std::time::Duration;
 
 use e2e::*;
 use switchboard::proto::notification::v1::{self as npb, subscribe_response::Event};
+use switchboard::{
+    proto::notification::v1::notification_service_client::NotificationServiceClient,
+    telemetry::LogFormat, testing::TestDatabase,
+};
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 async fn wait_for_subscribers(app: &E2e, expected: usize) {
     for _ in 0..100 {
@@ -113,15 +118,41 @@ async fn the_unary_cap_does_not_cut_subscribe_and_client_deadlines_pass_on() {
     app.stop().await;
 }
 
+async fn notification_health(addr: std::net::SocketAddr) -> ServingStatus {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(addr));
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "switchboard.notification.v1.NotificationService".into(),
+        })
+        .await
+        .expect("gateway health")
+        .into_inner()
+        .status()
+}
+
+async fn eventually_health(addr: std::net::SocketAddr, expected: ServingStatus) {
+    for _ in 0..100 {
+        if notification_health(addr).await == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gateway health never became {expected:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_that_is_down_fails_fast_and_health_says_so() {
+async fn a_down_upstream_fails_fast_and_calls_succeed_once_it_is_back() {
     let app = start(Backend::Sqlite).await;
-    // Point a second gateway at a closed port for notifications.
+    // A port with nothing listening, where notification-svc will start later.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let later = free.local_addr().unwrap();
+    drop(free);
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = gateway::Config {
         listen: addr,
-        notification_addr: "http://127.0.0.1:1".into(),
+        notification_addr: format!("http://{later}"),
         conversation_addr: format!("http://{}", app.conversation),
         internal_token: app.secrets.internal_token.clone(),
         jwt_secret: Some(app.secrets.jwt_secret.clone()),
@@ -130,18 +161,16 @@ async fn an_upstream_that_is_down_fails_fast_and_health_says_so() {
         jwt_audience: None,
         unary_timeout: Duration::from_secs(30),
         health_interval: Duration::from_millis(200),
-        log_format: switchboard::telemetry::LogFormat::Text,
+        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(1),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway::serve(config, listener, async {
         let _ = stopped.await;
     }));
-    let token = app.token("frank", "");
-    let mut client = switchboard::proto::notification::v1::notification_service_client::NotificationServiceClient::with_interceptor(
-        channel(addr),
-        bearer(&token),
-    );
+    let mut client =
+        NotificationServiceClient::with_interceptor(channel(addr), bearer(&app.token("frank", "")));
+
     let started = std::time::Instant::now();
     let status = client.list(npb::ListRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -150,27 +179,62 @@ async fn an_upstream_that_is_down_fails_fast_and_health_says_so() {
         "failed fast: {:?}",
         started.elapsed()
     );
+    eventually_health(addr, ServingStatus::NotServing).await;
 
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(addr));
-    let mut seen = None;
+    // notification-svc comes up where the gateway expects it: no gateway restart needed.
+    let (_database, url) = TestDatabase::create(Backend::Sqlite, "late.db").await;
+    let (stop_late, late_stopped) = tokio::sync::oneshot::channel::<()>();
+    let late = tokio::spawn(notification_svc::serve(
+        notification_svc::Config {
+            listen: later,
+            database_url: url,
+            internal_token: app.secrets.internal_token.clone(),
+            heartbeat_interval: Duration::from_secs(15),
+            log_format: LogFormat::Text,
+            shutdown_grace: Duration::from_secs(1),
+        },
+        tokio::net::TcpListener::bind(later).await.unwrap(),
+        async {
+            let _ = late_stopped.await;
+        },
+    ));
+    eventually_health(addr, ServingStatus::Serving).await;
+    let mut recovered = false;
     for _ in 0..50 {
-        let response = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "switchboard.notification.v1.NotificationService".into(),
-            })
-            .await
-            .unwrap();
-        seen = Some(response.get_ref().status());
-        if seen == Some(tonic_health::pb::health_check_response::ServingStatus::NotServing) {
+        if client.list(npb::ListRequest::default()).await.is_ok() {
+            recovered = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        seen,
-        Some(tonic_health::pb::health_check_response::ServingStatus::NotServing)
-    );
+    assert!(recovered, "calls succeed again once the upstream is back");
+
+    let _ = stop_late.send(());
+    late.await.unwrap().unwrap();
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_refuses_to_start_without_a_key_source() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = gateway::Config {
+        listen: listener.local_addr().unwrap(),
+        notification_addr: "http://127.0.0.1:1".into(),
+        conversation_addr: "http://127.0.0.1:1".into(),
+        internal_token: "t".into(),
+        jwt_secret: None,
+        jwks_file: None,
+        jwt_issuer: None,
+        jwt_audience: None,
+        unary_timeout: Duration::from_secs(30),
+        health_interval: Duration::from_secs(2),
+        log_format: LogFormat::Text,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let err = gateway::serve(config, listener, std::future::pending())
+        .await
+        .expect_err("no key source");
+    assert!(err.to_string().contains("no JWT key configured"), "{err}");
 }

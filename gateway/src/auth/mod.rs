@@ -6,12 +6,14 @@
 //! are required, `nbf` honoured, `iss`/`aud` checked when configured, with a small leeway.
 
 mod jwks;
+mod layer;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde::Deserialize;
 use switchboard::Caller;
 
 pub use jwks::Jwks;
+pub use layer::{AuthLayer, Authenticated};
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 30;
