@@ -107,3 +107,36 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// Asserts INVALID_ARGUMENT with a `google.rpc.BadRequest` field violation on `field`.
+pub fn assert_invalid(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let violations = details
+        .bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
+    assert!(
+        violations.field_violations.iter().any(|v| v.field == field),
+        "no violation on {field}: {:?}",
+        violations.field_violations
+    );
+}
+
+/// The next notification of a Subscribe stream, skipping heartbeats and read events; fails
+/// the test after 20 s or if the stream ends.
+pub async fn next_notification(
+    stream: &mut tonic::Streaming<crate::proto::notification::v1::SubscribeResponse>,
+) -> crate::proto::notification::v1::Notification {
+    use crate::proto::notification::v1::subscribe_response::Event;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(20), stream.message())
+            .await
+            .expect("a notification in time")
+            .expect("stream ok")
+            .expect("stream open");
+        if let Some(Event::Notification(n)) = message.event {
+            return n;
+        }
+    }
+}

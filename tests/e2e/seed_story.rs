@@ -1,27 +1,8 @@
 //! The seed story, through the gateway only, on SQLite and on PostgreSQL.
 
-use std::time::Duration;
-
 use e2e::*;
-use switchboard::proto::{
-    conversation::v1 as cpb,
-    notification::v1::{self as npb, subscribe_response::Event},
-};
-
-async fn next_notification(
-    stream: &mut tonic::Streaming<npb::SubscribeResponse>,
-) -> npb::Notification {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), stream.message())
-            .await
-            .expect("an event in time")
-            .expect("stream ok")
-            .expect("stream open");
-        if let Some(Event::Notification(n)) = message.event {
-            return n;
-        }
-    }
-}
+use switchboard::proto::{conversation::v1 as cpb, notification::v1 as npb};
+use switchboard::testing::next_notification;
 
 async fn alice_and_bob_talk_and_read_a_broadcast(backend: Backend) {
     let app = start(backend).await;

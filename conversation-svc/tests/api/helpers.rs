@@ -19,9 +19,8 @@ use tonic::{
     service::interceptor::InterceptedService,
     transport::{Channel, Endpoint},
 };
-use tonic_types::StatusExt;
 
-pub use switchboard::testing::Backend;
+pub use switchboard::testing::{Backend, assert_invalid};
 
 pub const INTERNAL_TOKEN: &str = "test-internal-token";
 
@@ -278,20 +277,6 @@ pub async fn list(client: &mut Client) -> Vec<pb::Conversation> {
         .expect("list")
         .into_inner()
         .conversations
-}
-
-/// Asserts INVALID_ARGUMENT with a field violation on `field`.
-pub fn assert_invalid(status: &Status, field: &str) {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let details = status.get_error_details();
-    let violations = details
-        .bad_request()
-        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
-    assert!(
-        violations.field_violations.iter().any(|v| v.field == field),
-        "no violation on {field}: {:?}",
-        violations.field_violations
-    );
 }
 
 pub fn assert_not_found<T: std::fmt::Debug>(result: Result<T, Status>) {

@@ -3,27 +3,11 @@
 
 use std::time::Duration;
 
-use switchboard::proto::{
-    conversation::v1 as pb,
-    notification::v1::{self as npb, subscribe_response::Event},
-};
+use switchboard::proto::{conversation::v1 as pb, notification::v1 as npb};
+
+use switchboard::testing::next_notification;
 
 use crate::helpers::*;
-
-async fn next_notification(
-    stream: &mut tonic::Streaming<npb::SubscribeResponse>,
-) -> npb::Notification {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), stream.message())
-            .await
-            .expect("a notification in time")
-            .expect("stream ok")
-            .expect("stream open");
-        if let Some(Event::Notification(n)) = message.event {
-            return n;
-        }
-    }
-}
 
 async fn a_message_notifies_the_other_participant_live(backend: Backend) {
     let app = spawn_app_with_notifications(backend).await;

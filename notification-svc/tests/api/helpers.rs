@@ -13,14 +13,13 @@ use switchboard::{
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{
-    Code, Request, Status,
+    Request, Status,
     service::{Interceptor, interceptor::InterceptedService},
     transport::{Channel, Endpoint},
 };
-use tonic_types::StatusExt;
 
 pub const INTERNAL_TOKEN: &str = "test-internal-token";
-pub use switchboard::testing::Backend;
+pub use switchboard::testing::{Backend, assert_invalid};
 
 pub const ALL_SCOPES: &[&str] = &[scope::SEND, scope::BROADCAST, scope::SEND_AS];
 
@@ -234,18 +233,4 @@ pub async fn list_all(client: &mut Client) -> pb::ListResponse {
 
 pub fn ids(notifications: &[pb::Notification]) -> Vec<String> {
     notifications.iter().map(|n| n.id.clone()).collect()
-}
-
-/// Asserts INVALID_ARGUMENT with a field violation on `field`.
-pub fn assert_invalid(status: &Status, field: &str) {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let details = status.get_error_details();
-    let violations = details
-        .bad_request()
-        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
-    assert!(
-        violations.field_violations.iter().any(|v| v.field == field),
-        "no violation on {field}: {:?}",
-        violations.field_violations
-    );
 }
