@@ -28,6 +28,9 @@ pub enum Error {
     NotFound(String),
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),
+    /// A position outside what is kept (a resume point past retention).
+    #[error("out of range: {0}")]
+    OutOfRange(String),
     /// A dependency (the database) cannot be reached; the caller may retry.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -141,6 +144,7 @@ impl From<Error> for Status {
             Error::PermissionDenied(reason) => Status::permission_denied(reason),
             Error::NotFound(what) => Status::not_found(what),
             Error::ResourceExhausted(what) => Status::resource_exhausted(what),
+            Error::OutOfRange(what) => Status::out_of_range(what),
             Error::Unavailable(reason) => Status::unavailable(reason),
             Error::Internal(err) => {
                 tracing::error!(error = %format!("{err:#}"), "internal error");

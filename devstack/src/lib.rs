@@ -165,6 +165,7 @@ impl Stack {
                 database_url: notification_db,
                 internal_token: token.clone(),
                 heartbeat_interval: config.heartbeat_interval,
+                retention: Duration::from_secs(90 * 24 * 3600),
                 log_format: LogFormat::Text,
                 shutdown_grace: grace,
             },

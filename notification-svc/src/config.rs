@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// How long notifications are kept (then pruned, hourly); a Subscribe resuming from
+    /// before that is told so (OUT_OF_RANGE).
+    #[arg(long, env = "RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+
     /// Log format: `text` or `json` (filter with `RUST_LOG`).
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

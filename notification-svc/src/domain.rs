@@ -29,6 +29,8 @@ pub struct Notification {
     pub recipient_id: Option<String>,
     pub created_at: i64,
     pub read_at: Option<i64>,
+    /// Position in the commit-ordered log (see docs/subscribe-cursor.md).
+    pub seq: i64,
 }
 
 impl Notification {
@@ -180,6 +182,18 @@ impl UnreadCounts {
     pub fn total(&self) -> i64 {
         self.by_category.iter().map(|(_, n)| n).sum()
     }
+}
+
+/// Notifications a user marked read, as their other sessions hear of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadEvent {
+    pub user_id: String,
+    /// The ids that changed (empty for `all`).
+    pub ids: Vec<String>,
+    pub all: bool,
+    pub category: Option<String>,
+    /// Position in the commit-ordered log of read events.
+    pub seq: i64,
 }
 
 /// What MarkRead marks.

@@ -1,20 +1,24 @@
-//! In-process fan-out of live events to Subscribe streams.
+//! In-process fan-out of the feed to Subscribe streams.
 //!
-//! Events are routed per user: a direct notification touches only its recipient's
-//! subscribers, a broadcast every subscriber. Publishing never waits: each subscriber has a
-//! bounded queue, and when it is full the event is not queued but its id is remembered
-//! ([`Subscriber::take_lag`]) so the stream catches up from the database. A slow subscriber
-//! therefore neither blocks senders nor loses notifications.
+//! The feed (`feed.rs`) publishes every committed notification and read event here, in
+//! commit order. Events are routed per user: a direct notification touches only its
+//! recipient's subscribers, a broadcast every subscriber. Publishing never waits: each
+//! subscriber has a bounded queue, and when it is full the event is dropped for that
+//! subscriber and the subscriber is marked lagging ([`Subscriber::take_lag`]); its stream then
+//! re-reads from the database after the last position it delivered. A slow subscriber
+//! therefore neither blocks anyone nor loses notifications.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
-use crate::domain::Notification;
+use crate::domain::{Notification, ReadEvent};
 
 /// Events queued per subscriber before it counts as lagging. Large enough to absorb bursts
 /// (a broadcast storm, a thousand-recipient Send) without a database catch-up, small enough
@@ -28,48 +32,34 @@ pub enum Event {
     Read(Arc<ReadEvent>),
 }
 
-/// Notifications a user marked read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadEvent {
-    pub ids: Vec<String>,
-    pub all: bool,
-    pub category: Option<String>,
-}
-
 /// One open Subscribe stream, as the hub sees it.
 #[derive(Debug)]
 pub struct Subscriber {
     key: u64,
     user_id: String,
     queue: mpsc::Sender<Event>,
-    /// Smallest notification id that could not be queued since the last catch-up.
-    lagged_from: Mutex<Option<Uuid>>,
+    lagging: AtomicBool,
 }
 
 impl Subscriber {
-    /// The smallest notification id dropped since the last call, if any: the stream must
-    /// re-read from the database everything from there on.
-    pub fn take_lag(&self) -> Option<Uuid> {
-        lock(&self.lagged_from).take()
+    /// Whether events were dropped since the last call: the stream must re-read from the
+    /// database after the last position it delivered.
+    pub fn take_lag(&self) -> bool {
+        self.lagging.swap(false, Ordering::AcqRel)
     }
 
     fn offer(&self, event: &Event) {
         match self.queue.try_send(event.clone()) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Event::Notification(n))) => {
-                // Ids are UUIDs by construction; an unparsable one cannot happen, and
-                // skipping it is safer than a catch-up from the wrong place.
-                if let Ok(id) = Uuid::parse_str(&n.id) {
-                    let mut lag = lock(&self.lagged_from);
-                    *lag = Some(lag.map_or(id, |current| current.min(id)));
-                }
+            Err(mpsc::error::TrySendError::Full(Event::Notification(_))) => {
+                self.lagging.store(true, Ordering::Release);
             }
             Err(mpsc::error::TrySendError::Full(Event::Read(_))) => {
-                // Read events are not stored, so they cannot be caught up: a client that
-                // fell this far behind re-reads its unread state from List.
+                // Read events are not replayed: a client this far behind re-reads its
+                // unread state from List.
                 tracing::debug!(user_id = %self.user_id, "read event dropped for a lagging subscriber");
             }
-            // The stream is going away; the guard removes it from the hub.
+            // The stream is going away; its guard removes it from the hub.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
@@ -79,6 +69,9 @@ impl Subscriber {
 pub struct Subscription {
     pub subscriber: Arc<Subscriber>,
     pub events: mpsc::Receiver<Event>,
+    /// The last notification position published before this subscription existed: every
+    /// later one arrives through `events` (or, after a lag, from the database).
+    pub start_seq: i64,
     hub: Arc<Hub>,
 }
 
@@ -96,6 +89,8 @@ pub struct Hub {
 #[derive(Debug, Default)]
 struct Inner {
     next_key: u64,
+    /// Position of the last notification published.
+    head: i64,
     by_user: HashMap<String, Vec<Arc<Subscriber>>>,
 }
 
@@ -108,8 +103,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    /// Registers a subscriber for `user_id`. Register before reading any backlog from the
-    /// database, so nothing committed in between is missed.
+    /// Where publishing starts (the log's head when the feed starts).
+    pub fn set_head(&self, head: i64) {
+        lock(&self.inner).head = head;
+    }
+
+    /// Registers a subscriber for `user_id`.
     pub fn subscribe(self: &Arc<Self>, user_id: &str) -> Subscription {
         let (queue, events) = mpsc::channel(SUBSCRIBER_QUEUE);
         let mut inner = lock(&self.inner);
@@ -118,7 +117,7 @@ impl Hub {
             key: inner.next_key,
             user_id: user_id.to_owned(),
             queue,
-            lagged_from: Mutex::new(None),
+            lagging: AtomicBool::new(false),
         });
         inner
             .by_user
@@ -128,6 +127,7 @@ impl Hub {
         Subscription {
             subscriber,
             events,
+            start_seq: inner.head,
             hub: self.clone(),
         }
     }
@@ -142,12 +142,14 @@ impl Hub {
         }
     }
 
-    /// Delivers a stored notification to its recipient's (or, for a broadcast, everyone's)
-    /// subscribers. Call after the transaction committed.
+    /// Delivers a committed notification to its recipient's (or, for a broadcast,
+    /// everyone's) subscribers. Called by the feed, in commit order.
     pub fn publish_notification(&self, notification: Notification) {
         let recipient = notification.recipient_id.clone();
+        let seq = notification.seq;
         let event = Event::Notification(Arc::new(notification));
-        let inner = lock(&self.inner);
+        let mut inner = lock(&self.inner);
+        inner.head = inner.head.max(seq);
         match &recipient {
             Some(user_id) => {
                 for subscriber in inner.by_user.get(user_id).into_iter().flatten() {
@@ -162,11 +164,12 @@ impl Hub {
         }
     }
 
-    /// Tells every stream of `user_id` that notifications were marked read.
-    pub fn publish_read(&self, user_id: &str, read: ReadEvent) {
+    /// Tells every stream of the event's user that notifications were marked read.
+    pub fn publish_read(&self, read: ReadEvent) {
+        let user_id = read.user_id.clone();
         let event = Event::Read(Arc::new(read));
         let inner = lock(&self.inner);
-        for subscriber in inner.by_user.get(user_id).into_iter().flatten() {
+        for subscriber in inner.by_user.get(&user_id).into_iter().flatten() {
             subscriber.offer(&event);
         }
     }
@@ -181,9 +184,9 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn notification(recipient: Option<&str>) -> Notification {
+    fn notification(recipient: Option<&str>, seq: i64) -> Notification {
         Notification {
-            id: Uuid::now_v7().to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
             category: "c".into(),
             content: "x".into(),
             link: String::new(),
@@ -191,6 +194,7 @@ mod tests {
             recipient_id: recipient.map(str::to_owned),
             created_at: 0,
             read_at: None,
+            seq,
         }
     }
 
@@ -199,8 +203,8 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let mut alice = hub.subscribe("alice");
         let mut bob = hub.subscribe("bob");
-        hub.publish_notification(notification(Some("alice")));
-        hub.publish_notification(notification(None));
+        hub.publish_notification(notification(Some("alice"), 1));
+        hub.publish_notification(notification(None, 2));
         assert!(
             matches!(alice.events.recv().await, Some(Event::Notification(n)) if n.recipient_id.as_deref() == Some("alice"))
         );
@@ -214,19 +218,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_queue_records_the_smallest_dropped_id_and_unsubscribes_on_drop() {
+    async fn a_full_queue_marks_the_subscriber_lagging_and_drop_unsubscribes() {
         let hub = Arc::new(Hub::default());
+        hub.set_head(7);
         let sub = hub.subscribe("alice");
-        for _ in 0..SUBSCRIBER_QUEUE {
-            hub.publish_notification(notification(Some("alice")));
+        assert_eq!(sub.start_seq, 7);
+        for seq in 0..SUBSCRIBER_QUEUE as i64 {
+            hub.publish_notification(notification(Some("alice"), 8 + seq));
         }
-        assert_eq!(sub.subscriber.take_lag(), None);
-        let first_dropped = notification(Some("alice"));
-        let first_id = Uuid::parse_str(&first_dropped.id).unwrap();
-        hub.publish_notification(first_dropped);
-        hub.publish_notification(notification(Some("alice")));
-        assert_eq!(sub.subscriber.take_lag(), Some(first_id));
-        assert_eq!(sub.subscriber.take_lag(), None);
+        assert!(!sub.subscriber.take_lag());
+        hub.publish_notification(notification(Some("alice"), 9000));
+        assert!(sub.subscriber.take_lag());
+        assert!(!sub.subscriber.take_lag());
+        assert_eq!(hub.subscribe("bob").start_seq, 9000);
         assert_eq!(hub.subscriber_count(), 1);
         drop(sub);
         assert_eq!(hub.subscriber_count(), 0);

@@ -6,10 +6,11 @@
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod feed;
 pub mod hub;
 pub mod store;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use switchboard::{
@@ -25,7 +26,32 @@ pub use config::Config;
 
 pub use crate::hub::Hub;
 
-use crate::api::NotificationApi;
+use crate::{api::NotificationApi, feed::Feed, store::NotificationStore};
+
+/// How often notifications past the retention are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+fn prune_periodically(
+    store: Arc<dyn NotificationStore>,
+    retention: Duration,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            let before = switchboard::time::now_micros()
+                - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+            match store.prune(before).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "notifications past retention deleted"),
+                Err(err) => tracing::warn!(error = %err, "pruning failed; retrying later"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            }
+        }
+    });
+}
 
 /// Runs the service on `listener` until `shutdown` resolves, then drains: health turns
 /// NOT_SERVING, Subscribe streams end with UNAVAILABLE, in-flight calls get
@@ -54,7 +80,16 @@ pub async fn serve_with_hub(
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
-    let api = NotificationApi::new(store, hub, config.heartbeat_interval, stop.clone());
+    let feed = Feed::start(store.clone(), hub.clone(), &database, stop.clone()).await?;
+    prune_periodically(store.clone(), config.retention, stop.clone());
+    let api = NotificationApi::new(
+        store,
+        hub,
+        feed,
+        config.heartbeat_interval,
+        config.retention,
+        stop.clone(),
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health

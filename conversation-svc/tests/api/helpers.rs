@@ -110,6 +110,7 @@ async fn start_notifications(backend: Backend) -> Running {
         database_url,
         internal_token: INTERNAL_TOKEN.to_owned(),
         heartbeat_interval: Duration::from_secs(15),
+        retention: Duration::from_secs(90 * 24 * 3600),
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
     };

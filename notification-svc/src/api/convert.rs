@@ -4,12 +4,9 @@ use switchboard::{
     Caller, Error, Violations, page_token, proto::notification::v1 as pb, time::to_timestamp,
 };
 
-use crate::{
-    domain::{
-        self, ListQuery, MAX_MARK_IDS, MAX_SUBSCRIBE_CATEGORIES, MarkTarget, NewSend, Notification,
-        ReadFilter, SendFields,
-    },
-    hub::ReadEvent,
+use crate::domain::{
+    self, ListQuery, MAX_MARK_IDS, MAX_SUBSCRIBE_CATEGORIES, MarkTarget, NewSend, Notification,
+    ReadEvent, ReadFilter, SendFields,
 };
 
 pub fn notification(n: &Notification) -> pb::Notification {

@@ -7,25 +7,24 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
 use switchboard::{
-    Caller, page_token,
+    Caller, Error, page_token,
     proto::notification::v1::{self as pb, notification_service_server::NotificationService},
     time::now_micros,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::{
-    domain::MarkTarget,
-    hub::{Hub, ReadEvent},
-    store::NotificationStore,
-};
+use crate::{feed::Feed, hub::Hub, store::NotificationStore};
 
 /// Shared state of every call.
 #[derive(Clone)]
 pub struct NotificationApi {
     store: Arc<dyn NotificationStore>,
     hub: Arc<Hub>,
+    feed: Feed,
     heartbeat_interval: Duration,
+    /// How long notifications are kept; an older `resume_after` is refused as such.
+    retention: Duration,
     /// Cancelled at shutdown: every Subscribe stream then ends with UNAVAILABLE.
     shutdown: CancellationToken,
 }
@@ -34,14 +33,46 @@ impl NotificationApi {
     pub fn new(
         store: Arc<dyn NotificationStore>,
         hub: Arc<Hub>,
+        feed: Feed,
         heartbeat_interval: Duration,
+        retention: Duration,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             store,
             hub,
+            feed,
             heartbeat_interval,
+            retention,
             shutdown,
+        }
+    }
+}
+
+impl NotificationApi {
+    /// The log position of `resume_after`. A notification past the retention horizon is
+    /// refused as such (OUT_OF_RANGE: re-list, then subscribe without `resume_after`), never
+    /// answered with a silent partial replay; an id the caller cannot see is refused as
+    /// unknown.
+    async fn resume_position(&self, user_id: &str, id: &str) -> Result<i64, Error> {
+        if let Some(seq) = self.store.seq_of(user_id, id).await? {
+            return Ok(seq);
+        }
+        let minted_ms = uuid::Uuid::parse_str(id)
+            .ok()
+            .and_then(|u| u.get_timestamp())
+            .map(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+            });
+        let horizon_ms = (now_micros() - self.retention.as_micros() as i64) / 1000;
+        match minted_ms {
+            Some(ms) if ms < horizon_ms => Err(Error::OutOfRange(format!(
+                "resume_after is older than the retained history ({}); list to resynchronise, \
+                 then subscribe without resume_after",
+                humantime::format_duration(self.retention)
+            ))),
+            _ => Err(Error::invalid("resume_after", "unknown notification")),
         }
     }
 }
@@ -63,9 +94,7 @@ impl NotificationService for NotificationApi {
             .map(convert::notification)
             .collect();
         if sent.created {
-            for notification in sent.notifications {
-                self.hub.publish_notification(notification);
-            }
+            self.feed.poke();
         }
         Ok(Response::new(pb::SendResponse { notifications }))
     }
@@ -105,19 +134,7 @@ impl NotificationService for NotificationApi {
             .mark_read(&caller.user_id, &target, now_micros())
             .await?;
         if marked.count > 0 {
-            let event = match target {
-                MarkTarget::Ids(_) => ReadEvent {
-                    ids: marked.ids,
-                    all: false,
-                    category: None,
-                },
-                MarkTarget::All { category } => ReadEvent {
-                    ids: Vec::new(),
-                    all: true,
-                    category,
-                },
-            };
-            self.hub.publish_read(&caller.user_id, event);
+            self.feed.poke();
         }
         Ok(Response::new(pb::MarkReadResponse {
             marked: marked.count,
@@ -133,11 +150,20 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let params = convert::subscribe(request.into_inner())?;
+        // Register before looking anything up, so nothing committed meanwhile is missed.
+        let subscription = self.hub.subscribe(&caller.user_id);
+        let resume_from = match &params.resume_after {
+            None => None,
+            Some(id) => Some(self.resume_position(&caller.user_id, id).await?),
+        };
         let stream = subscribe::start(
             self.store.clone(),
-            &self.hub,
-            caller.user_id,
-            params,
+            subscribe::Start {
+                subscription,
+                resume_from,
+                user_id: caller.user_id,
+                categories: params.categories,
+            },
             self.heartbeat_interval,
             self.shutdown.clone(),
         );

@@ -1,20 +1,18 @@
 //! One Subscribe stream: a spawned producer feeding a small channel that tonic drains.
 //!
-//! Order of work, which is what makes "no gap, no duplicate" hold:
-//! 1. register with the hub (live events start queueing),
-//! 2. replay from the database everything after `resume_after`, oldest first,
-//! 3. forward live events, skipping ids already delivered from the database,
-//! 4. whenever the hub reports that this subscriber's queue overflowed, re-read from the
-//!    database from the smallest dropped id on (again skipping what was delivered).
+//! Every notification has a position in the commit-ordered log (`seq`), and the hub receives
+//! them in that order, so a stream keeps one number, the position of the last notification it
+//! delivered (its watermark), and "no gap, no duplicate" follows:
+//! 1. register with the hub; everything after `start_seq` will arrive through it,
+//! 2. with `resume_after`, replay from the database everything after that notification's
+//!    position, oldest first, moving the watermark,
+//! 3. forward live events whose position is past the watermark,
+//! 4. when the hub reports a dropped event (queue full), re-read from the database after the
+//!    watermark, then go on with the queue (skipping what the database already gave).
 //!
-//! Notifications commit in roughly, not exactly, id order (concurrent senders), so
-//! duplicates are recognised by id within a time window rather than by a high-water mark.
+//! See docs/subscribe-cursor.md for why positions, not ids, are the cursor.
 
-use std::{
-    collections::{HashSet, VecDeque},
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream};
 use switchboard::{proto::notification::v1 as pb, time::to_timestamp};
@@ -22,12 +20,11 @@ use tokio::{sync::mpsc, time::MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-use uuid::Uuid;
 
 use super::{SubscribeStream, convert};
 use crate::{
     domain::Notification,
-    hub::{Event, Hub, Subscription},
+    hub::{Event, Subscription},
     store::NotificationStore,
 };
 
@@ -39,33 +36,33 @@ const OUTBOUND_BUFFER: usize = 16;
 /// Rows read per database round trip during replay and catch-up.
 const REPLAY_PAGE: usize = 500;
 
-/// How long a delivered id is remembered for de-duplication. A notification can only be
-/// seen twice if it was delivered live and is then re-read by a catch-up that starts at a
-/// smaller id; that needs it to have been minted less than this long before a notification
-/// that was minted earlier but published later, i.e. a Send transaction lasting this long.
-const DEDUP_WINDOW: Duration = Duration::from_secs(60);
+/// Where a stream starts.
+pub struct Start {
+    pub subscription: Subscription,
+    /// Replay after this position first (the `resume_after` notification's), if resuming.
+    pub resume_from: Option<i64>,
+    pub user_id: String,
+    pub categories: Vec<String>,
+}
 
 pub fn start(
     store: Arc<dyn NotificationStore>,
-    hub: &Arc<Hub>,
-    user_id: String,
-    params: convert::SubscribeParams,
+    start: Start,
     heartbeat_interval: Duration,
     shutdown: CancellationToken,
 ) -> SubscribeStream {
     let (out, out_rx) = mpsc::channel(OUTBOUND_BUFFER);
-    // Register before the first database read, so nothing commits unseen in between.
-    let subscription = hub.subscribe(&user_id);
+    let watermark = start.resume_from.unwrap_or(start.subscription.start_seq);
     let producer = Producer {
         store,
-        subscription,
-        user_id,
-        categories: params.categories,
+        subscription: start.subscription,
+        user_id: start.user_id,
+        categories: start.categories,
         out,
         shutdown: shutdown.clone(),
-        delivered: Delivered::default(),
+        watermark,
     };
-    tokio::spawn(producer.run(params.resume_after, heartbeat_interval));
+    tokio::spawn(producer.run(start.resume_from.is_some(), heartbeat_interval));
 
     // End the response with UNAVAILABLE at shutdown even if the client is not reading and
     // the producer is stuck waiting for buffer space. tonic ends the call at the first error,
@@ -95,12 +92,13 @@ struct Producer {
     categories: Vec<String>,
     out: mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
     shutdown: CancellationToken,
-    delivered: Delivered,
+    /// Position of the last notification delivered (or known not to be for this stream).
+    watermark: i64,
 }
 
 impl Producer {
-    async fn run(mut self, resume_after: Option<String>, heartbeat_interval: Duration) {
-        match self.stream(resume_after, heartbeat_interval).await {
+    async fn run(mut self, replay_first: bool, heartbeat_interval: Duration) {
+        match self.stream(replay_first, heartbeat_interval).await {
             Stop::Gone => {}
             Stop::Failed(status) => {
                 let _ = self.out.send(Err(status)).await;
@@ -109,10 +107,8 @@ impl Producer {
         tracing::debug!(user_id = %self.user_id, "subscribe stream ended");
     }
 
-    async fn stream(&mut self, resume_after: Option<String>, heartbeat_interval: Duration) -> Stop {
-        if let Some(after) = resume_after
-            && let Err(stop) = self.deliver_from_db(after).await
-        {
+    async fn stream(&mut self, replay_first: bool, heartbeat_interval: Duration) -> Stop {
+        if replay_first && let Err(stop) = self.deliver_from_db().await {
             return stop;
         }
         let start = tokio::time::Instant::now() + heartbeat_interval;
@@ -128,7 +124,6 @@ impl Producer {
                     None => Err(Stop::Gone),
                 },
                 _ = heartbeat.tick() => {
-                    self.delivered.prune();
                     self.emit(pb::subscribe_response::Event::Heartbeat(pb::Heartbeat {
                         server_time: Some(to_timestamp(switchboard::time::now_micros())),
                     }))
@@ -138,11 +133,9 @@ impl Producer {
             if let Err(stop) = step {
                 return stop;
             }
-            if let Some(dropped_from) = self.subscription.subscriber.take_lag() {
+            if self.subscription.subscriber.take_lag() {
                 tracing::debug!(user_id = %self.user_id, "subscriber fell behind; catching up from the database");
-                // Everything from the smallest dropped id on, inclusive.
-                let before = Uuid::from_u128(dropped_from.as_u128().saturating_sub(1));
-                if let Err(stop) = self.deliver_from_db(before.hyphenated().to_string()).await {
+                if let Err(stop) = self.deliver_from_db().await {
                     return stop;
                 }
             }
@@ -152,8 +145,11 @@ impl Producer {
     async fn deliver_live(&mut self, event: Event) -> Result<(), Stop> {
         match event {
             Event::Notification(n) => {
-                if self.wants(&n) && self.delivered.insert(&n.id) {
-                    self.emit_notification(&n).await?;
+                if n.seq > self.watermark {
+                    self.watermark = n.seq;
+                    if self.wants(&n) {
+                        self.emit_notification(&n).await?;
+                    }
                 }
                 Ok(())
             }
@@ -166,23 +162,21 @@ impl Producer {
         }
     }
 
-    /// Delivers every visible notification with an id greater than `after`, oldest first.
-    async fn deliver_from_db(&mut self, mut after: String) -> Result<(), Stop> {
+    /// Delivers every visible notification after the watermark, in commit order.
+    async fn deliver_from_db(&mut self) -> Result<(), Stop> {
         loop {
             let page = self
                 .store
-                .after(&self.user_id, &after, &self.categories, REPLAY_PAGE)
+                .replay(&self.user_id, self.watermark, &self.categories, REPLAY_PAGE)
                 .await
                 .map_err(|err| Stop::Failed(err.into()))?;
             let done = page.len() < REPLAY_PAGE;
             for n in &page {
-                if self.delivered.insert(&n.id) {
-                    self.emit_notification(n).await?;
-                }
+                self.watermark = n.seq;
+                self.emit_notification(n).await?;
             }
-            match page.last() {
-                Some(last) if !done => after = last.id.clone(),
-                _ => return Ok(()),
+            if done {
+                return Ok(());
             }
         }
     }
@@ -205,45 +199,6 @@ impl Producer {
         tokio::select! {
             sent = self.out.send(Ok(response)) => sent.map_err(|_| Stop::Gone),
             () = self.shutdown.cancelled() => Err(Stop::Gone),
-        }
-    }
-}
-
-/// Ids delivered recently, for de-duplication between replay/catch-up and live events.
-#[derive(Default)]
-struct Delivered {
-    ids: HashSet<u128>,
-    order: VecDeque<(Instant, u128)>,
-}
-
-impl Delivered {
-    /// Remembers `id`; false if it was delivered already.
-    fn insert(&mut self, id: &str) -> bool {
-        let Ok(key) = Uuid::parse_str(id).map(|u| u.as_u128()) else {
-            return true;
-        };
-        if !self.ids.insert(key) {
-            return false;
-        }
-        self.order.push_back((Instant::now(), key));
-        true
-    }
-
-    fn prune(&mut self) {
-        let Some(horizon) = Instant::now().checked_sub(DEDUP_WINDOW) else {
-            return;
-        };
-        while let Some(&(at, key)) = self.order.front() {
-            if at >= horizon {
-                break;
-            }
-            self.order.pop_front();
-            self.ids.remove(&key);
-        }
-        if self.ids.is_empty() {
-            // Give the memory of a past burst back; idle streams should stay small.
-            self.ids.shrink_to_fit();
-            self.order.shrink_to_fit();
         }
     }
 }

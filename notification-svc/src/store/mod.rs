@@ -1,8 +1,12 @@
 //! Persistence of notifications: one trait, one implementation per backend.
 //!
 //! Both backends share one schema shape and the same SQL text (`sql.rs`); what differs is
-//! how a write transaction starts (SQLite needs `BEGIN IMMEDIATE`) and the driver types, so
-//! each backend module is a few lines around the shared implementation.
+//! how a write transaction starts (SQLite needs `BEGIN IMMEDIATE`) and how other processes
+//! hear of a commit (PostgreSQL `NOTIFY`), so each backend module is a few lines around the
+//! shared implementation.
+//!
+//! Notifications and read events are also two commit-ordered logs (`seq`), which the feed
+//! tails to drive live delivery and Subscribe resumes by.
 
 mod postgres;
 mod sql;
@@ -13,9 +17,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use switchboard::{Error, db::Database};
 
-use crate::domain::{ListQuery, MarkTarget, Marked, NewSend, Notification, Page, UnreadCounts};
+use crate::domain::{
+    ListQuery, MarkTarget, Marked, NewSend, Notification, Page, ReadEvent, UnreadCounts,
+};
 
-pub use postgres::PostgresStore;
+pub use postgres::{FEED_CHANNEL, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Migrations of this service, one set per backend, embedded in the binary.
@@ -41,7 +47,8 @@ pub trait NotificationStore: Send + Sync + 'static {
     /// One page of the user's notifications, newest first, with unread totals.
     async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error>;
 
-    /// Marks notifications the user can see read; others are ignored.
+    /// Marks notifications the user can see read (others are ignored) and, when anything
+    /// changed, appends a read event for the user's other sessions.
     async fn mark_read(
         &self,
         user_id: &str,
@@ -49,16 +56,32 @@ pub trait NotificationStore: Send + Sync + 'static {
         now: i64,
     ) -> Result<Marked, Error>;
 
-    /// Up to `limit` notifications visible to the user with an id greater than `after_id`,
-    /// oldest first, optionally of the given categories (empty: all). Feeds Subscribe replay
-    /// and the catch-up of a subscriber that fell behind.
-    async fn after(
+    /// Up to `limit` notifications visible to the user after position `after_seq`, in commit
+    /// order, optionally of the given categories (empty: all). Feeds Subscribe replay and the
+    /// catch-up of a subscriber that fell behind.
+    async fn replay(
         &self,
         user_id: &str,
-        after_id: &str,
+        after_seq: i64,
         categories: &[String],
         limit: usize,
     ) -> Result<Vec<Notification>, Error>;
+
+    /// The position of notification `id` if the user can see it.
+    async fn seq_of(&self, user_id: &str, id: &str) -> Result<Option<i64>, Error>;
+
+    /// Every notification after `after_seq`, in commit order: the live feed.
+    async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<Notification>, Error>;
+
+    /// Every read event after `after_seq`, in commit order.
+    async fn tail_reads(&self, after_seq: i64, limit: usize) -> Result<Vec<ReadEvent>, Error>;
+
+    /// The newest positions of the notification and read-event logs.
+    async fn heads(&self) -> Result<(i64, i64), Error>;
+
+    /// Deletes notifications, read events and idempotency keys created before `before`
+    /// (microseconds); returns how many notifications went.
+    async fn prune(&self, before: i64) -> Result<u64, Error>;
 
     /// The user's unread counts by category.
     async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error>;

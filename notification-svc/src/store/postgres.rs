@@ -3,6 +3,10 @@
 use sqlx::{PgPool, Postgres, Transaction};
 use switchboard::db;
 
+/// `NOTIFY` channel telling every replica that a log moved; the payload is only the new head
+/// (a pointer), replicas read the rows themselves.
+pub const FEED_CHANNEL: &str = "switchboard_feed";
+
 pub struct PostgresStore {
     pool: PgPool,
 }
@@ -13,13 +17,27 @@ impl PostgresStore {
     }
 
     /// READ COMMITTED is enough: the idempotency key's primary key serialises repeated
-    /// Sends, and every other write is a single conditional statement.
+    /// Sends, the feed head's row lock orders commits, and every other write is a single
+    /// conditional statement.
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
 
     async fn begin_read(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         db::postgres_begin_snapshot(&self.pool).await
+    }
+
+    /// Delivered to every listening replica when (and only if) the transaction commits.
+    async fn announce(
+        tx: &mut Transaction<'static, Postgres>,
+        head: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(FEED_CHANNEL)
+            .bind(head.to_string())
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -5,18 +5,33 @@
 //! concrete database type keeps one readable copy of the logic instead.
 //! Queries are built with `QueryBuilder` + `push_bind` so placeholders fit either dialect.
 
-use crate::domain::Notification;
+use crate::domain::{Notification, ReadEvent};
 
 /// Columns of a notification as one user sees it. The caller binds the user id right after
 /// this text, for the per-user broadcast read state.
 pub const SELECT_VISIBLE: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
-     n.recipient_id, n.created_at, COALESCE(n.read_at, br.read_at) AS read_at \
+     n.recipient_id, n.created_at, COALESCE(n.read_at, br.read_at) AS read_at, n.seq \
      FROM notifications n \
      LEFT JOIN broadcast_reads br \
      ON n.recipient_id IS NULL AND br.notification_id = n.id AND br.user_id = ";
 
 pub const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications \
-     (id, send_id, recipient_id, category, content, link, sender_id, created_at, read_at) ";
+     (id, send_id, recipient_id, category, content, link, sender_id, created_at, read_at, seq) ";
+
+/// Moves a log's head by `$1` and returns the new head. The row lock (SQLite: the write
+/// lock) is held until commit, so positions are handed out in commit order.
+pub const BUMP_HEAD: &str = "UPDATE feed_heads SET seq = seq + $1 WHERE name = $2 RETURNING seq";
+
+pub const HEADS: &str = "SELECT name, seq FROM feed_heads";
+
+pub const INSERT_READ_EVENT: &str = "INSERT INTO read_events \
+     (seq, user_id, ids, all_read, category, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub const TAIL: &str = "SELECT id, category, content, link, sender_id, recipient_id, \
+     created_at, read_at, seq FROM notifications WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category FROM read_events \
+     WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 pub const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys \
      (caller_id, idempotency_key, send_id, created_at) VALUES ($1, $2, $3, $4) \
@@ -26,7 +41,7 @@ pub const IDEMPOTENT_SEND_ID: &str =
     "SELECT send_id FROM idempotency_keys WHERE caller_id = $1 AND idempotency_key = $2";
 
 pub const NOTIFICATIONS_OF_SEND: &str = "SELECT id, category, content, link, sender_id, \
-     recipient_id, created_at, read_at FROM notifications WHERE send_id = $1 ORDER BY id";
+     recipient_id, created_at, read_at, seq FROM notifications WHERE send_id = $1 ORDER BY id";
 
 /// Unread direct notifications plus broadcasts without a read row, by category.
 pub const UNREAD_BY_CATEGORY: &str = "SELECT category, COUNT(*) AS unread FROM ( \
@@ -51,6 +66,28 @@ pub struct NotificationRow {
     pub recipient_id: Option<String>,
     pub created_at: i64,
     pub read_at: Option<i64>,
+    pub seq: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ReadEventRow {
+    pub seq: i64,
+    pub user_id: String,
+    pub ids: String,
+    pub all_read: bool,
+    pub category: Option<String>,
+}
+
+impl From<ReadEventRow> for ReadEvent {
+    fn from(row: ReadEventRow) -> Self {
+        ReadEvent {
+            user_id: row.user_id,
+            ids: row.ids.split_whitespace().map(str::to_owned).collect(),
+            all: row.all_read,
+            category: row.category,
+            seq: row.seq,
+        }
+    }
 }
 
 impl From<NotificationRow> for Notification {
@@ -64,6 +101,7 @@ impl From<NotificationRow> for Notification {
             recipient_id: row.recipient_id,
             created_at: row.created_at,
             read_at: row.read_at,
+            seq: row.seq,
         }
     }
 }
@@ -76,10 +114,10 @@ macro_rules! impl_notification_store {
         use uuid::Uuid;
 
         use $crate::domain::{
-            Audience, ListQuery, MarkTarget, Marked, NewSend, Notification, Page, ReadFilter,
-            UnreadCounts,
+            Audience, ListQuery, MarkTarget, Marked, NewSend, Notification, Page, ReadEvent,
+            ReadFilter, UnreadCounts,
         };
-        use $crate::store::sql::{self, NotificationRow};
+        use $crate::store::sql::{self, NotificationRow, ReadEventRow};
         use $crate::store::{NotificationStore, Sent};
 
         /// `SELECT_VISIBLE ... WHERE <visible to user>`, ready for more `AND` filters.
@@ -149,9 +187,17 @@ macro_rules! impl_notification_store {
                     Audience::Broadcast => vec![None],
                     Audience::Recipients(ids) => ids.iter().cloned().map(Some).collect(),
                 };
+                // Positions last: the head's lock is then held only for the inserts.
+                let count = recipients.len() as i64;
+                let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
+                    .bind(count)
+                    .bind("notifications")
+                    .fetch_one(&mut *tx)
+                    .await?;
                 let notifications: Vec<Notification> = recipients
                     .into_iter()
-                    .map(|recipient_id| Notification {
+                    .zip(head - count + 1..)
+                    .map(|(recipient_id, seq)| Notification {
                         id: Uuid::now_v7().to_string(),
                         category: send.category.clone(),
                         content: send.content.clone(),
@@ -160,6 +206,7 @@ macro_rules! impl_notification_store {
                         recipient_id,
                         created_at: now,
                         read_at: None,
+                        seq,
                     })
                     .collect();
                 for chunk in notifications.chunks(sql::INSERT_CHUNK) {
@@ -173,10 +220,12 @@ macro_rules! impl_notification_store {
                             .push_bind(n.link.clone())
                             .push_bind(n.sender_id.clone())
                             .push_bind(n.created_at)
-                            .push_bind(None::<i64>);
+                            .push_bind(None::<i64>)
+                            .push_bind(n.seq);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
+                <$store>::announce(&mut tx, head).await?;
                 tx.commit().await?;
                 Ok(Sent {
                     notifications,
@@ -295,27 +344,108 @@ macro_rules! impl_notification_store {
                     }
                 }
                 marked.unread_left = unread_counts(&mut *tx, user_id).await?.total();
+                if marked.count > 0 {
+                    let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
+                        .bind(1_i64)
+                        .bind("read_events")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let (all, category) = match target {
+                        MarkTarget::Ids(_) => (false, None),
+                        MarkTarget::All { category } => (true, category.clone()),
+                    };
+                    sqlx::query(sql::INSERT_READ_EVENT)
+                        .bind(head)
+                        .bind(user_id)
+                        .bind(marked.ids.join(" "))
+                        .bind(all)
+                        .bind(category)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    <$store>::announce(&mut tx, head).await?;
+                }
                 tx.commit().await?;
                 Ok(marked)
             }
 
-            async fn after(
+            async fn replay(
                 &self,
                 user_id: &str,
-                after_id: &str,
+                after_seq: i64,
                 categories: &[String],
                 limit: usize,
             ) -> Result<Vec<Notification>, Error> {
                 let mut qb = visible_to(user_id);
-                qb.push(" AND n.id > ");
-                qb.push_bind(after_id.to_owned());
+                qb.push(" AND n.seq > ");
+                qb.push_bind(after_seq);
                 if !categories.is_empty() {
                     push_in_list(&mut qb, "n.category", categories);
                 }
-                qb.push(" ORDER BY n.id ASC LIMIT ");
+                qb.push(" ORDER BY n.seq ASC LIMIT ");
                 qb.push_bind(limit as i64);
                 let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn seq_of(&self, user_id: &str, id: &str) -> Result<Option<i64>, Error> {
+                let mut qb = visible_to(user_id);
+                qb.push(" AND n.id = ");
+                qb.push_bind(id.to_owned());
+                let row: Option<NotificationRow> =
+                    qb.build_query_as().fetch_optional(&self.pool).await?;
+                Ok(row.map(|r| r.seq))
+            }
+
+            async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<Notification>, Error> {
+                let rows: Vec<NotificationRow> = sqlx::query_as(sql::TAIL)
+                    .bind(after_seq)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn tail_reads(&self, after_seq: i64, limit: usize) -> Result<Vec<ReadEvent>, Error> {
+                let rows: Vec<ReadEventRow> = sqlx::query_as(sql::TAIL_READS)
+                    .bind(after_seq)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn heads(&self) -> Result<(i64, i64), Error> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as(sql::HEADS).fetch_all(&self.pool).await?;
+                let head = |name: &str| rows.iter().find(|(n, _)| n == name).map_or(0, |(_, s)| *s);
+                Ok((head("notifications"), head("read_events")))
+            }
+
+            async fn prune(&self, before: i64) -> Result<u64, Error> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "DELETE FROM broadcast_reads WHERE notification_id IN \
+                     (SELECT id FROM notifications WHERE created_at < $1)",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+                let pruned = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                for table in ["read_events", "idempotency_keys"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE created_at < $1"
+                    )))
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(pruned)
             }
 
             async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error> {

@@ -37,6 +37,7 @@ pub fn test_config(database_url: &str) -> Config {
         database_url: database_url.to_owned(),
         internal_token: INTERNAL_TOKEN.to_owned(),
         heartbeat_interval: Duration::from_secs(15),
+        retention: Duration::from_secs(90 * 24 * 3600),
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
     }

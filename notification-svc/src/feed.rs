@@ -1,0 +1,125 @@
+//! The live feed: one task per process tails the commit-ordered logs (notifications and read
+//! events) and publishes every new entry to the hub, in order.
+//!
+//! Writers poke the task after they commit; on PostgreSQL every replica is also poked by
+//! `LISTEN` on the channel the writers `NOTIFY` (payload: the new head, a pointer only), so a
+//! stream on replica A sees what was sent through replica B. Because positions are handed
+//! out in commit order, "everything after my last position" is exact: a missed poke (a
+//! listener reconnecting) only delays delivery until the next poke or poll.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::postgres::PgListener;
+use switchboard::db::Database;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    hub::Hub,
+    store::{FEED_CHANNEL, NotificationStore},
+};
+
+/// Safety net when no poke arrives (a lost NOTIFY while a listener reconnects).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Rows per tail query.
+const TAIL_BATCH: usize = 1000;
+
+/// Wakes the feed task.
+#[derive(Clone, Default)]
+pub struct Feed {
+    poke: Arc<Notify>,
+}
+
+impl Feed {
+    /// Something committed: publish it soon.
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Starts tailing from the current heads (history is not republished) until `stop`.
+    pub async fn start(
+        store: Arc<dyn NotificationStore>,
+        hub: Arc<Hub>,
+        database: &Database,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Feed> {
+        let feed = Feed::default();
+        let (mut notifications, mut reads) = store.heads().await?;
+        hub.set_head(notifications);
+        tokio::spawn({
+            let poke = feed.poke.clone();
+            let stop = stop.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = poke.notified() => {}
+                        () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    }
+                    if let Err(err) = drain(&*store, &hub, &mut notifications, &mut reads).await {
+                        tracing::warn!(error = %err, "feed could not read the log; retrying");
+                    }
+                }
+            }
+        });
+        if let Database::Postgres(pool) = database {
+            let listener = PgListener::connect_with(pool).await?;
+            tokio::spawn(listen(listener, feed.clone(), stop));
+        }
+        Ok(feed)
+    }
+}
+
+async fn drain(
+    store: &dyn NotificationStore,
+    hub: &Hub,
+    notifications: &mut i64,
+    reads: &mut i64,
+) -> Result<(), switchboard::Error> {
+    loop {
+        let batch = store.tail(*notifications, TAIL_BATCH).await?;
+        let full = batch.len() == TAIL_BATCH;
+        for notification in batch {
+            *notifications = notification.seq;
+            hub.publish_notification(notification);
+        }
+        if !full {
+            break;
+        }
+    }
+    loop {
+        let batch = store.tail_reads(*reads, TAIL_BATCH).await?;
+        let full = batch.len() == TAIL_BATCH;
+        for read in batch {
+            *reads = read.seq;
+            hub.publish_read(read);
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Pokes the feed for every NOTIFY from any replica, and after a reconnection (notifications
+/// sent while disconnected are not redelivered, so catch up at once).
+async fn listen(mut listener: PgListener, feed: Feed, stop: CancellationToken) {
+    if let Err(err) = listener.listen(FEED_CHANNEL).await {
+        tracing::error!(error = %err, "cannot LISTEN; live delivery falls back to polling");
+        return;
+    }
+    loop {
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            received = listener.try_recv() => received,
+        };
+        match received {
+            Ok(_) => feed.poke(),
+            Err(err) => {
+                tracing::warn!(error = %err, "feed listener lost its connection; reconnecting");
+                feed.poke();
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        }
+    }
+}
