@@ -46,7 +46,6 @@ impl Feed {
     ) -> anyhow::Result<Feed> {
         let feed = Feed::default();
         let (mut notifications, mut reads) = store.heads().await?;
-        hub.set_head(notifications);
         tokio::spawn({
             let poke = feed.poke.clone();
             let stop = stop.clone();

@@ -69,9 +69,6 @@ impl Subscriber {
 pub struct Subscription {
     pub subscriber: Arc<Subscriber>,
     pub events: mpsc::Receiver<Event>,
-    /// The last notification position published before this subscription existed: every
-    /// later one arrives through `events` (or, after a lag, from the database).
-    pub start_seq: i64,
     hub: Arc<Hub>,
 }
 
@@ -89,8 +86,6 @@ pub struct Hub {
 #[derive(Debug, Default)]
 struct Inner {
     next_key: u64,
-    /// Position of the last notification published.
-    head: i64,
     by_user: HashMap<String, Vec<Arc<Subscriber>>>,
 }
 
@@ -103,11 +98,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    /// Where publishing starts (the log's head when the feed starts).
-    pub fn set_head(&self, head: i64) {
-        lock(&self.inner).head = head;
-    }
-
     /// Registers a subscriber for `user_id`.
     pub fn subscribe(self: &Arc<Self>, user_id: &str) -> Subscription {
         let (queue, events) = mpsc::channel(SUBSCRIBER_QUEUE);
@@ -127,7 +117,6 @@ impl Hub {
         Subscription {
             subscriber,
             events,
-            start_seq: inner.head,
             hub: self.clone(),
         }
     }
@@ -146,10 +135,8 @@ impl Hub {
     /// everyone's) subscribers. Called by the feed, in commit order.
     pub fn publish_notification(&self, notification: Notification) {
         let recipient = notification.recipient_id.clone();
-        let seq = notification.seq;
         let event = Event::Notification(Arc::new(notification));
-        let mut inner = lock(&self.inner);
-        inner.head = inner.head.max(seq);
+        let inner = lock(&self.inner);
         match &recipient {
             Some(user_id) => {
                 for subscriber in inner.by_user.get(user_id).into_iter().flatten() {
@@ -220,9 +207,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_marks_the_subscriber_lagging_and_drop_unsubscribes() {
         let hub = Arc::new(Hub::default());
-        hub.set_head(7);
         let sub = hub.subscribe("alice");
-        assert_eq!(sub.start_seq, 7);
         for seq in 0..SUBSCRIBER_QUEUE as i64 {
             hub.publish_notification(notification(Some("alice"), 8 + seq));
         }
@@ -230,7 +215,6 @@ mod tests {
         hub.publish_notification(notification(Some("alice"), 9000));
         assert!(sub.subscriber.take_lag());
         assert!(!sub.subscriber.take_lag());
-        assert_eq!(hub.subscribe("bob").start_seq, 9000);
         assert_eq!(hub.subscriber_count(), 1);
         drop(sub);
         assert_eq!(hub.subscriber_count(), 0);

@@ -152,15 +152,18 @@ impl NotificationService for NotificationApi {
         let params = convert::subscribe(request.into_inner())?;
         // Register before looking anything up, so nothing committed meanwhile is missed.
         let subscription = self.hub.subscribe(&caller.user_id);
-        let resume_from = match &params.resume_after {
-            None => None,
-            Some(id) => Some(self.resume_position(&caller.user_id, id).await?),
+        // Without resume_after the stream starts at the log's current head: what committed
+        // before the call is history (List), what commits after is delivered.
+        let (watermark, replay) = match &params.resume_after {
+            None => (self.store.heads().await?.0, false),
+            Some(id) => (self.resume_position(&caller.user_id, id).await?, true),
         };
         let stream = subscribe::start(
             self.store.clone(),
             subscribe::Start {
                 subscription,
-                resume_from,
+                watermark,
+                replay,
                 user_id: caller.user_id,
                 categories: params.categories,
             },

@@ -3,9 +3,10 @@
 //! Every notification has a position in the commit-ordered log (`seq`), and the hub receives
 //! them in that order, so a stream keeps one number, the position of the last notification it
 //! delivered (its watermark), and "no gap, no duplicate" follows:
-//! 1. register with the hub; everything after `start_seq` will arrive through it,
-//! 2. with `resume_after`, replay from the database everything after that notification's
-//!    position, oldest first, moving the watermark,
+//! 1. register with the hub, then take the starting position: the `resume_after`
+//!    notification's, else the log's head at that moment,
+//! 2. with `resume_after`, replay from the database everything after that position, oldest
+//!    first, moving the watermark,
 //! 3. forward live events whose position is past the watermark,
 //! 4. when the hub reports a dropped event (queue full), re-read from the database after the
 //!    watermark, then go on with the queue (skipping what the database already gave).
@@ -39,8 +40,10 @@ const REPLAY_PAGE: usize = 500;
 /// Where a stream starts.
 pub struct Start {
     pub subscription: Subscription,
-    /// Replay after this position first (the `resume_after` notification's), if resuming.
-    pub resume_from: Option<i64>,
+    /// Deliver only what comes after this position.
+    pub watermark: i64,
+    /// Read what the database has after `watermark` first (resuming).
+    pub replay: bool,
     pub user_id: String,
     pub categories: Vec<String>,
 }
@@ -52,7 +55,6 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> SubscribeStream {
     let (out, out_rx) = mpsc::channel(OUTBOUND_BUFFER);
-    let watermark = start.resume_from.unwrap_or(start.subscription.start_seq);
     let producer = Producer {
         store,
         subscription: start.subscription,
@@ -60,9 +62,9 @@ pub fn start(
         categories: start.categories,
         out,
         shutdown: shutdown.clone(),
-        watermark,
+        watermark: start.watermark,
     };
-    tokio::spawn(producer.run(start.resume_from.is_some(), heartbeat_interval));
+    tokio::spawn(producer.run(start.replay, heartbeat_interval));
 
     // End the response with UNAVAILABLE at shutdown even if the client is not reading and
     // the producer is stuck waiting for buffer space. tonic ends the call at the first error,
