@@ -129,8 +129,10 @@ pub async fn next_notification(
     stream: &mut tonic::Streaming<crate::proto::notification::v1::SubscribeResponse>,
 ) -> crate::proto::notification::v1::Notification {
     use crate::proto::notification::v1::subscribe_response::Event;
+    // One deadline for the whole wait, so heartbeats cannot keep it alive forever.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(20), stream.message())
+        let message = tokio::time::timeout_at(deadline, stream.message())
             .await
             .expect("a notification in time")
             .expect("stream ok")

@@ -25,10 +25,12 @@ pub const ALL_SCOPES: &[&str] = &[scope::SEND, scope::BROADCAST, scope::SEND_AS]
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The database this app serves from (replicas share it).
+    pub database_url: String,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    _database: TestDatabase,
+    _database: Option<TestDatabase>,
 }
 
 pub fn test_config(database_url: &str) -> Config {
@@ -51,6 +53,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
     telemetry::init_for_tests();
     let (database, database_url) = TestDatabase::create(backend, "notifications.db").await;
+    start(database_url, Some(database), configure).await
+}
+
+/// Another replica serving the same database as `app` (PostgreSQL).
+pub async fn spawn_replica(app: &TestApp) -> TestApp {
+    start(app.database_url.clone(), None, |_| {}).await
+}
+
+async fn start(
+    database_url: String,
+    database: Option<TestDatabase>,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = test_config(&database_url);
     configure(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -67,6 +82,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
         .connect_lazy();
     let app = TestApp {
         addr,
+        database_url,
         channel,
         shutdown: Some(shutdown),
         server: Some(server),

@@ -8,5 +8,6 @@ mod auth;
 mod external_client;
 mod list;
 mod mark_read;
+mod replicas;
 mod send;
 mod subscribe;

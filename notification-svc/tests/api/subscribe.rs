@@ -20,8 +20,10 @@ async fn subscribe(
 
 /// The next event other than a heartbeat.
 async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> Event {
+    // One deadline for the whole wait, so heartbeats cannot keep it alive forever.
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let message = tokio::time::timeout(WAIT, stream.message())
+        let message = tokio::time::timeout_at(deadline, stream.message())
             .await
             .expect("an event within the timeout")
             .expect("stream ok")
