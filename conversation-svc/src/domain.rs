@@ -44,6 +44,19 @@ pub struct NewMessage {
     pub sender_id: String,
     pub content: String,
     pub idempotency_key: Option<String>,
+    /// The author's display name, for the other participant's notification.
+    pub author_name: String,
+}
+
+/// A notification waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingNotification {
+    pub message_id: String,
+    pub recipient_id: String,
+    pub sender_id: String,
+    pub content: String,
+    pub link: String,
+    pub attempts: i32,
 }
 
 /// The result of SendMessage.

@@ -18,18 +18,19 @@ use switchboard::{
     proto::conversation::v1::conversation_service_server::ConversationServiceServer,
 };
 use tokio::net::TcpListener;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 pub use config::Config;
 
-use crate::{api::ConversationApi, notifier::Notifier};
+use crate::{api::ConversationApi, notifier::Relay};
 
 type Server = ConversationServiceServer<ConversationApi>;
 
 /// Runs the service on `listener` until `shutdown` resolves, then drains: health turns
-/// NOT_SERVING, in-flight calls and pending notifications get `config.shutdown_grace`.
+/// NOT_SERVING, in-flight calls get `config.shutdown_grace`; undelivered notifications stay
+/// in the outbox for the next start.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -40,17 +41,22 @@ pub async fn serve(
         "an internal token is required (--internal-token or {})",
         switchboard::identity::INTERNAL_TOKEN_ENV
     );
-    let notifier = Notifier::new(&config.notification_addr, &config.internal_token)?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
-    let background = TaskTracker::new();
-    let api = ConversationApi::new(store::for_database(&database), notifier, background.clone());
+    let store = store::for_database(&database);
+    let stop = CancellationToken::new();
+    let relay = Relay::start(
+        store.clone(),
+        &config.notification_addr,
+        &config.internal_token,
+        stop.clone(),
+    )?;
+    let api = ConversationApi::new(store, relay);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<Server>().await;
     let (reflection_v1, reflection_v1alpha) =
         grpc::reflection_services(&[<Server as tonic::server::NamedService>::NAME])?;
 
-    let stop = CancellationToken::new();
     let local_addr = listener.local_addr()?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = grpc::server_builder()
@@ -76,14 +82,8 @@ pub async fn serve(
 
     tracing::info!(%local_addr, backend = database.backend_name(), "conversation-svc listening");
     let grace = config.shutdown_grace;
-    let drained = async {
-        server.await.context("gRPC server failed")?;
-        background.close();
-        background.wait().await;
-        anyhow::Ok(())
-    };
     tokio::select! {
-        result = drained => result?,
+        result = server => result.context("gRPC server failed")?,
         () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "shutdown grace period elapsed with work still open");
         }

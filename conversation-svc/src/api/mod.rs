@@ -9,12 +9,11 @@ use switchboard::{
     proto::conversation::v1::{self as pb, conversation_service_server::ConversationService},
     time::now_micros,
 };
-use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{self, ConversationCursor, NewMessage, User},
-    notifier::Notifier,
+    notifier::Relay,
     store::ConversationStore,
     users::Directory,
 };
@@ -23,22 +22,16 @@ use crate::{
 pub struct ConversationApi {
     store: Arc<dyn ConversationStore>,
     users: Arc<Directory>,
-    notifier: Notifier,
-    /// Notifications in flight; shutdown waits for them (within its grace period).
-    background: TaskTracker,
+    /// Woken after each stored message to deliver its notification from the outbox.
+    relay: Relay,
 }
 
 impl ConversationApi {
-    pub fn new(
-        store: Arc<dyn ConversationStore>,
-        notifier: Notifier,
-        background: TaskTracker,
-    ) -> Self {
+    pub fn new(store: Arc<dyn ConversationStore>, relay: Relay) -> Self {
         Self {
             users: Arc::new(Directory::new(store.clone())),
             store,
-            notifier,
-            background,
+            relay,
         }
     }
 
@@ -171,29 +164,22 @@ impl ConversationService for ConversationApi {
             domain::idempotency_key(&req.idempotency_key),
         );
         v.into_result()?;
+        let author_name = if author.username.is_empty() {
+            author.id.clone()
+        } else {
+            author.username.clone()
+        };
         let new = NewMessage {
             conversation_id: conversation_id.unwrap_or_default(),
             sender_id: caller.user_id.clone(),
             content: content.unwrap_or_default(),
             idempotency_key: idempotency_key.flatten(),
+            author_name,
         };
         let sent = self.store.send_message(&new, now_micros()).await?;
-        // A repeated SendMessage notifies again: if the first notification failed this is
-        // its retry, and the message id as idempotency key keeps it from doubling.
-        if !sent.recipient_id.is_empty() {
-            let notifier = self.notifier.clone();
-            let message = sent.message.clone();
-            let author_name = if author.username.is_empty() {
-                author.id.clone()
-            } else {
-                author.username.clone()
-            };
-            let recipient_id = sent.recipient_id.clone();
-            self.background.spawn(async move {
-                notifier
-                    .message_sent(&message, &author_name, &recipient_id)
-                    .await;
-            });
+        if sent.created {
+            // The notification is in the outbox, committed with the message.
+            self.relay.poke();
         }
         Ok(Response::new(pb::SendMessageResponse {
             message: Some(convert::message(&sent.message, &caller.user_id)),

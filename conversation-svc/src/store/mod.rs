@@ -10,7 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use switchboard::{Error, db::Database};
 
-use crate::domain::{Conversation, ConversationCursor, Message, NewMessage, Sent, User};
+use crate::domain::{
+    Conversation, ConversationCursor, Message, NewMessage, PendingNotification, Sent, User,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -50,8 +52,9 @@ pub trait ConversationStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Conversation>, Error>;
 
-    /// Stores a message, makes it the last one and bumps the other participant's unread
-    /// count in one transaction. `NotFound` unless the sender takes part.
+    /// Stores a message, makes it the last one, bumps the other participant's unread count
+    /// and queues their notification in the outbox, in one transaction. `NotFound` unless the
+    /// sender takes part.
     async fn send_message(&self, message: &NewMessage, now: i64) -> Result<Sent, Error>;
 
     /// A page of messages, newest first, plus one extra row when more follow. `None` unless
@@ -66,6 +69,19 @@ pub trait ConversationStore: Send + Sync + 'static {
 
     /// Sets the user's unread count to zero; false unless they take part.
     async fn mark_read(&self, user_id: &str, conversation_id: &str) -> Result<bool, Error>;
+
+    /// Outbox entries due at `now`, oldest first.
+    async fn due_notifications(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingNotification>, Error>;
+
+    /// Removes a delivered outbox entry.
+    async fn notification_delivered(&self, message_id: &str) -> Result<(), Error>;
+
+    /// Counts a failed attempt and schedules the next one.
+    async fn notification_failed(&self, message_id: &str, retry_at: i64) -> Result<(), Error>;
 }
 
 pub fn for_database(db: &Database) -> Arc<dyn ConversationStore> {

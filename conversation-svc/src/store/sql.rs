@@ -1,7 +1,7 @@
 //! SQL shared by both backends and the one implementation of the store, stamped out per
 //! backend by [`impl_conversation_store!`] (see notification-svc's store for why a macro).
 
-use crate::domain::{Conversation, Message, User};
+use crate::domain::{Conversation, Message, PendingNotification, User};
 
 /// A conversation as the participant bound to the first placeholder sees it.
 pub const SELECT_CONVERSATION: &str = "SELECT c.id, c.created_at, p.unread_count, \
@@ -59,8 +59,43 @@ pub const BUMP_PARTICIPANTS: &str = "UPDATE participants SET \
      unread_count = unread_count + CASE WHEN user_id = $2 THEN 1 ELSE 0 END \
      WHERE conversation_id = $3";
 
+pub const INSERT_OUTBOX: &str = "INSERT INTO outbox \
+     (message_id, recipient_id, sender_id, content, link, created_at, attempts, next_attempt_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, 0, $6)";
+
+pub const DUE_OUTBOX: &str = "SELECT message_id, recipient_id, sender_id, content, link, attempts \
+     FROM outbox WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, message_id LIMIT $2";
+
+pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
+
+pub const RETRY_OUTBOX: &str =
+    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE message_id = $1";
+
 pub const MARK_READ: &str =
     "UPDATE participants SET unread_count = 0 WHERE conversation_id = $1 AND user_id = $2";
+
+#[derive(sqlx::FromRow)]
+pub struct OutboxRow {
+    pub message_id: String,
+    pub recipient_id: String,
+    pub sender_id: String,
+    pub content: String,
+    pub link: String,
+    pub attempts: i32,
+}
+
+impl From<OutboxRow> for PendingNotification {
+    fn from(row: OutboxRow) -> Self {
+        PendingNotification {
+            message_id: row.message_id,
+            recipient_id: row.recipient_id,
+            sender_id: row.sender_id,
+            content: row.content,
+            link: row.link,
+            attempts: row.attempts,
+        }
+    }
+}
 
 #[derive(sqlx::FromRow)]
 pub struct UserRow {
@@ -155,10 +190,11 @@ macro_rules! impl_conversation_store {
         use uuid::Uuid;
 
         use $crate::domain::{
-            Conversation, ConversationCursor, Message, NewMessage, Sent, User, username_key,
+            Conversation, ConversationCursor, Message, NewMessage, PendingNotification, Sent, User,
+            notification_text, username_key,
         };
         use $crate::store::ConversationStore;
-        use $crate::store::sql::{self, ConversationRow, MessageRow, UserRow};
+        use $crate::store::sql::{self, ConversationRow, MessageRow, OutboxRow, UserRow};
 
         async fn conversation_of(
             conn: &mut <$db as sqlx::Database>::Connection,
@@ -361,6 +397,15 @@ macro_rules! impl_conversation_store {
                     .bind(&message.conversation_id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query(sql::INSERT_OUTBOX)
+                    .bind(&message.id)
+                    .bind(&recipient_id)
+                    .bind(&message.sender_id)
+                    .bind(notification_text(&new.author_name, &message.content))
+                    .bind(format!("/conversations/{}", message.conversation_id))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(Sent {
                     message,
@@ -396,6 +441,40 @@ macro_rules! impl_conversation_store {
                 qb.push_bind(limit as i64);
                 let rows: Vec<MessageRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
                 Ok(Some(rows.into_iter().map(Into::into).collect()))
+            }
+
+            async fn due_notifications(
+                &self,
+                now: i64,
+                limit: usize,
+            ) -> Result<Vec<PendingNotification>, Error> {
+                let rows: Vec<OutboxRow> = sqlx::query_as(sql::DUE_OUTBOX)
+                    .bind(now)
+                    .bind(limit as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn notification_delivered(&self, message_id: &str) -> Result<(), Error> {
+                sqlx::query(sql::DELETE_OUTBOX)
+                    .bind(message_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn notification_failed(
+                &self,
+                message_id: &str,
+                retry_at: i64,
+            ) -> Result<(), Error> {
+                sqlx::query(sql::RETRY_OUTBOX)
+                    .bind(message_id)
+                    .bind(retry_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn mark_read(&self, user_id: &str, conversation_id: &str) -> Result<bool, Error> {

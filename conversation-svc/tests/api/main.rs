@@ -9,4 +9,5 @@ mod create;
 mod get_and_list;
 mod messages;
 mod notify;
+mod outbox;
 mod users;
