@@ -158,7 +158,7 @@ impl Stack {
         let token = config.secrets.internal_token.clone();
         let grace = Duration::from_secs(5);
 
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::with_limits(notification_svc::Limits::default()));
         tasks.spawn(notification_svc::serve_with_hub(
             notification_svc::Config {
                 listen: addrs.0,
@@ -166,6 +166,8 @@ impl Stack {
                 internal_token: token.clone(),
                 heartbeat_interval: config.heartbeat_interval,
                 retention: Duration::from_secs(90 * 24 * 3600),
+                max_streams_per_user: 16,
+                max_streams: 50_000,
                 log_format: LogFormat::Text,
                 shutdown_grace: grace,
             },

@@ -203,9 +203,11 @@ pub(crate) fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// Removes what a client must not choose (every `x-switchboard-*` key, the bearer token) and
-/// sets what the backends trust: the caller's identity and the internal token.
-fn rewrite_metadata(
+/// Removes what a client must not choose and sets what the backends trust. Identity reaches a
+/// backend only from this allowlist, filled from the verified token; every client key that
+/// looks like ours (`x-switchboard-*`, `x_switchboard_*`, any case: HTTP/2 names arrive lower
+/// case) is dropped, as is the bearer token. Other metadata passes unchanged.
+pub(crate) fn rewrite_metadata(
     headers: &mut HeaderMap,
     caller: &Caller,
     internal_token: &HeaderValue,
@@ -213,7 +215,7 @@ fn rewrite_metadata(
 ) {
     let spoofable: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("x-switchboard-"))
+        .filter(|name| looks_like_ours(name.as_str()))
         .cloned()
         .collect();
     for name in spoofable {
@@ -221,16 +223,75 @@ fn rewrite_metadata(
     }
     headers.remove(http::header::AUTHORIZATION);
     let scopes = caller.scopes.iter().cloned().collect::<Vec<_>>().join(" ");
-    for (name, value) in [
+    let allowlist = [
         (identity::USER_ID, caller.user_id.as_str()),
         (identity::USERNAME, caller.username.as_str()),
         (identity::AVATAR_URL, caller.avatar_url.as_str()),
         (identity::SCOPES, scopes.as_str()),
         (identity::REQUEST_ID, request_id),
-    ] {
+    ];
+    for (name, value) in allowlist {
         if let Ok(value) = HeaderValue::from_str(&encode_value(value)) {
             headers.insert(name, value);
         }
     }
     headers.insert(identity::INTERNAL_TOKEN, internal_token.clone());
+}
+
+fn looks_like_ours(name: &str) -> bool {
+    let normalized = name.to_ascii_lowercase().replace('_', "-");
+    normalized.starts_with("x-switchboard")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_allowlisted_identity_reaches_a_backend() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-switchboard-user-id", "bob"),
+            ("x_switchboard_user_id", "bob"),
+            ("x-switchboard_scopes", "notifications:broadcast"),
+            ("x-switchboardish", "x"),
+            ("x-switchboard-internal-token", "guess"),
+            ("authorization", "Bearer t"),
+            ("x-client-version", "7"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let caller = Caller {
+            user_id: "alice".into(),
+            username: "Alice".into(),
+            avatar_url: String::new(),
+            scopes: Default::default(),
+        };
+        rewrite_metadata(
+            &mut headers,
+            &caller,
+            &HeaderValue::from_static("real"),
+            "req-1",
+        );
+        let mut names: Vec<_> = headers.keys().map(|n| n.as_str().to_owned()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "x-client-version",
+                "x-request-id",
+                "x-switchboard-avatar-url",
+                "x-switchboard-internal-token",
+                "x-switchboard-scopes",
+                "x-switchboard-user-id",
+                "x-switchboard-username",
+            ]
+        );
+        assert_eq!(headers["x-switchboard-user-id"], "alice");
+        assert_eq!(headers["x-switchboard-internal-token"], "real");
+        assert_eq!(headers["x-switchboard-scopes"], "");
+    }
 }

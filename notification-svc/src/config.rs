@@ -33,6 +33,14 @@ pub struct Config {
     #[arg(long, env = "RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
     pub retention: Duration,
 
+    /// Open Subscribe streams one user may hold on this server (RESOURCE_EXHAUSTED past it).
+    #[arg(long, env = "MAX_STREAMS_PER_USER", default_value_t = 16)]
+    pub max_streams_per_user: usize,
+
+    /// Open Subscribe streams this server holds in total (RESOURCE_EXHAUSTED past it).
+    #[arg(long, env = "MAX_STREAMS", default_value_t = 50_000)]
+    pub max_streams: usize,
+
     /// Log format: `text` or `json` (filter with `RUST_LOG`).
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -18,6 +18,8 @@ use std::{
 
 use tokio::sync::mpsc;
 
+use switchboard::Error;
+
 use crate::domain::{Notification, ReadEvent};
 
 /// Events queued per subscriber before it counts as lagging. Large enough to absorb bursts
@@ -78,14 +80,33 @@ impl Drop for Subscription {
     }
 }
 
+/// Caps on open streams: each holds a task, two queues and an HTTP/2 stream, so an
+/// unbounded number would let one client (or a reconnect storm) exhaust memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub per_user: usize,
+    pub total: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_user: 16,
+            total: 50_000,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Hub {
     inner: Mutex<Inner>,
+    limits: Limits,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     next_key: u64,
+    total: usize,
     by_user: HashMap<String, Vec<Arc<Subscriber>>>,
 }
 
@@ -98,10 +119,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    /// Registers a subscriber for `user_id`.
-    pub fn subscribe(self: &Arc<Self>, user_id: &str) -> Subscription {
-        let (queue, events) = mpsc::channel(SUBSCRIBER_QUEUE);
+    pub fn with_limits(limits: Limits) -> Self {
+        Hub {
+            inner: Mutex::default(),
+            limits,
+        }
+    }
+
+    /// Registers a subscriber for `user_id`, unless the user or the process is at its cap.
+    pub fn subscribe(self: &Arc<Self>, user_id: &str) -> Result<Subscription, Error> {
         let mut inner = lock(&self.inner);
+        if inner.total >= self.limits.total {
+            return Err(Error::ResourceExhausted(
+                "too many open Subscribe streams on this server; retry later".into(),
+            ));
+        }
+        let open = inner.by_user.get(user_id).map_or(0, Vec::len);
+        if open >= self.limits.per_user {
+            return Err(Error::ResourceExhausted(format!(
+                "at most {} open Subscribe streams per user",
+                self.limits.per_user
+            )));
+        }
+        let (queue, events) = mpsc::channel(SUBSCRIBER_QUEUE);
+        inner.total += 1;
         inner.next_key += 1;
         let subscriber = Arc::new(Subscriber {
             key: inner.next_key,
@@ -114,21 +155,25 @@ impl Hub {
             .entry(user_id.to_owned())
             .or_default()
             .push(subscriber.clone());
-        Subscription {
+        Ok(Subscription {
             subscriber,
             events,
             hub: self.clone(),
-        }
+        })
     }
 
     fn remove(&self, subscriber: &Subscriber) {
         let mut inner = lock(&self.inner);
-        if let Some(list) = inner.by_user.get_mut(&subscriber.user_id) {
-            list.retain(|s| s.key != subscriber.key);
-            if list.is_empty() {
-                inner.by_user.remove(&subscriber.user_id);
-            }
+        let Some(list) = inner.by_user.get_mut(&subscriber.user_id) else {
+            return;
+        };
+        let before = list.len();
+        list.retain(|s| s.key != subscriber.key);
+        let removed = before - list.len();
+        if list.is_empty() {
+            inner.by_user.remove(&subscriber.user_id);
         }
+        inner.total -= removed;
     }
 
     /// Delivers a committed notification to its recipient's (or, for a broadcast,
@@ -163,7 +208,7 @@ impl Hub {
 
     /// Open subscriptions, for tests and metrics.
     pub fn subscriber_count(&self) -> usize {
-        lock(&self.inner).by_user.values().map(Vec::len).sum()
+        lock(&self.inner).total
     }
 }
 
@@ -188,8 +233,8 @@ mod tests {
     #[tokio::test]
     async fn routes_direct_to_the_recipient_and_broadcasts_to_all() {
         let hub = Arc::new(Hub::default());
-        let mut alice = hub.subscribe("alice");
-        let mut bob = hub.subscribe("bob");
+        let mut alice = hub.subscribe("alice").unwrap();
+        let mut bob = hub.subscribe("bob").unwrap();
         hub.publish_notification(notification(Some("alice"), 1));
         hub.publish_notification(notification(None, 2));
         assert!(
@@ -207,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_marks_the_subscriber_lagging_and_drop_unsubscribes() {
         let hub = Arc::new(Hub::default());
-        let sub = hub.subscribe("alice");
+        let sub = hub.subscribe("alice").unwrap();
         for seq in 0..SUBSCRIBER_QUEUE as i64 {
             hub.publish_notification(notification(Some("alice"), 8 + seq));
         }
@@ -218,5 +263,27 @@ mod tests {
         assert_eq!(hub.subscriber_count(), 1);
         drop(sub);
         assert_eq!(hub.subscriber_count(), 0);
+    }
+
+    #[test]
+    fn streams_are_capped_per_user_and_in_total() {
+        let hub = Arc::new(Hub::with_limits(Limits {
+            per_user: 2,
+            total: 3,
+        }));
+        let a1 = hub.subscribe("alice").unwrap();
+        let _a2 = hub.subscribe("alice").unwrap();
+        assert!(matches!(
+            hub.subscribe("alice"),
+            Err(Error::ResourceExhausted(_))
+        ));
+        let _b1 = hub.subscribe("bob").unwrap();
+        assert!(matches!(
+            hub.subscribe("carol"),
+            Err(Error::ResourceExhausted(_))
+        ));
+        drop(a1);
+        hub.subscribe("carol")
+            .expect("room again after a stream closed");
     }
 }

@@ -24,7 +24,7 @@ use tonic_health::ServingStatus;
 
 pub use config::Config;
 
-pub use crate::hub::Hub;
+pub use crate::hub::{Hub, Limits};
 
 use crate::{api::NotificationApi, feed::Feed, store::NotificationStore};
 
@@ -61,11 +61,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve_with_hub(config, listener, shutdown, Arc::new(Hub::default())).await
+    let hub = Hub::with_limits(Limits {
+        per_user: config.max_streams_per_user,
+        total: config.max_streams,
+    });
+    serve_with_hub(config, listener, shutdown, Arc::new(hub)).await
 }
 
 /// [`serve`] with a hub the caller keeps, to watch how many streams are open (tests and the
-/// dev stack use it; the hub is the real one, only shared).
+/// dev stack use it; the hub is the real one, only shared). The hub's limits apply.
 pub async fn serve_with_hub(
     config: Config,
     listener: TcpListener,

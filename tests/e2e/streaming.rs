@@ -191,6 +191,8 @@ async fn a_down_upstream_fails_fast_and_calls_succeed_once_it_is_back() {
             internal_token: app.secrets.internal_token.clone(),
             heartbeat_interval: Duration::from_secs(15),
             retention: Duration::from_secs(90 * 24 * 3600),
+            max_streams_per_user: 16,
+            max_streams: 50_000,
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(1),
         },

@@ -111,6 +111,8 @@ async fn start_notifications(backend: Backend) -> Running {
         internal_token: INTERNAL_TOKEN.to_owned(),
         heartbeat_interval: Duration::from_secs(15),
         retention: Duration::from_secs(90 * 24 * 3600),
+        max_streams_per_user: 16,
+        max_streams: 50_000,
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
     };

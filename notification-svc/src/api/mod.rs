@@ -151,7 +151,7 @@ impl NotificationService for NotificationApi {
         let caller = Caller::from_metadata(request.metadata())?;
         let params = convert::subscribe(request.into_inner())?;
         // Register before looking anything up, so nothing committed meanwhile is missed.
-        let subscription = self.hub.subscribe(&caller.user_id);
+        let subscription = self.hub.subscribe(&caller.user_id)?;
         // Without resume_after the stream starts at the log's current head: what committed
         // before the call is history (List), what commits after is delivered.
         let (watermark, replay) = match &params.resume_after {

@@ -40,6 +40,8 @@ pub fn test_config(database_url: &str) -> Config {
         internal_token: INTERNAL_TOKEN.to_owned(),
         heartbeat_interval: Duration::from_secs(15),
         retention: Duration::from_secs(90 * 24 * 3600),
+        max_streams_per_user: 16,
+        max_streams: 50_000,
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
     }

@@ -319,7 +319,36 @@ async fn invalid_requests_are_refused(backend: Backend) {
     }
 }
 
+async fn open_streams_are_capped_per_user(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.max_streams_per_user = 2).await;
+    let first = subscribe(&mut app.user("alice"), Default::default()).await;
+    let _second = subscribe(&mut app.user("alice"), Default::default()).await;
+    let status = app
+        .user("alice")
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // Others are not affected, and closing a stream makes room again.
+    let _bob = subscribe(&mut app.user("bob"), Default::default()).await;
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..100 {
+        if let Ok(stream) = app
+            .user("alice")
+            .subscribe(pb::SubscribeRequest::default())
+            .await
+        {
+            reopened = Some(stream);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened.is_some(), "a closed stream frees its slot");
+}
+
 switchboard::both_backends!(
+    open_streams_are_capped_per_user,
     delivers_own_and_broadcast_notifications_live,
     resume_after_replays_oldest_first_then_continues_live,
     resume_has_no_gap_and_no_duplicate_under_concurrent_sends,
