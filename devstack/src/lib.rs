@@ -128,6 +128,9 @@ pub struct StackConfig {
     pub jwks_file: Option<PathBuf>,
     /// The gateway's cap on unary calls.
     pub unary_timeout: Duration,
+    /// The gateway's per-user rate (calls/s) and burst for Send and SendMessage.
+    pub send_rate: f64,
+    pub send_burst: u32,
 }
 
 /// A running stack.
@@ -198,6 +201,12 @@ impl Stack {
                 jwt_issuer: None,
                 jwt_audience: config.jwt_audience.clone(),
                 unary_timeout: config.unary_timeout,
+                send_rate: config.send_rate,
+                send_burst: config.send_burst,
+                rate_limited_methods: vec![
+                    "/switchboard.notification.v1.NotificationService/Send".into(),
+                    "/switchboard.conversation.v1.ConversationService/SendMessage".into(),
+                ],
                 health_interval: Duration::from_millis(500),
                 log_format: LogFormat::Text,
                 shutdown_grace: grace,

@@ -104,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
                 jwt_audience: None,
                 jwks_file: None,
                 unary_timeout: Duration::from_secs(30),
+                send_rate: 20.0,
+                send_burst: 40,
             })
             .await?;
             println!();

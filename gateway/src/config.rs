@@ -53,6 +53,23 @@ pub struct Config {
     #[arg(long, env = "UNARY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub unary_timeout: Duration,
 
+    /// Per-user rate of the rate-limited methods, calls per second.
+    #[arg(long, env = "SEND_RATE", default_value_t = 20.0)]
+    pub send_rate: f64,
+
+    /// Per-user burst of the rate-limited methods.
+    #[arg(long, env = "SEND_BURST", default_value_t = 40)]
+    pub send_burst: u32,
+
+    /// Methods under the per-user rate limit (full paths, comma-separated).
+    #[arg(
+        long,
+        env = "RATE_LIMITED_METHODS",
+        value_delimiter = ',',
+        default_value = "/switchboard.notification.v1.NotificationService/Send,/switchboard.conversation.v1.ConversationService/SendMessage"
+    )]
+    pub rate_limited_methods: Vec<String>,
+
     /// How often upstream health is checked.
     #[arg(long, env = "HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_interval: Duration,

@@ -11,6 +11,7 @@ mod health;
 mod logging;
 mod methods;
 pub mod proxy;
+mod ratelimit;
 
 use std::{future::Future, sync::Arc};
 
@@ -59,6 +60,14 @@ pub async fn serve(
             .context("the internal token must be printable ASCII")?,
         streaming: Arc::new(methods::server_streaming()?),
         unary_timeout: config.unary_timeout,
+        rate_limit: ratelimit::RateLimiter::new(
+            config.send_rate,
+            config.send_burst,
+            config
+                .rate_limited_methods
+                .iter()
+                .map(|m| m.trim().to_owned()),
+        ),
     });
     let notifications =
         grpc::balanced_channel(&config.notification_addr).context("--notification-addr")?;

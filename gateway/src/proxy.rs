@@ -24,7 +24,7 @@ use switchboard::{
 use tonic::{Status, body::Body, server::NamedService, transport::Channel};
 use tower::{Service, ServiceExt};
 
-use crate::{deadline, logging::LoggedBody};
+use crate::{deadline, logging::LoggedBody, ratelimit::RateLimiter};
 
 /// How long a streaming call may wait for the upstream's response headers. Unary calls use
 /// their deadline instead.
@@ -36,6 +36,8 @@ pub struct Forwarder {
     /// `/package.Service/Method` paths of server-streaming methods, from the descriptors.
     pub streaming: Arc<HashSet<String>>,
     pub unary_timeout: Duration,
+    /// Per-user limit on the calls that create things for others.
+    pub rate_limit: RateLimiter,
 }
 
 /// Names an upstream service: the path prefix its calls arrive under.
@@ -116,6 +118,10 @@ impl Forwarder {
         let Some(caller) = request.extensions_mut().remove::<Caller>() else {
             return respond(Status::unauthenticated("not authenticated"), &request_id);
         };
+        if let Err(status) = self.rate_limit.check(&method, &caller.user_id) {
+            tracing::info!(%method, caller = %caller.user_id, status = ?status.code(), %request_id, "call refused");
+            return respond(status, &request_id);
+        }
         rewrite_metadata(
             request.headers_mut(),
             &caller,

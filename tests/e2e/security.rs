@@ -224,6 +224,44 @@ async fn a_backend_called_directly_without_the_internal_token_refuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_are_rate_limited_per_user() {
+    let app = start_with(Backend::Sqlite, |c| {
+        c.send_rate = 0.01;
+        c.send_burst = 3;
+    })
+    .await;
+    let request = || npb::SendRequest {
+        recipient_ids: vec!["id-bob".into()],
+        category: "ping".into(),
+        content: "x".into(),
+        ..Default::default()
+    };
+    let mut ci = app.notifications(&app.token("ci", "notifications:send"));
+    for _ in 0..3 {
+        ci.send(request()).await.expect("within the burst");
+    }
+    let status = ci.send(request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // Reads are not limited, and other users have their own budget.
+    ci.list(npb::ListRequest::default())
+        .await
+        .expect("list is not limited");
+    let mut other = app.notifications(&app.token("other", "notifications:send"));
+    other.send(request()).await.expect("another user's budget");
+    let page = app
+        .notifications(&app.token("bob", ""))
+        .list(npb::ListRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        page.into_inner().notifications.len(),
+        4,
+        "the refused Send created nothing"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_come_back_with_their_details_unchanged() {
     let app = start(Backend::Sqlite).await;
     let mut client = app.notifications(&app.token("ci", "notifications:send"));

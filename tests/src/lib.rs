@@ -184,6 +184,9 @@ pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut StackConfi
         jwt_audience: None,
         jwks_file: Some(jwks_file.clone()),
         unary_timeout: Duration::from_secs(30),
+        // High enough that only the rate-limit test meets the limit.
+        send_rate: 1000.0,
+        send_burst: 1000,
     };
     configure(&mut config);
     let stack = Stack::start(config).await.expect("stack starts");
