@@ -1,53 +1,14 @@
 //! The real binary, driven by a real external client (`grpcurl`) through server reflection,
 //! the way an operator would.
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::process::{Command, Output};
 
 use switchboard::testing::TestDatabase;
 
-use crate::helpers::{Backend, INTERNAL_TOKEN};
-
-struct Running {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn start_binary(database_url: &str) -> Running {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_notification-svc"))
-        .args(["--listen", &addr, "--database-url", database_url])
-        .env("SWITCHBOARD_INTERNAL_TOKEN", INTERNAL_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start notification-svc");
-    let running = Running { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&running.addr).is_err() {
-        assert!(Instant::now() < deadline, "notification-svc did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    running
-}
+use crate::{
+    binary::start_binary,
+    helpers::{Backend, INTERNAL_TOKEN},
+};
 
 fn grpcurl(args: &[&str]) -> Output {
     Command::new("grpcurl")
@@ -71,7 +32,7 @@ const TOKEN_HEADER: &str = "x-switchboard-internal-token: test-internal-token";
 #[tokio::test]
 async fn grpcurl_and_buf_curl_work_through_reflection() {
     let (_database, url) = TestDatabase::create(Backend::Sqlite, "notifications.db").await;
-    let server = start_binary(&url);
+    let server = start_binary(&url, None);
     let addr = server.addr.as_str();
     assert_eq!(INTERNAL_TOKEN, "test-internal-token");
 
@@ -196,19 +157,7 @@ async fn grpcurl_and_buf_curl_work_through_reflection() {
 #[tokio::test]
 async fn the_binary_exits_cleanly_on_sigterm() {
     let (_database, url) = TestDatabase::create(Backend::Sqlite, "notifications.db").await;
-    let mut server = start_binary(&url);
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut server = start_binary(&url, None);
+    let status = server.signal_and_wait("-TERM");
     assert!(status.success(), "exit status {status:?}");
 }

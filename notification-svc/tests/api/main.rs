@@ -5,7 +5,9 @@
 mod helpers;
 
 mod auth;
+mod binary;
 mod external_client;
+mod faults;
 mod list;
 mod mark_read;
 mod replicas;
