@@ -29,7 +29,7 @@ pub struct Migrations {
 
 /// How long a call waits for a pooled connection before failing with UNAVAILABLE: long
 /// enough to ride out a burst, short enough that a dead database fails calls fast.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long SQLite waits on a lock held by another connection before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +86,20 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
 }
 
 impl Database {
+    /// Whether the database answers a trivial query within a second.
+    pub async fn ping(&self) -> bool {
+        let query = async {
+            match self {
+                Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+                Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            }
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), query).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// "sqlite" or "postgres", for logs.
     pub fn backend_name(&self) -> &'static str {
         match self {

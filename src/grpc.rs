@@ -57,6 +57,45 @@ pub fn reflection_services(
 /// The standard health service's name.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
+/// Mirrors the database's reachability into health: `service` and the server as a whole turn
+/// NOT_SERVING while the database does not answer and SERVING again when it does, so
+/// balancers route around a replica that cannot work. Stops (leaving the status alone) when
+/// `stop` is cancelled, since shutdown sets its own.
+pub fn watch_database(
+    database: crate::db::Database,
+    health: tonic_health::server::HealthReporter,
+    service: &'static str,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let up = database.ping().await;
+            if stop.is_cancelled() {
+                return;
+            }
+            if last != Some(up) {
+                let status = if up {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tracing::warn!("database unreachable; reporting NOT_SERVING");
+                    tonic_health::ServingStatus::NotServing
+                };
+                health.set_service_status(service, status).await;
+                health.set_service_status("", status).await;
+                last = Some(up);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(DATABASE_CHECK_INTERVAL) => {}
+            }
+        }
+    });
+}
+
+/// How often a service checks that its database answers.
+const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long connecting to an upstream may take: a replica that is down must fail calls fast
 /// (UNAVAILABLE) rather than hold them.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

@@ -54,6 +54,14 @@ pub async fn serve(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<Server>().await;
+    // Its own token: shutdown stops the watcher before it reports NOT_SERVING.
+    let database_watch = stop.child_token();
+    grpc::watch_database(
+        database.clone(),
+        health.clone(),
+        <Server as tonic::server::NamedService>::NAME,
+        database_watch.clone(),
+    );
     let (reflection_v1, reflection_v1alpha) =
         grpc::reflection_services(&[<Server as tonic::server::NamedService>::NAME])?;
 
@@ -72,6 +80,7 @@ pub async fn serve(
         let stop = stop.clone();
         async move {
             shutdown.await;
+            database_watch.cancel();
             health.set_not_serving::<Server>().await;
             health
                 .set_service_status("", ServingStatus::NotServing)

@@ -99,6 +99,14 @@ pub async fn serve_with_hub(
     health
         .set_serving::<NotificationServiceServer<NotificationApi>>()
         .await;
+    // Its own token: shutdown stops the watcher before it reports NOT_SERVING.
+    let database_watch = stop.child_token();
+    grpc::watch_database(
+        database.clone(),
+        health.clone(),
+        <NotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
+        database_watch.clone(),
+    );
     let (reflection_v1, reflection_v1alpha) = grpc::reflection_services(&[
         <NotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
     ])?;
@@ -123,6 +131,7 @@ pub async fn serve_with_hub(
         let stop = stop.clone();
         async move {
             shutdown.await;
+            database_watch.cancel();
             health
                 .set_not_serving::<NotificationServiceServer<NotificationApi>>()
                 .await;

@@ -58,6 +58,12 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     start(database_url, Some(database), configure).await
 }
 
+/// The service on a database the test manages itself.
+pub async fn spawn_on(database_url: &str) -> TestApp {
+    telemetry::init_for_tests();
+    start(database_url.to_owned(), None, |_| {}).await
+}
+
 /// Another replica serving the same database as `app` (PostgreSQL).
 pub async fn spawn_replica(app: &TestApp) -> TestApp {
     start(app.database_url.clone(), None, |_| {}).await

@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod binary;
+mod database_outage;
 mod external_client;
 mod faults;
 mod list;
