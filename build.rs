@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // Malformed request bodies are the caller's error, not ours (see src/codec.rs).
+        .codec_path("crate::codec::SwitchboardCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -49,6 +49,7 @@ impl Caller {
             match metadata.get(key) {
                 None => Ok(String::new()),
                 Some(value) => decode_value(value.as_encoded_bytes())
+                    .filter(|s| !s.chars().any(char::is_control))
                     .map(|s| s.trim().to_owned())
                     .ok_or_else(|| Error::Unauthenticated(format!("{key} is not valid text"))),
             }
@@ -262,6 +263,12 @@ mod tests {
     #[test]
     fn caller_needs_a_user_id() {
         let err = Caller::from_metadata(&metadata(&[(USERNAME, "alice")])).unwrap_err();
+        assert!(matches!(err, Error::Unauthenticated(_)));
+    }
+
+    #[test]
+    fn control_characters_in_identity_are_refused() {
+        let err = Caller::from_metadata(&metadata(&[(USER_ID, "a%00b")])).unwrap_err();
         assert!(matches!(err, Error::Unauthenticated(_)));
     }
 

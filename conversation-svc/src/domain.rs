@@ -144,6 +144,9 @@ pub fn idempotency_key(value: &str) -> Result<Option<String>, String> {
         key if key.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
             Err(format!("at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes"))
         }
+        key if key.chars().any(char::is_control) => {
+            Err("must not contain control characters".into())
+        }
         key => Ok(Some(key.to_owned())),
     }
 }

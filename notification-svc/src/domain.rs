@@ -122,6 +122,10 @@ impl NewSend {
                 );
                 None
             }
+            key if key.chars().any(char::is_control) => {
+                v.add("idempotency_key", "must not contain control characters");
+                None
+            }
             key => Some(key.to_owned()),
         };
         v.into_result()?;

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod create;
 mod get_and_list;
+mod hostile;
 mod messages;
 mod notify;
 mod outbox;
