@@ -308,4 +308,18 @@ mod tests {
         assert_eq!(md.get(INTERNAL_TOKEN).unwrap(), "secret");
         assert_eq!(Caller::from_metadata(&md).unwrap(), caller);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_survives_the_metadata_encoding(text in ".*") {
+            let encoded = encode_value(&text);
+            proptest::prop_assert!(encoded.is_ascii());
+            proptest::prop_assert_eq!(decode_value(encoded.as_bytes()), Some(text));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = decode_value(&bytes);
+        }
+    }
 }

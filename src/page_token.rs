@@ -99,4 +99,24 @@ mod tests {
             assert!(decode("page_token", bad, "alice|unread|").is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_position_round_trips(scope in ".*", position in ".*") {
+            let token = encode(&scope, &position);
+            proptest::prop_assert_eq!(decode("page_token", &token, &scope).unwrap(), Some(position));
+        }
+
+        #[test]
+        fn arbitrary_tokens_never_panic(token in ".{0,600}", scope in ".*") {
+            let _ = decode("page_token", &token, &scope);
+        }
+
+        #[test]
+        fn a_token_is_refused_for_another_scope(a in "[a-z]{1,20}", b in "[a-z]{1,20}") {
+            proptest::prop_assume!(a != b);
+            let token = encode(&a, "p");
+            proptest::prop_assert!(decode("page_token", &token, &b).is_err());
+        }
+    }
 }

@@ -90,6 +90,12 @@ impl ConversationCursor {
     }
 }
 
+/// The two participants of a conversation in the order its unique key stores them, so the
+/// pair is the same whichever of them starts it.
+pub fn ordered_pair<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
+    if a < b { (a, b) } else { (b, a) }
+}
+
 /// Usernames compare case-insensitively: this is the key they are unique by.
 pub fn username_key(username: &str) -> String {
     username.to_lowercase()
@@ -194,5 +200,29 @@ mod tests {
         assert_eq!(ConversationCursor::decode(&cursor.encode()), Some(cursor));
         assert_eq!(ConversationCursor::decode("x:y"), None);
         assert_eq!(ConversationCursor::decode("42"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_pair_key_does_not_depend_on_who_starts(a in ".{1,40}", b in ".{1,40}") {
+            proptest::prop_assume!(a != b);
+            let (low, high) = ordered_pair(&a, &b);
+            proptest::prop_assert_eq!(ordered_pair(&b, &a), (low, high));
+            proptest::prop_assert!(low < high);
+        }
+
+        #[test]
+        fn validators_never_panic(text in ".*") {
+            let _ = username(&text);
+            let _ = content(&text);
+            let _ = conversation_id(&text);
+            let _ = idempotency_key(&text);
+            let _ = ConversationCursor::decode(&text);
+        }
+
+        #[test]
+        fn usernames_compare_without_case(name in "[a-zA-Z0-9]{1,30}") {
+            proptest::prop_assert_eq!(username_key(&name), username_key(&name.to_uppercase()));
+        }
     }
 }

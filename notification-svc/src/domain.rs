@@ -364,4 +364,38 @@ mod tests {
         assert!(content("   ").is_err());
         assert!(content("bell\u{7}").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn validators_never_panic(text in "\\PC*|.*") {
+            let _ = category(&text);
+            let _ = content(&text);
+            let _ = link(&text);
+            let _ = user_id(&text);
+            let _ = notification_id(&text);
+        }
+
+        #[test]
+        fn every_category_of_the_contract_is_accepted(c in "[a-z][a-z0-9_.-]{0,63}") {
+            proptest::prop_assert!(category(&c).is_ok());
+        }
+
+        #[test]
+        fn a_category_outside_the_pattern_is_refused(c in "[A-Z0-9_.-][a-z]{0,10}|[a-z]{65,70}") {
+            proptest::prop_assert!(category(&c).is_err());
+        }
+
+        #[test]
+        fn absolute_http_links_and_paths_are_accepted(
+            scheme in "https?",
+            host in "[a-z]{1,20}(\\.[a-z]{2,5})?",
+            path in "(/[a-zA-Z0-9_-]{0,10}){0,5}",
+        ) {
+            let url = format!("{scheme}://{host}{path}");
+            proptest::prop_assert!(link(&url).is_ok(), "{}", url);
+            if !path.is_empty() && !path.starts_with("//") {
+                proptest::prop_assert!(link(&path).is_ok(), "{}", path);
+            }
+        }
+    }
 }

@@ -191,7 +191,7 @@ macro_rules! impl_conversation_store {
 
         use $crate::domain::{
             Conversation, ConversationCursor, Message, NewMessage, PendingNotification, Sent, User,
-            notification_text, username_key,
+            notification_text, ordered_pair, username_key,
         };
         use $crate::store::ConversationStore;
         use $crate::store::sql::{self, ConversationRow, MessageRow, OutboxRow, UserRow};
@@ -267,11 +267,7 @@ macro_rules! impl_conversation_store {
                 other_id: &str,
                 now: i64,
             ) -> Result<(Conversation, bool), Error> {
-                let (low, high) = if caller_id < other_id {
-                    (caller_id, other_id)
-                } else {
-                    (other_id, caller_id)
-                };
+                let (low, high) = ordered_pair(caller_id, other_id);
                 let mut tx = self.begin_write().await?;
                 let id = Uuid::now_v7().to_string();
                 let created = sqlx::query(sql::INSERT_CONVERSATION)
