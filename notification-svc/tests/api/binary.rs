@@ -55,6 +55,8 @@ pub fn start_binary(database_url: &str, addr: Option<String>) -> Running {
         .args(["--listen", &addr, "--database-url", database_url])
         .env("SWITCHBOARD_INTERNAL_TOKEN", INTERNAL_TOKEN)
         .env("RUST_LOG", "warn")
+        // Short, so tests of shutdown with stalled clients finish quickly.
+        .env("SHUTDOWN_GRACE", "3s")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -196,7 +196,119 @@ async fn two_hundred_concurrent_writers_never_see_a_locked_database(backend: Bac
     assert_eq!(total, 200);
 }
 
+async fn sigterm_drains_in_bounded_time_and_keeps_what_was_acknowledged(backend: Backend) {
+    let (_database, url) = TestDatabase::create(backend, "notifications.db").await;
+    let mut server = start_binary(&url, None);
+    let addr = server.addr.clone();
+
+    // A health watcher, a live stream, and a stream whose client never reads.
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut watch = tonic_health::pb::health_client::HealthClient::new(channel)
+        .watch(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(
+        first.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let mut live = client_at(&addr, "alice")
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let _stalled = client_at(&addr, "bob")
+        .subscribe(pb::SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Sends in flight while the signal arrives.
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let addr = addr.clone();
+        senders.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..200 {
+                let request = send_to(&["alice", "bob"], &format!("w{worker} n{i}"));
+                match client_at(&addr, "service").send(request).await {
+                    Ok(response) => acknowledged.extend(ids(&response.into_inner().notifications)),
+                    Err(_) => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.signal_and_wait("-TERM");
+        (status, server)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "clean exit: {:?}", status.0);
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+
+    // Health said NOT_SERVING before the end; the live stream ended with UNAVAILABLE.
+    let mut saw_not_serving = false;
+    while let Ok(Some(update)) = watch.message().await {
+        saw_not_serving |=
+            update.status() == tonic_health::pb::health_check_response::ServingStatus::NotServing;
+    }
+    assert!(saw_not_serving, "health turned NOT_SERVING while draining");
+    let end = loop {
+        match live.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+
+    // Every acknowledged Send is there after a restart.
+    let mut acknowledged = HashSet::new();
+    for sender in senders {
+        acknowledged.extend(sender.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty());
+    drop(status.1);
+    let _restarted = start_binary(&url, Some(addr.clone()));
+    let mut stored = HashSet::new();
+    for user in ["alice", "bob"] {
+        let mut token = String::new();
+        loop {
+            let page = client_at(&addr, user)
+                .list(pb::ListRequest {
+                    page_size: 500,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            stored.extend(ids(&page.notifications));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+    }
+    assert!(
+        acknowledged.is_subset(&stored),
+        "nothing acknowledged is lost"
+    );
+}
+
 switchboard::both_backends!(
+    sigterm_drains_in_bounded_time_and_keeps_what_was_acknowledged,
     a_crash_under_load_loses_no_acknowledged_notification,
     two_hundred_concurrent_writers_never_see_a_locked_database,
 );
