@@ -161,3 +161,67 @@ fn optional_category(v: &mut Violations, field: &str, value: &str) -> Option<Str
     v.check(field, domain::category(value))
         .map(|()| value.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            user_id: "fuzzer".into(),
+            username: String::new(),
+            avatar_url: String::new(),
+            scopes: [
+                "notifications:send",
+                "notifications:broadcast",
+                "notifications:send_as",
+            ]
+            .map(String::from)
+            .into(),
+        }
+    }
+
+    proptest! {
+        // What a fuzzer would do at the edge: arbitrary bytes decoded as each request type,
+        // then validated. Decoding may fail; nothing may panic.
+        #[test]
+        fn arbitrary_bytes_decode_and_validate_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(req) = pb::SendRequest::decode(bytes.as_slice()) {
+                let _ = send(&caller(), req);
+            }
+            if let Ok(req) = pb::ListRequest::decode(bytes.as_slice()) {
+                let _ = list(&caller(), &req);
+            }
+            if let Ok(req) = pb::MarkReadRequest::decode(bytes.as_slice()) {
+                let _ = mark_read(req);
+            }
+            if let Ok(req) = pb::SubscribeRequest::decode(bytes.as_slice()) {
+                let _ = subscribe(req);
+            }
+        }
+
+        #[test]
+        fn structured_requests_validate_without_panicking(
+            recipients in proptest::collection::vec(".{0,30}", 0..5),
+            text in ".{0,50}",
+            number in any::<i32>(),
+            flag in any::<bool>(),
+        ) {
+            let _ = send(&caller(), pb::SendRequest {
+                recipient_ids: recipients.clone(),
+                broadcast: flag,
+                category: text.clone(),
+                content: text.clone(),
+                link: text.clone(),
+                sender_id: text.clone(),
+                idempotency_key: text.clone(),
+            });
+            let _ = list(&caller(), &pb::ListRequest { state: number, category: text.clone(), page_size: number, page_token: text.clone() });
+            let _ = mark_read(pb::MarkReadRequest { ids: recipients.clone(), all: flag, category: text.clone() });
+            let _ = subscribe(pb::SubscribeRequest { resume_after: text.clone(), categories: recipients });
+        }
+    }
+}
