@@ -14,4 +14,5 @@ mod list;
 mod mark_read;
 mod replicas;
 mod send;
+mod soak;
 mod subscribe;
