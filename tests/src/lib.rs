@@ -233,7 +233,7 @@ impl E2e {
             "switchboard.conversation.v1.ConversationService",
         ] {
             let mut serving = false;
-            for _ in 0..200 {
+            for _ in 0..600 {
                 let request = tonic_health::pb::HealthCheckRequest {
                     service: service.into(),
                 };

@@ -139,7 +139,7 @@ fn channel(addr: SocketAddr) -> Channel {
 
 async fn wait_until_serving(addr: SocketAddr) {
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel(addr));
-    for _ in 0..100 {
+    for _ in 0..600 {
         if health
             .check(tonic_health::pb::HealthCheckRequest::default())
             .await

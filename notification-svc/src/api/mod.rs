@@ -1,6 +1,7 @@
 //! The tonic service: decode, validate, call the store, publish live events, encode.
 
-mod convert;
+/// Protobuf <-> domain conversion at the edge (public for the fuzz target).
+pub mod convert;
 mod subscribe;
 
 use std::{pin::Pin, sync::Arc, time::Duration};

@@ -187,7 +187,7 @@ impl TestApp {
 
     async fn wait_until_serving(&self) {
         let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
-        for _ in 0..100 {
+        for _ in 0..600 {
             let check = health
                 .check(tonic_health::pb::HealthCheckRequest::default())
                 .await;

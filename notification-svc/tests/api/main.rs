@@ -14,5 +14,4 @@ mod list;
 mod mark_read;
 mod replicas;
 mod send;
-mod soak;
 mod subscribe;

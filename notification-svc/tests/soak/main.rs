@@ -1,6 +1,27 @@
 //! Soak: thousands of open streams plus steady send load against the real binary, bounded
 //! in time (SOAK_SECONDS, default 30) and on loopback only. No error, no lost notification,
 //! memory flat; RSS is printed at start, after the streams opened and at the end.
+//!
+//! Its own test binary, so it runs alone rather than starving the other tests of CPU.
+
+#[path = "../api/binary.rs"]
+mod binary;
+
+mod helpers {
+    pub use switchboard::identity::scope;
+
+    pub const INTERNAL_TOKEN: &str = "test-internal-token";
+    pub const ALL_SCOPES: &[&str] = &[scope::SEND, scope::BROADCAST, scope::SEND_AS];
+
+    pub fn caller(user_id: &str, scopes: &[&str]) -> switchboard::Caller {
+        switchboard::Caller {
+            user_id: user_id.to_owned(),
+            username: user_id.to_owned(),
+            avatar_url: String::new(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
 
 use std::{
     collections::{HashMap, HashSet},
@@ -14,12 +35,34 @@ use switchboard::{
         self as pb, notification_service_client::NotificationServiceClient,
         subscribe_response::Event,
     },
-    testing::TestDatabase,
+    testing::{Backend, TestDatabase},
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{binary::start_binary, helpers::*};
+
+fn ids(notifications: &[pb::Notification]) -> Vec<String> {
+    notifications.iter().map(|n| n.id.clone()).collect()
+}
+
+fn send_to(recipient: &str, content: &str) -> pb::SendRequest {
+    pb::SendRequest {
+        recipient_ids: vec![recipient.to_owned()],
+        category: "soak".into(),
+        content: content.into(),
+        ..Default::default()
+    }
+}
+
+fn broadcast(content: &str) -> pb::SendRequest {
+    pb::SendRequest {
+        broadcast: true,
+        category: "soak".into(),
+        content: content.into(),
+        ..Default::default()
+    }
+}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -55,7 +98,7 @@ async fn thousands_of_streams_under_steady_load_lose_nothing_and_stay_flat() {
     let subscribers = env_or("SOAK_SUBSCRIBERS", 2000) as usize;
     let seconds = env_or("SOAK_SECONDS", 30);
     let (_database, url) = TestDatabase::create(Backend::Sqlite, "soak.db").await;
-    let server = start_binary(&url, None);
+    let mut server = start_binary(&url, None);
     let pid = server.child.id();
     let rss_start = rss_kib(pid);
 
@@ -117,7 +160,7 @@ async fn thousands_of_streams_under_steady_load_lose_nothing_and_stay_flat() {
         } else {
             let user = format!("user-{}", (n * 7919) % subscribers);
             let sent = sender
-                .send(send_to(&[&user], &format!("n{n}")))
+                .send(send_to(&user, &format!("n{n}")))
                 .await
                 .expect("send");
             expected
@@ -159,4 +202,6 @@ async fn thousands_of_streams_under_steady_load_lose_nothing_and_stay_flat() {
         rss_end <= rss_warm * 3 / 2 + 32 * 1024,
         "memory grew under steady load: {rss_warm} KiB -> {rss_end} KiB"
     );
+    let exit = server.signal_and_wait("-TERM");
+    assert!(exit.success(), "clean exit after the soak: {exit:?}");
 }
