@@ -1,4 +1,4 @@
-//! The tonic service: decode, validate, call the store, publish live events, encode.
+//! The tonic service: decode, validate, call the store, wake the feed, encode.
 
 /// Protobuf <-> domain conversion at the edge (public for the fuzz target).
 pub mod convert;
