@@ -57,6 +57,63 @@ pub fn reflection_services(
 /// The standard health service's name.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
+/// What a server does when its shutdown signal fires.
+pub struct Drain {
+    pub health: tonic_health::server::HealthReporter,
+    /// Services to report NOT_SERVING (the server as a whole, `""`, always is).
+    pub services: Vec<&'static str>,
+    /// Cancelled first: watchers that would otherwise report SERVING again while draining.
+    pub watchers: tokio_util::sync::CancellationToken,
+    /// Cancelled after health turned: ends open streams and stops accepting calls (the server
+    /// must be served with `stop.cancelled_owned()` as its shutdown signal).
+    pub stop: tokio_util::sync::CancellationToken,
+    /// How long in-flight calls may take after that.
+    pub grace: Duration,
+}
+
+/// Runs `server` until it ends. When `signal` resolves: health NOT_SERVING first, so
+/// balancers move away, then `stop`; in-flight calls get `grace`, after which this returns
+/// even if some are still open (tonic alone would wait forever on open streams).
+pub async fn run_until_drained<E>(
+    server: impl std::future::Future<Output = Result<(), E>>,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: Drain,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let Drain {
+        health,
+        services,
+        watchers,
+        stop,
+        grace,
+    } = drain;
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            signal.await;
+            watchers.cancel();
+            for service in services {
+                health
+                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            stop.cancel();
+        }
+    });
+    tokio::select! {
+        result = server => result.map_err(|err| anyhow::Error::new(err).context("gRPC server failed"))?,
+        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "shutdown grace period elapsed with calls still open");
+        }
+    }
+    Ok(())
+}
+
 /// Mirrors the database's reachability into health: `service` and the server as a whole turn
 /// NOT_SERVING while the database does not answer and SERVING again when it does, so
 /// balancers route around a replica that cannot work. Stops (leaving the status alone) when

@@ -12,7 +12,6 @@ pub mod users;
 
 use std::future::Future;
 
-use anyhow::Context;
 use switchboard::{
     db, grpc, identity::InternalAuthLayer,
     proto::conversation::v1::conversation_service_server::ConversationServiceServer,
@@ -20,7 +19,6 @@ use switchboard::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 
 pub use config::Config;
 
@@ -76,27 +74,15 @@ pub async fn serve(
         .add_service(Server::new(api).max_decoding_message_size(grpc::MAX_DECODING_MESSAGE_SIZE))
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
 
-    tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            shutdown.await;
-            database_watch.cancel();
-            health.set_not_serving::<Server>().await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            stop.cancel();
-        }
-    });
-
     tracing::info!(%local_addr, backend = database.backend_name(), "conversation-svc listening");
-    let grace = config.shutdown_grace;
-    tokio::select! {
-        result = server => result.context("gRPC server failed")?,
-        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "shutdown grace period elapsed with work still open");
-        }
-    }
+    let drain = grpc::Drain {
+        health,
+        services: vec![<Server as tonic::server::NamedService>::NAME],
+        watchers: database_watch,
+        stop,
+        grace: config.shutdown_grace,
+    };
+    grpc::run_until_drained(server, shutdown, drain).await?;
     database.close().await;
     tracing::info!("conversation-svc stopped");
     Ok(())

@@ -21,7 +21,6 @@ use switchboard::grpc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 use tower::Layer;
 
 pub use config::Config;
@@ -104,25 +103,16 @@ pub async fn serve(
         .add_service(auth.layer(Proxy::<Conversations>::new(conversations, forwarder)))
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
 
-    tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            shutdown.await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            stop.cancel();
-        }
-    });
-
     tracing::info!(%local_addr, "gateway listening");
-    let grace = config.shutdown_grace;
-    tokio::select! {
-        result = server => result.context("gRPC server failed")?,
-        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "shutdown grace period elapsed with calls still open");
-        }
-    }
+    let drain = grpc::Drain {
+        health,
+        // Upstream statuses stay as the watchers last saw them; "" tells balancers to leave.
+        services: Vec::new(),
+        watchers: stop.child_token(),
+        stop,
+        grace: config.shutdown_grace,
+    };
+    grpc::run_until_drained(server, shutdown, drain).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -12,7 +12,6 @@ pub mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use anyhow::Context;
 use switchboard::{
     db, grpc, identity::InternalAuthLayer,
     proto::notification::v1::notification_service_server::NotificationServiceServer,
@@ -20,7 +19,6 @@ use switchboard::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 
 pub use config::Config;
 
@@ -125,31 +123,17 @@ pub async fn serve_with_hub(
         )
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
 
-    // On the signal: stop advertising health first so balancers move away, then cancel,
-    // which ends open streams and stops accepting calls.
-    tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            shutdown.await;
-            database_watch.cancel();
-            health
-                .set_not_serving::<NotificationServiceServer<NotificationApi>>()
-                .await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            stop.cancel();
-        }
-    });
-
     tracing::info!(%local_addr, backend = database.backend_name(), "notification-svc listening");
-    let grace = config.shutdown_grace;
-    tokio::select! {
-        result = server => result.context("gRPC server failed")?,
-        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "shutdown grace period elapsed with calls still open");
-        }
-    }
+    let drain = grpc::Drain {
+        health,
+        services: vec![
+            <NotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
+        ],
+        watchers: database_watch,
+        stop,
+        grace: config.shutdown_grace,
+    };
+    grpc::run_until_drained(server, shutdown, drain).await?;
     database.close().await;
     tracing::info!("notification-svc stopped");
     Ok(())
