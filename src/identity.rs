@@ -33,6 +33,16 @@ pub mod scope {
     pub const SEND_AS: &str = "notifications:send_as";
 }
 
+/// Refuses to start a server without an internal token: an empty one would make every
+/// backend refuse every call (or, worse, a gateway inject nothing worth trusting).
+pub fn require_internal_token(token: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !token.is_empty(),
+        "an internal token is required (--internal-token or {INTERNAL_TOKEN_ENV})"
+    );
+    Ok(())
+}
+
 /// Who is calling, as the gateway (or a trusted service) vouched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

@@ -34,11 +34,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !config.internal_token.is_empty(),
-        "an internal token is required (--internal-token or {})",
-        switchboard::identity::INTERNAL_TOKEN_ENV
-    );
+    switchboard::identity::require_internal_token(&config.internal_token)?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
