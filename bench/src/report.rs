@@ -1,0 +1,125 @@
+//! Results: one row per measurement, written as JSON and as a markdown table, with every
+//! figure also given as a ratio to the ceiling or to the direct call of the same run.
+
+use std::{fmt::Write as _, path::Path};
+
+use serde::Serialize;
+
+use crate::load::Percentiles;
+
+/// One measured scenario on one path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub backend: String,
+    pub scenario: String,
+    /// `direct`, `gateway` or `ceiling`.
+    pub path: String,
+    pub rps: f64,
+    #[serde(flatten)]
+    pub latency: Percentiles,
+    pub ok: u64,
+    pub errors: u64,
+    /// CPU seconds the servers involved used during the measured window (and warm-up).
+    pub server_cpu_s: f64,
+    /// Resident memory of the main server at the end, MiB.
+    pub server_rss_mib: f64,
+    /// What `ratio` compares with: `ceiling` (rps) or `direct` (rps).
+    pub compared_to: Option<String>,
+    pub ratio: Option<f64>,
+    /// `idle-streams` only: server RSS per open stream, KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kib_per_stream: Option<f64>,
+    pub note: String,
+}
+
+/// A target of the performance issue, checked against this run (reported, never asserted).
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub backend: String,
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub started_at: String,
+    pub machine: String,
+    pub settings: String,
+    pub rows: Vec<Row>,
+    pub targets: Vec<Target>,
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Switchboard benchmark, {}\n", self.started_at);
+        let _ = writeln!(
+            out,
+            "Machine: {}. Settings: {}.\n",
+            self.machine, self.settings
+        );
+        let mut backends: Vec<&str> = self.rows.iter().map(|r| r.backend.as_str()).collect();
+        backends.dedup();
+        for backend in backends {
+            let _ = writeln!(out, "## {backend}\n");
+            let _ = writeln!(
+                out,
+                "| scenario | path | rps | p50 µs | p99 µs | p99.9 µs | ok | errors | server CPU s | RSS MiB | ratio | note |"
+            );
+            let _ = writeln!(
+                out,
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+            );
+            for row in self.rows.iter().filter(|r| r.backend == backend) {
+                let ratio = match (&row.compared_to, row.ratio) {
+                    (Some(to), Some(ratio)) => format!("{:.1}% of {to}", ratio * 100.0),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {} |",
+                    row.scenario,
+                    row.path,
+                    row.rps,
+                    row.latency.p50_us,
+                    row.latency.p99_us,
+                    row.latency.p999_us,
+                    row.ok,
+                    row.errors,
+                    row.server_cpu_s,
+                    row.server_rss_mib,
+                    ratio,
+                    row.note
+                );
+            }
+            let _ = writeln!(out);
+            let targets: Vec<&Target> = self
+                .targets
+                .iter()
+                .filter(|t| t.backend == backend)
+                .collect();
+            if !targets.is_empty() {
+                let _ = writeln!(out, "| target | measured | met |\n|---|---|---|");
+                for t in targets {
+                    let met = if t.met { "yes" } else { "**no**" };
+                    let _ = writeln!(out, "| {} | {} | {met} |", t.target, t.measured);
+                }
+                let _ = writeln!(out);
+            }
+        }
+        out
+    }
+
+    /// Writes `<stem>.json` and `<stem>.md` into `dir`, and the same as `latest.*`.
+    pub fn write(&self, dir: &Path, stem: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_string_pretty(self)?;
+        let markdown = self.markdown();
+        for name in [stem, "latest"] {
+            std::fs::write(dir.join(format!("{name}.json")), &json)?;
+            std::fs::write(dir.join(format!("{name}.md")), &markdown)?;
+        }
+        Ok(())
+    }
+}

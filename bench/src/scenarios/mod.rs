@@ -1,0 +1,264 @@
+//! The suite: per backend, the ceiling, the unary scenarios direct and through the gateway,
+//! fan-out and idle streams, and List over a large history. Every server is a fresh process
+//! on a fresh database.
+
+mod fanout;
+mod large;
+mod unary;
+
+use std::{future::Future, path::PathBuf};
+
+use crate::{
+    databases::{Backend, BenchDatabase},
+    identity::Path,
+    load::{self, LoadSpec, Measured, Percentiles, Turn},
+    report::{Row, Target},
+    servers::{Role, Server},
+};
+
+/// Everything a run is told.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The executable re-run as `bench serve <role>`.
+    pub exe: PathBuf,
+    /// PostgreSQL server, e.g. `postgres://postgres@127.0.0.1:5432`.
+    pub postgres_url: String,
+    pub load: LoadSpec,
+    /// Idle Subscribe streams held open for `fanout` and `idle-streams`.
+    pub subscribers: usize,
+    /// Broadcasts sent to all of them.
+    pub broadcasts: usize,
+    /// Direct notifications per second to random subscribers, and for how long.
+    pub direct_rate: u32,
+    pub direct_seconds: u64,
+    /// Users and notifications per user of the large `list` history.
+    pub large_users: usize,
+    pub rows_per_user: usize,
+}
+
+/// Secrets shared by the stack of one backend.
+pub struct Secrets {
+    pub internal_token: String,
+    pub jwt_secret: String,
+}
+
+impl Secrets {
+    fn generate() -> Self {
+        Self {
+            internal_token: uuid::Uuid::new_v4().simple().to_string(),
+            jwt_secret: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    pub fn direct(&self) -> Path {
+        Path::Direct {
+            internal_token: self.internal_token.clone(),
+        }
+    }
+
+    pub fn gateway(&self) -> Path {
+        Path::Gateway {
+            jwt_secret: self.jwt_secret.clone(),
+        }
+    }
+}
+
+/// The three services of one backend, started for the unary and streaming scenarios.
+pub struct Stack {
+    pub notification: Server,
+    pub conversation: Server,
+    pub gateway: Server,
+    databases: Vec<BenchDatabase>,
+}
+
+impl Stack {
+    async fn start(
+        settings: &Settings,
+        backend: Backend,
+        secrets: &Secrets,
+    ) -> anyhow::Result<Self> {
+        let notifications = BenchDatabase::create(backend, &settings.postgres_url, "notif").await?;
+        let conversations = BenchDatabase::create(backend, &settings.postgres_url, "conv").await?;
+        let notification =
+            start_notification(settings, &notifications.url, &secrets.internal_token).await?;
+        let conversation = Server::start(
+            &settings.exe,
+            Role::Conversation,
+            &args(&[
+                ("--database-url", &conversations.url),
+                ("--internal-token", &secrets.internal_token),
+                ("--notification-addr", &notification.url()),
+            ]),
+        )
+        .await?;
+        // The per-user rate limit is lifted: the benchmark measures the proxy, and a handful
+        // of users calling thousands of times a second is the load, not abuse.
+        let gateway = Server::start(
+            &settings.exe,
+            Role::Gateway,
+            &args(&[
+                ("--notification-addr", &notification.url()),
+                ("--conversation-addr", &conversation.url()),
+                ("--internal-token", &secrets.internal_token),
+                ("--jwt-secret", &secrets.jwt_secret),
+                ("--send-rate", "1000000000"),
+                ("--send-burst", "1000000000"),
+            ]),
+        )
+        .await?;
+        Ok(Self {
+            notification,
+            conversation,
+            gateway,
+            databases: vec![notifications, conversations],
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.gateway.stop().await;
+        self.conversation.stop().await;
+        self.notification.stop().await;
+        for database in self.databases {
+            database.drop_now().await?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn start_notification(
+    settings: &Settings,
+    database_url: &str,
+    internal_token: &str,
+) -> anyhow::Result<Server> {
+    let max_streams = (settings.subscribers + 1000).max(50_000).to_string();
+    Server::start(
+        &settings.exe,
+        Role::Notification,
+        &args(&[
+            ("--database-url", database_url),
+            ("--internal-token", internal_token),
+            ("--max-streams", &max_streams),
+        ]),
+    )
+    .await
+}
+
+fn args(pairs: &[(&str, &str)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+        .collect()
+}
+
+/// Runs every scenario on `backend`; rows and targets are appended.
+pub async fn run_backend(
+    settings: &Settings,
+    backend: Backend,
+    rows: &mut Vec<Row>,
+    targets: &mut Vec<Target>,
+) -> anyhow::Result<()> {
+    let secrets = Secrets::generate();
+    let first = rows.len();
+
+    let ceiling = Server::start(&settings.exe, Role::Ceiling, &[]).await?;
+    rows.push(unary::ceiling(settings, backend, &ceiling, &secrets).await?);
+    ceiling.stop().await;
+
+    let stack = Stack::start(settings, backend, &secrets).await?;
+    let outcome = unary::all(settings, backend, &stack, &secrets, rows).await;
+    let outcome = match outcome {
+        Ok(()) => fanout::run(settings, backend, &stack, &secrets, rows).await,
+        Err(err) => Err(err),
+    };
+    stack.stop().await?;
+    outcome?;
+
+    large::run(settings, backend, &secrets, rows).await?;
+
+    let ours = &mut rows[first..];
+    add_ratios(ours);
+    targets.extend(crate::targets::check(backend, ours));
+    Ok(())
+}
+
+/// Scenarios measured by the closed-loop generator, comparable with the ceiling.
+const UNARY: [&str; 5] = ["list", "send", "mark-read", "conversation", "list-large"];
+
+/// Fills `ratio`: ceiling scenarios to the ceiling, gateway rows to their direct row.
+fn add_ratios(rows: &mut [Row]) {
+    let ceiling = rows
+        .iter()
+        .find(|r| r.path == "ceiling")
+        .map(|r| r.rps)
+        .unwrap_or(0.0);
+    let direct: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| r.path == "direct")
+        .map(|r| (r.scenario.clone(), r.rps))
+        .collect();
+    for row in rows.iter_mut() {
+        match row.path.as_str() {
+            "direct" if ceiling > 0.0 && UNARY.contains(&row.scenario.as_str()) => {
+                row.compared_to = Some("ceiling".into());
+                row.ratio = Some(row.rps / ceiling);
+            }
+            "gateway" => {
+                if let Some((_, rps)) = direct.iter().find(|(s, _)| *s == row.scenario) {
+                    row.compared_to = Some("direct".into());
+                    row.ratio = Some(row.rps / rps);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs a closed-loop load against `servers` and turns it into a row: CPU is the sum over
+/// the servers involved, RSS that of the first.
+pub async fn measure<F, Fut, E>(spec: LoadSpec, servers: &[&Server], op: F) -> (Measured, f64, f64)
+where
+    F: Fn(Turn) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    let before: Vec<f64> = servers.iter().map(|s| s.usage().cpu_seconds).collect();
+    let measured = load::run(spec, op).await;
+    let cpu = servers
+        .iter()
+        .zip(before)
+        .map(|(s, b)| s.usage().cpu_seconds - b)
+        .sum();
+    let rss = servers
+        .first()
+        .map(|s| s.usage().rss_kib as f64 / 1024.0)
+        .unwrap_or_default();
+    (measured, cpu, rss)
+}
+
+pub fn row(
+    backend: Backend,
+    scenario: &str,
+    path: &str,
+    (measured, cpu, rss): (Measured, f64, f64),
+    note: impl Into<String>,
+) -> Row {
+    let mut note = note.into();
+    if let Some(err) = &measured.first_error {
+        note = format!("{note} first error: {err}").trim().to_owned();
+    }
+    Row {
+        backend: backend.name().into(),
+        scenario: scenario.into(),
+        path: path.into(),
+        rps: measured.rps(),
+        latency: Percentiles::of(&measured.latency),
+        ok: measured.ok,
+        errors: measured.errors,
+        server_cpu_s: cpu,
+        server_rss_mib: rss,
+        compared_to: None,
+        ratio: None,
+        kib_per_stream: None,
+        note,
+    }
+}

@@ -1,0 +1,411 @@
+//! Unary scenarios: `list`, `send`, `mark-read` and `conversation`, each straight to the
+//! service and through the gateway, and the ceiling they are compared with.
+
+use std::sync::{Arc, Mutex};
+
+use switchboard::proto::{
+    conversation::v1::{self as conv, conversation_service_client::ConversationServiceClient},
+    notification::v1::{self as pb, notification_service_client::NotificationServiceClient},
+};
+use tonic::{Status, metadata::MetadataMap, transport::Channel};
+
+use super::{Secrets, Settings, Stack, measure, row};
+use crate::{
+    databases::Backend,
+    identity::{Path, request},
+    report::Row,
+    servers::{Server, connections},
+};
+
+/// Users whose lists are read in `list` (each gets `rows_per_user` notifications).
+pub const LIST_USERS: usize = 10;
+/// Recipients of `send`, whose notifications `mark-read` then marks.
+const RECIPIENTS: usize = 1000;
+/// Users holding conversations in `conversation`, in pairs.
+const CONVERSATION_USERS: usize = 200;
+/// Broadcasts in every history, so unread counts always include some.
+pub const BROADCASTS_IN_HISTORY: usize = 10;
+const SENDER_SCOPES: &str = "notifications:send notifications:broadcast";
+
+pub type Clients = Arc<Vec<NotificationServiceClient<Channel>>>;
+
+pub async fn notification_clients(url: &str, n: usize) -> anyhow::Result<Clients> {
+    Ok(Arc::new(
+        connections(url, n)
+            .await?
+            .into_iter()
+            .map(NotificationServiceClient::new)
+            .collect(),
+    ))
+}
+
+/// `List` on the empty service: the ceiling.
+pub async fn ceiling(
+    settings: &Settings,
+    backend: Backend,
+    ceiling: &Server,
+    secrets: &Secrets,
+) -> anyhow::Result<Row> {
+    let clients = notification_clients(&ceiling.url(), settings.load.connections).await?;
+    let users = Arc::new(secrets.direct().users("l", LIST_USERS, "")?);
+    let measured = measure(settings.load, &[ceiling], move |turn| {
+        let mut client = clients[turn.worker % clients.len()].clone();
+        let metadata = users[turn.n as usize % users.len()].clone();
+        async move {
+            client
+                .list(request(pb::ListRequest::default(), &metadata))
+                .await
+                .map(drop)
+        }
+    })
+    .await;
+    Ok(row(
+        backend,
+        "list",
+        "ceiling",
+        measured,
+        "empty tonic service",
+    ))
+}
+
+/// Sends `rows_per_user` notifications to each of `users` (`{prefix}{i}`), `batch`
+/// recipients per Send, plus the history's broadcasts.
+pub async fn seed(
+    clients: &Clients,
+    sender: &MetadataMap,
+    prefix: &str,
+    users: usize,
+    rows_per_user: usize,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let ids: Vec<String> = (0..users).map(|i| format!("{prefix}{i}")).collect();
+    let mut calls = Vec::new();
+    for _ in 0..rows_per_user {
+        for chunk in ids.chunks(batch) {
+            calls.push(pb::SendRequest {
+                recipient_ids: chunk.to_vec(),
+                category: "bench.seed".into(),
+                content: "seeded notification ".repeat(4),
+                ..Default::default()
+            });
+        }
+    }
+    for i in 0..BROADCASTS_IN_HISTORY {
+        calls.push(pb::SendRequest {
+            broadcast: true,
+            category: format!("bench.news{}", i % 3),
+            content: "seeded broadcast".into(),
+            ..Default::default()
+        });
+    }
+    let calls = Arc::new(Mutex::new(calls));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let calls = calls.clone();
+        let mut client = clients[w % clients.len()].clone();
+        let sender = sender.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let next = calls.lock().map(|mut c| c.pop()).unwrap_or(None);
+                let Some(call) = next else {
+                    return Ok::<(), Status>(());
+                };
+                client.send(request(call, &sender)).await?;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(())
+}
+
+/// Every unary scenario on a running stack, in an order where each finds its data.
+pub async fn all(
+    settings: &Settings,
+    backend: Backend,
+    stack: &Stack,
+    secrets: &Secrets,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let n = settings.load.connections;
+    let direct = notification_clients(&stack.notification.url(), n).await?;
+    let gateway = notification_clients(&stack.gateway.url(), n).await?;
+    let sender = secrets.direct().metadata("bench-seeder", SENDER_SCOPES)?;
+    seed(
+        &direct,
+        &sender,
+        "l",
+        LIST_USERS,
+        settings.rows_per_user,
+        LIST_USERS,
+    )
+    .await?;
+    let history = LIST_USERS * settings.rows_per_user + BROADCASTS_IN_HISTORY;
+
+    for (path, clients, servers) in [
+        (secrets.direct(), &direct, vec![&stack.notification]),
+        (
+            secrets.gateway(),
+            &gateway,
+            vec![&stack.gateway, &stack.notification],
+        ),
+    ] {
+        let measured = list(settings, &path, clients, &servers, LIST_USERS, "l").await?;
+        rows.push(row(
+            backend,
+            "list",
+            path.name(),
+            measured,
+            format!("{history} rows, {LIST_USERS} users, page 50 + unread counts"),
+        ));
+    }
+
+    // One call at a time: the latency a proxy adds, without queueing behind other calls.
+    let unloaded = Settings {
+        load: crate::load::LoadSpec {
+            connections: 1,
+            inflight: 1,
+            ..settings.load
+        },
+        ..settings.clone()
+    };
+    for (path, clients, servers) in [
+        (secrets.direct(), &direct, vec![&stack.notification]),
+        (
+            secrets.gateway(),
+            &gateway,
+            vec![&stack.gateway, &stack.notification],
+        ),
+    ] {
+        let measured = list(&unloaded, &path, clients, &servers, LIST_USERS, "l").await?;
+        rows.push(row(
+            backend,
+            "list-unloaded",
+            path.name(),
+            measured,
+            "1 call in flight",
+        ));
+    }
+
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    for (path, clients, servers) in [
+        (secrets.direct(), &direct, vec![&stack.notification]),
+        (
+            secrets.gateway(),
+            &gateway,
+            vec![&stack.gateway, &stack.notification],
+        ),
+    ] {
+        let measured = send(settings, &path, clients, &servers, sent.clone()).await?;
+        rows.push(row(
+            backend,
+            "send",
+            path.name(),
+            measured,
+            "1 recipient, 120 B",
+        ));
+    }
+
+    let sent: Arc<Vec<(usize, String)>> = Arc::new(
+        sent.lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default(),
+    );
+    let mut offset = 0;
+    for (path, clients, servers) in [
+        (secrets.direct(), &direct, vec![&stack.notification]),
+        (
+            secrets.gateway(),
+            &gateway,
+            vec![&stack.gateway, &stack.notification],
+        ),
+    ] {
+        let (measured, used) =
+            mark_read(settings, &path, clients, &servers, sent.clone(), offset).await?;
+        offset += used;
+        let note = if offset > sent.len() {
+            format!(
+                "1 id per call; pool of {} unread ids ran out, rest no-ops",
+                sent.len()
+            )
+        } else {
+            "1 id per call, each unread".to_owned()
+        };
+        rows.push(row(backend, "mark-read", path.name(), measured, note));
+    }
+
+    for (path, url, servers) in [
+        (
+            secrets.direct(),
+            stack.conversation.url(),
+            vec![&stack.conversation, &stack.notification],
+        ),
+        (
+            secrets.gateway(),
+            stack.gateway.url(),
+            vec![&stack.gateway, &stack.conversation, &stack.notification],
+        ),
+    ] {
+        let measured = conversation(settings, &path, &url, &servers).await?;
+        rows.push(row(
+            backend,
+            "conversation",
+            path.name(),
+            measured,
+            "1 op = Create + SendMessage + List (+ the notification it triggers)",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn list(
+    settings: &Settings,
+    path: &Path,
+    clients: &Clients,
+    servers: &[&Server],
+    users: usize,
+    prefix: &str,
+) -> anyhow::Result<(crate::load::Measured, f64, f64)> {
+    let users = Arc::new(path.users(prefix, users, "")?);
+    let clients = clients.clone();
+    Ok(measure(settings.load, servers, move |turn| {
+        let mut client = clients[turn.worker % clients.len()].clone();
+        let metadata = users[turn.n as usize % users.len()].clone();
+        async move {
+            let page = client
+                .list(request(pb::ListRequest::default(), &metadata))
+                .await?
+                .into_inner();
+            if page.notifications.is_empty() {
+                return Err(Status::internal("empty page: the history is missing"));
+            }
+            Ok(())
+        }
+    })
+    .await)
+}
+
+async fn send(
+    settings: &Settings,
+    path: &Path,
+    clients: &Clients,
+    servers: &[&Server],
+    sent: Arc<Mutex<Vec<(usize, String)>>>,
+) -> anyhow::Result<(crate::load::Measured, f64, f64)> {
+    let sender = path.metadata(&format!("bench-sender-{}", path.name()), SENDER_SCOPES)?;
+    let clients = clients.clone();
+    Ok(measure(settings.load, servers, move |turn| {
+        let mut client = clients[turn.worker % clients.len()].clone();
+        let recipient = turn.n as usize % RECIPIENTS;
+        let call = pb::SendRequest {
+            recipient_ids: vec![format!("r{recipient}")],
+            category: "bench.send".into(),
+            content: "a notification of a hundred and twenty bytes, about what a build or a \
+                      review or a mention would say.."
+                .into(),
+            link: "https://example.com/x".into(),
+            ..Default::default()
+        };
+        let request = request(call, &sender);
+        let sent = sent.clone();
+        async move {
+            let response = client.send(request).await?.into_inner();
+            if let (Some(n), Ok(mut sent)) = (response.notifications.first(), sent.lock()) {
+                sent.push((recipient, n.id.clone()));
+            }
+            Ok::<(), Status>(())
+        }
+    })
+    .await)
+}
+
+/// Marks one id per call, walking the pool from `offset`; returns how many it used.
+async fn mark_read(
+    settings: &Settings,
+    path: &Path,
+    clients: &Clients,
+    servers: &[&Server],
+    pool: Arc<Vec<(usize, String)>>,
+    offset: usize,
+) -> anyhow::Result<((crate::load::Measured, f64, f64), usize)> {
+    if pool.is_empty() {
+        anyhow::bail!("mark-read needs the notifications `send` created");
+    }
+    let users = Arc::new(path.users("r", RECIPIENTS, "")?);
+    let clients = clients.clone();
+    let used = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = used.clone();
+    let measured = measure(settings.load, servers, move |turn| {
+        let mut client = clients[turn.worker % clients.len()].clone();
+        let k = offset + counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (recipient, id) = &pool[k % pool.len()];
+        let call = pb::MarkReadRequest {
+            ids: vec![id.clone()],
+            ..Default::default()
+        };
+        let request = request(call, &users[*recipient]);
+        async move { client.mark_read(request).await.map(drop) }
+    })
+    .await;
+    Ok((measured, used.load(std::sync::atomic::Ordering::Relaxed)))
+}
+
+async fn conversation(
+    settings: &Settings,
+    path: &Path,
+    url: &str,
+    servers: &[&Server],
+) -> anyhow::Result<(crate::load::Measured, f64, f64)> {
+    let clients: Arc<Vec<ConversationServiceClient<Channel>>> = Arc::new(
+        connections(url, settings.load.connections)
+            .await?
+            .into_iter()
+            .map(ConversationServiceClient::new)
+            .collect(),
+    );
+    let users = Arc::new(path.users("c", CONVERSATION_USERS, "")?);
+    // Every user calls once first, so each is known by username when the other creates.
+    for (i, metadata) in users.iter().enumerate() {
+        let mut client = clients[i % clients.len()].clone();
+        client
+            .list(request(conv::ListRequest::default(), metadata))
+            .await?;
+    }
+    Ok(measure(settings.load, servers, move |turn| {
+        let mut client = clients[turn.worker % clients.len()].clone();
+        let me = turn.n as usize % CONVERSATION_USERS;
+        let other = me ^ 1;
+        let metadata = users[me].clone();
+        async move {
+            let created = client
+                .create(request(
+                    conv::CreateRequest {
+                        username: format!("c{other}"),
+                    },
+                    &metadata,
+                ))
+                .await?
+                .into_inner();
+            let id = created
+                .conversation
+                .map(|c| c.id)
+                .ok_or_else(|| Status::internal("Create returned no conversation"))?;
+            client
+                .send_message(request(
+                    conv::SendMessageRequest {
+                        conversation_id: id,
+                        content: "hello from the benchmark".into(),
+                        idempotency_key: String::new(),
+                    },
+                    &metadata,
+                ))
+                .await?;
+            client
+                .list(request(conv::ListRequest::default(), &metadata))
+                .await?;
+            Ok::<(), Status>(())
+        }
+    })
+    .await)
+}

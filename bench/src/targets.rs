@@ -1,0 +1,106 @@
+//! The performance issue's targets, checked against one run's rows. Reported in the results,
+//! never asserted: a benchmark on a shared two-core machine must not fail a build.
+
+use crate::{
+    databases::Backend,
+    report::{Row, Target},
+};
+
+pub fn check(backend: Backend, rows: &[Row]) -> Vec<Target> {
+    let find = |scenario: &str, path: &str| {
+        rows.iter()
+            .find(|r| r.scenario == scenario && r.path == path)
+    };
+    let mut targets = Vec::new();
+    let mut add = |target: String, measured: String, met: bool| {
+        targets.push(Target {
+            backend: backend.name().into(),
+            target,
+            measured,
+            met,
+        })
+    };
+    if let (Some(direct), Some(gateway)) = (find("list", "direct"), find("list", "gateway")) {
+        let share = gateway.rps / direct.rps;
+        add(
+            "gateway keeps ≥ 70% of direct rps on list".into(),
+            format!("{:.1}%", share * 100.0),
+            share >= 0.70,
+        );
+    }
+    if let (Some(direct), Some(gateway)) = (
+        find("list-unloaded", "direct"),
+        find("list-unloaded", "gateway"),
+    ) {
+        let added = gateway.latency.p50_us - direct.latency.p50_us;
+        add(
+            "gateway adds < 150 µs p50 on list (one call in flight)".into(),
+            format!(
+                "{added:.0} µs ({:.0} vs {:.0} µs)",
+                gateway.latency.p50_us, direct.latency.p50_us
+            ),
+            added < 150.0,
+        );
+    }
+    if let (Some(ceiling), Some(send)) = (find("list", "ceiling"), find("send", "direct")) {
+        let needed = match backend {
+            Backend::Sqlite => 0.25,
+            Backend::Postgres => 0.15,
+        };
+        let share = send.rps / ceiling.rps;
+        add(
+            format!("send ≥ {:.0}% of the ceiling's rps", needed * 100.0),
+            format!(
+                "{:.1}% ({:.0} of {:.0} rps)",
+                share * 100.0,
+                send.rps,
+                ceiling.rps
+            ),
+            share >= needed,
+        );
+    }
+    if let (Some(small), Some(large)) = (find("list", "direct"), find("list-large", "direct")) {
+        let share = large.rps / small.rps;
+        add(
+            "list on the large history within 20% of the 1,000-row rps".into(),
+            format!(
+                "{:.1}% ({:.0} vs {:.0} rps)",
+                share * 100.0,
+                large.rps,
+                small.rps
+            ),
+            share >= 0.80,
+        );
+    }
+    if let Some(fanout) = find("fanout-broadcast", "direct") {
+        add(
+            "broadcast to every subscriber, p99 < 250 ms".into(),
+            format!(
+                "p99 {:.1} ms, {} missing",
+                fanout.latency.p99_us / 1000.0,
+                fanout.errors
+            ),
+            fanout.latency.p99_us < 250_000.0 && fanout.errors == 0 && fanout.ok > 0,
+        );
+    }
+    if let Some(direct) = find("fanout-direct", "direct") {
+        add(
+            "direct notifications to subscribers, p99 < 20 ms".into(),
+            format!(
+                "p99 {:.1} ms, {} missing",
+                direct.latency.p99_us / 1000.0,
+                direct.errors
+            ),
+            direct.latency.p99_us < 20_000.0 && direct.errors == 0 && direct.ok > 0,
+        );
+    }
+    if let Some(idle) = find("idle-streams", "direct") {
+        let kib = idle.kib_per_stream.unwrap_or(f64::INFINITY);
+        add(
+            "idle Subscribe stream < 24 KiB server RSS".into(),
+            format!("{kib:.1} KiB ({} streams)", idle.ok),
+            kib < 24.0 && idle.errors == 0,
+        );
+    }
+    targets
+}
