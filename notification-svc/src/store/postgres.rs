@@ -27,6 +27,26 @@ impl PostgresStore {
         db::postgres_begin_snapshot(&self.pool).await
     }
 
+    /// Locks the notifications a prune is about to delete. Under READ COMMITTED a MarkRead
+    /// could otherwise mark one read, or read a broadcast, between the prune's counting and
+    /// its delete, and the counters would take that change into account twice (or not at
+    /// all). `FOR UPDATE` also conflicts with the key-share lock a new `broadcast_reads` row
+    /// takes on its broadcast, so such writers wait until the rows are gone; writers of newer
+    /// rows are not held up.
+    async fn lock_prunable(
+        tx: &mut Transaction<'static, Postgres>,
+        before: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM notifications WHERE created_at < $1 \
+             FOR UPDATE) AS locked",
+        )
+        .bind(before)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+    }
+
     /// Delivered to every listening replica when (and only if) the transaction commits.
     async fn announce(
         tx: &mut Transaction<'static, Postgres>,

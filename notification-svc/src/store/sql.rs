@@ -43,14 +43,70 @@ pub const IDEMPOTENT_SEND_ID: &str =
 pub const NOTIFICATIONS_OF_SEND: &str = "SELECT id, category, content, link, sender_id, \
      recipient_id, created_at, read_at, seq FROM notifications WHERE send_id = $1 ORDER BY id";
 
-/// Unread direct notifications plus broadcasts without a read row, by category.
-pub const UNREAD_BY_CATEGORY: &str = "SELECT category, COUNT(*) AS unread FROM ( \
-       SELECT category FROM notifications WHERE recipient_id = $1 AND read_at IS NULL \
+/// A user's unread notifications by category, from the counters of migration 0003: unread
+/// direct rows plus broadcasts not yet read, a handful of primary-key rows however long the
+/// history is. Categories at zero are left out. `SUM` is cast because PostgreSQL sums BIGINT
+/// to NUMERIC.
+pub const UNREAD_BY_CATEGORY: &str = "SELECT category, CAST(SUM(unread) AS BIGINT) AS unread \
+     FROM ( \
+       SELECT category, unread FROM unread_counts WHERE user_id = $1 \
        UNION ALL \
-       SELECT n.category FROM notifications n WHERE n.recipient_id IS NULL \
-         AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
-                         WHERE br.notification_id = n.id AND br.user_id = $2) \
-     ) AS u GROUP BY category ORDER BY category";
+       SELECT b.category, b.total - COALESCE(r.read, 0) FROM broadcast_counts b \
+         LEFT JOIN broadcast_read_counts r ON r.category = b.category AND r.user_id = $2 \
+     ) AS u GROUP BY category HAVING SUM(unread) > 0 ORDER BY category";
+
+/// The category of the broadcast a `broadcast_reads` row was just inserted for, as a
+/// `RETURNING` expression (an INSERT can only return its own table's columns).
+pub const BROADCAST_READ_CATEGORY: &str = "(SELECT bn.category FROM notifications bn \
+     WHERE bn.id = broadcast_reads.notification_id)";
+
+/// A counter kept per user and category: its table and count column.
+#[derive(Debug, Clone, Copy)]
+pub struct UserCounter {
+    pub table: &'static str,
+    pub column: &'static str,
+}
+
+/// Unread direct notifications.
+pub const UNREAD_DIRECT: UserCounter = UserCounter {
+    table: "unread_counts",
+    column: "unread",
+};
+
+/// Broadcasts the user has read.
+pub const BROADCASTS_READ: UserCounter = UserCounter {
+    table: "broadcast_read_counts",
+    column: "read",
+};
+
+/// Takes the counters' share of the notifications about to be pruned off them. Each statement
+/// counts what the deletes that follow will remove, in the same transaction, with no other
+/// writer able to change those rows in between (see `lock_prunable` of each backend).
+pub const PRUNE_COUNTERS: [&str; 3] = [
+    "UPDATE unread_counts SET unread = unread - d.n FROM ( \
+       SELECT recipient_id AS user_id, category, COUNT(*) AS n FROM notifications \
+       WHERE created_at < $1 AND recipient_id IS NOT NULL AND read_at IS NULL \
+       GROUP BY recipient_id, category) AS d \
+     WHERE unread_counts.user_id = d.user_id AND unread_counts.category = d.category",
+    "UPDATE broadcast_counts SET total = total - d.n FROM ( \
+       SELECT category, COUNT(*) AS n FROM notifications \
+       WHERE created_at < $1 AND recipient_id IS NULL GROUP BY category) AS d \
+     WHERE broadcast_counts.category = d.category",
+    "UPDATE broadcast_read_counts SET read = read - d.n FROM ( \
+       SELECT br.user_id, n.category, COUNT(*) AS n FROM broadcast_reads br \
+       JOIN notifications n ON n.id = br.notification_id \
+       WHERE n.created_at < $1 AND n.recipient_id IS NULL GROUP BY br.user_id, n.category) AS d \
+     WHERE broadcast_read_counts.user_id = d.user_id \
+       AND broadcast_read_counts.category = d.category",
+];
+
+/// Counter rows that reached zero: dropped after a prune so the tables stay the size of the
+/// live data (a later write recreates a row through its upsert).
+pub const DROP_ZERO_COUNTERS: [&str; 3] = [
+    "DELETE FROM unread_counts WHERE unread = 0",
+    "DELETE FROM broadcast_counts WHERE total = 0",
+    "DELETE FROM broadcast_read_counts WHERE read = 0",
+];
 
 /// Rows go into the database in chunks: one statement per chunk keeps bind counts far below
 /// both backends' limits (SQLite 32766, PostgreSQL 65535) for 1000 recipients.
@@ -108,6 +164,8 @@ impl From<NotificationRow> for Notification {
 
 macro_rules! impl_notification_store {
     ($store:ty, $db:ty) => {
+        use std::collections::BTreeMap;
+
         use async_trait::async_trait;
         use sqlx::QueryBuilder;
         use switchboard::Error;
@@ -117,7 +175,7 @@ macro_rules! impl_notification_store {
             Audience, ListQuery, MarkTarget, Marked, NewSend, Notification, Page, ReadEvent,
             ReadFilter, UnreadCounts,
         };
-        use $crate::store::sql::{self, NotificationRow, ReadEventRow};
+        use $crate::store::sql::{self, NotificationRow, ReadEventRow, UserCounter};
         use $crate::store::{NotificationStore, Sent};
 
         /// `SELECT_VISIBLE ... WHERE <visible to user>`, ready for more `AND` filters.
@@ -139,6 +197,7 @@ macro_rules! impl_notification_store {
             qb.push(")");
         }
 
+        /// The user's unread counts, from the counters (no scan of their history).
         async fn unread_counts(
             conn: &mut <$db as sqlx::Database>::Connection,
             user_id: &str,
@@ -149,6 +208,94 @@ macro_rules! impl_notification_store {
                 .fetch_all(&mut *conn)
                 .await?;
             Ok(UnreadCounts { by_category: rows })
+        }
+
+        /// Adds `deltas` (negative to take away) to a per-(user, category) counter: one
+        /// upsert per chunk of keys. Keys go in order (a `BTreeMap`), so concurrent
+        /// PostgreSQL writers lock counter rows in one order and cannot deadlock on them;
+        /// each key appears once, as `ON CONFLICT DO UPDATE` requires.
+        async fn add_to_counter(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            counter: UserCounter,
+            deltas: &BTreeMap<(String, String), i64>,
+        ) -> Result<(), Error> {
+            let rows: Vec<_> = deltas.iter().filter(|(_, delta)| **delta != 0).collect();
+            let UserCounter { table, column } = counter;
+            for chunk in rows.chunks(sql::INSERT_CHUNK) {
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "INSERT INTO {table} (user_id, category, {column}) "
+                ));
+                qb.push_values(chunk, |mut row, ((user_id, category), delta)| {
+                    row.push_bind(user_id.clone())
+                        .push_bind(category.clone())
+                        .push_bind(**delta);
+                });
+                qb.push(format!(
+                    " ON CONFLICT (user_id, category) DO UPDATE \
+                     SET {column} = {table}.{column} + excluded.{column}"
+                ));
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Counts newly stored notifications into the counters: one unread per direct
+        /// notification by (recipient, category), one broadcast per broadcast by category.
+        /// Takes any batch, of one Send or of many, and groups it here, so one call after
+        /// the inserts costs a statement or two whatever the batch size. Must run in the
+        /// transaction that inserts `notifications`.
+        async fn count_new(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            notifications: &[Notification],
+        ) -> Result<(), Error> {
+            let mut direct = BTreeMap::<(String, String), i64>::new();
+            let mut broadcasts = BTreeMap::<String, i64>::new();
+            for n in notifications {
+                match &n.recipient_id {
+                    Some(recipient) if n.read_at.is_none() => {
+                        *direct.entry((recipient.clone(), n.category.clone())).or_default() += 1;
+                    }
+                    Some(_) => {}
+                    None => *broadcasts.entry(n.category.clone()).or_default() += 1,
+                }
+            }
+            add_to_counter(&mut *conn, sql::UNREAD_DIRECT, &direct).await?;
+            let broadcasts: Vec<_> = broadcasts.into_iter().collect();
+            for chunk in broadcasts.chunks(sql::INSERT_CHUNK) {
+                let mut qb =
+                    QueryBuilder::<$db>::new("INSERT INTO broadcast_counts (category, total) ");
+                qb.push_values(chunk, |mut row, (category, total)| {
+                    row.push_bind(category.clone()).push_bind(*total);
+                });
+                qb.push(
+                    " ON CONFLICT (category) DO UPDATE \
+                     SET total = broadcast_counts.total + excluded.total",
+                );
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Counts what a MarkRead changed, by the categories of the rows it actually changed
+        /// (`RETURNING`, so rows another transaction marked first are not counted twice):
+        /// direct rows leave the user's unread counter, broadcasts join their read counter.
+        async fn count_marked(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+            direct: &[String],
+            broadcasts: &[String],
+        ) -> Result<(), Error> {
+            let by_category = |categories: &[String], step: i64| {
+                let mut deltas = BTreeMap::<(String, String), i64>::new();
+                for category in categories {
+                    *deltas
+                        .entry((user_id.to_owned(), category.clone()))
+                        .or_default() += step;
+                }
+                deltas
+            };
+            add_to_counter(&mut *conn, sql::UNREAD_DIRECT, &by_category(direct, -1)).await?;
+            add_to_counter(&mut *conn, sql::BROADCASTS_READ, &by_category(broadcasts, 1)).await
         }
 
         #[async_trait]
@@ -225,6 +372,7 @@ macro_rules! impl_notification_store {
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
+                count_new(&mut *tx, &notifications).await?;
                 <$store>::announce(&mut tx, head).await?;
                 tx.commit().await?;
                 Ok(Sent {
@@ -290,9 +438,9 @@ macro_rules! impl_notification_store {
                         direct.push(" WHERE read_at IS NULL AND recipient_id = ");
                         direct.push_bind(user_id.to_owned());
                         push_in_list(&mut direct, "id", ids);
-                        direct.push(" RETURNING id");
-                        let mut changed: Vec<String> =
-                            direct.build_query_scalar().fetch_all(&mut *tx).await?;
+                        direct.push(" RETURNING id, category");
+                        let direct: Vec<(String, String)> =
+                            direct.build_query_as().fetch_all(&mut *tx).await?;
 
                         let mut broadcast = QueryBuilder::<$db>::new(
                             "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
@@ -302,9 +450,15 @@ macro_rules! impl_notification_store {
                         broadcast.push_bind(now);
                         broadcast.push(" FROM notifications WHERE recipient_id IS NULL");
                         push_in_list(&mut broadcast, "id", ids);
-                        broadcast.push(" ON CONFLICT DO NOTHING RETURNING notification_id");
-                        let read: Vec<String> =
-                            broadcast.build_query_scalar().fetch_all(&mut *tx).await?;
+                        broadcast.push(" ON CONFLICT DO NOTHING RETURNING notification_id, ");
+                        broadcast.push(sql::BROADCAST_READ_CATEGORY);
+                        let read: Vec<(String, String)> =
+                            broadcast.build_query_as().fetch_all(&mut *tx).await?;
+                        let (mut changed, direct): (Vec<String>, Vec<String>) =
+                            direct.into_iter().unzip();
+                        let (read, broadcasts): (Vec<String>, Vec<String>) =
+                            read.into_iter().unzip();
+                        count_marked(&mut *tx, user_id, &direct, &broadcasts).await?;
                         changed.extend(read);
                         changed.sort();
                         marked.count = changed.len() as i64;
@@ -319,7 +473,9 @@ macro_rules! impl_notification_store {
                             direct.push(" AND category = ");
                             direct.push_bind(category.clone());
                         }
-                        let direct_count = direct.build().execute(&mut *tx).await?.rows_affected();
+                        direct.push(" RETURNING category");
+                        let direct: Vec<String> =
+                            direct.build_query_scalar().fetch_all(&mut *tx).await?;
 
                         let mut broadcast = QueryBuilder::<$db>::new(
                             "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
@@ -337,10 +493,12 @@ macro_rules! impl_notification_store {
                              WHERE br.notification_id = n.id AND br.user_id = ",
                         );
                         broadcast.push_bind(user_id.to_owned());
-                        broadcast.push(") ON CONFLICT DO NOTHING");
-                        let broadcast_count =
-                            broadcast.build().execute(&mut *tx).await?.rows_affected();
-                        marked.count = (direct_count + broadcast_count) as i64;
+                        broadcast.push(") ON CONFLICT DO NOTHING RETURNING ");
+                        broadcast.push(sql::BROADCAST_READ_CATEGORY);
+                        let broadcasts: Vec<String> =
+                            broadcast.build_query_scalar().fetch_all(&mut *tx).await?;
+                        count_marked(&mut *tx, user_id, &direct, &broadcasts).await?;
+                        marked.count = (direct.len() + broadcasts.len()) as i64;
                     }
                 }
                 marked.unread_left = unread_counts(&mut *tx, user_id).await?.total();
@@ -424,6 +582,10 @@ macro_rules! impl_notification_store {
 
             async fn prune(&self, before: i64) -> Result<u64, Error> {
                 let mut tx = self.begin_write().await?;
+                <$store>::lock_prunable(&mut tx, before).await?;
+                for statement in sql::PRUNE_COUNTERS {
+                    sqlx::query(statement).bind(before).execute(&mut *tx).await?;
+                }
                 sqlx::query(
                     "DELETE FROM broadcast_reads WHERE notification_id IN \
                      (SELECT id FROM notifications WHERE created_at < $1)",
@@ -443,6 +605,9 @@ macro_rules! impl_notification_store {
                     .bind(before)
                     .execute(&mut *tx)
                     .await?;
+                }
+                for statement in sql::DROP_ZERO_COUNTERS {
+                    sqlx::query(statement).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(pruned)

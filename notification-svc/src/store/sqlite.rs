@@ -20,6 +20,15 @@ impl SqliteStore {
         self.pool.begin().await
     }
 
+    /// Nothing to lock: `BEGIN IMMEDIATE` already keeps every other writer out until the
+    /// prune commits, so what it counts is what it deletes.
+    async fn lock_prunable(
+        _tx: &mut Transaction<'static, Sqlite>,
+        _before: i64,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
     /// One process owns a SQLite file: the feed is poked in-process after each commit.
     async fn announce(
         _tx: &mut Transaction<'static, Sqlite>,

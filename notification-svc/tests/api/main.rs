@@ -15,3 +15,4 @@ mod mark_read;
 mod replicas;
 mod send;
 mod subscribe;
+mod unread_counters;
