@@ -88,7 +88,12 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<pb::SendResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let send = convert::send(&caller, request.into_inner())?;
-        let sent = self.store.send(&send, now_micros()).await?;
+        let sent = self
+            .store
+            .send_batch(std::slice::from_ref(&send), now_micros())
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("the store answered no Send")))?;
         let notifications = sent
             .notifications
             .iter()
