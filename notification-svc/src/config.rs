@@ -49,3 +49,13 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 }
+
+impl Config {
+    /// The caps on Subscribe streams, as the hub takes them.
+    pub fn stream_limits(&self) -> crate::hub::Limits {
+        crate::hub::Limits {
+            per_user: self.max_streams_per_user,
+            total: self.max_streams,
+        }
+    }
+}

@@ -64,6 +64,16 @@ pub struct NewSend {
     pub idempotency_key: Option<String>,
 }
 
+impl NewSend {
+    /// How many notifications it stores: one per recipient, one for a broadcast.
+    pub fn row_count(&self) -> usize {
+        match &self.audience {
+            Audience::Recipients(ids) => ids.len(),
+            Audience::Broadcast => 1,
+        }
+    }
+}
+
 /// The raw fields of a Send request.
 pub struct SendFields {
     pub recipient_ids: Vec<String>,

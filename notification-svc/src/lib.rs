@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod feed;
+pub mod group_commit;
 pub mod hub;
 pub mod store;
 
@@ -22,9 +23,12 @@ use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
 
-pub use crate::hub::{Hub, Limits};
+pub use crate::{
+    group_commit::CommitStats,
+    hub::{Hub, Limits},
+};
 
-use crate::{api::NotificationApi, feed::Feed, store::NotificationStore};
+use crate::{api::NotificationApi, feed::Feed, group_commit::Committer, store::NotificationStore};
 
 /// How often notifications past the retention are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -59,10 +63,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let hub = Hub::with_limits(Limits {
-        per_user: config.max_streams_per_user,
-        total: config.max_streams,
-    });
+    let hub = Hub::with_limits(config.stream_limits());
     serve_with_hub(config, listener, shutdown, Arc::new(hub)).await
 }
 
@@ -74,14 +75,46 @@ pub async fn serve_with_hub(
     shutdown: impl Future<Output = ()> + Send + 'static,
     hub: Arc<Hub>,
 ) -> anyhow::Result<()> {
+    let shared = Shared {
+        hub,
+        commits: Arc::default(),
+    };
+    serve_shared(config, listener, shutdown, shared).await
+}
+
+/// Parts of a running service a caller may keep to watch it (tests, the dev stack). The
+/// service uses them as they are: they are shared, not substituted.
+#[derive(Clone)]
+pub struct Shared {
+    /// The fan-out to Subscribe streams (its limits apply).
+    pub hub: Arc<Hub>,
+    /// The group committer's counters: how many Sends went in how many transactions.
+    pub commits: Arc<CommitStats>,
+}
+
+/// [`serve`] with parts the caller keeps (see [`Shared`]).
+pub async fn serve_shared(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    shared: Shared,
+) -> anyhow::Result<()> {
+    let Shared { hub, commits } = shared;
     switchboard::identity::require_internal_token(&config.internal_token)?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
     let feed = Feed::start(store.clone(), hub.clone(), &database, stop.clone()).await?;
     prune_periodically(store.clone(), config.retention, stop.clone());
+    // Its own token, cancelled only once the server has drained: Sends still in flight
+    // during the grace period must commit.
+    let commit_stop = CancellationToken::new();
+    let _stop_committer_on_any_exit = commit_stop.clone().drop_guard();
+    let (committer, committing) =
+        Committer::start(store.clone(), feed.clone(), commits, commit_stop.clone());
     let api = NotificationApi::new(
         store,
+        committer,
         hub,
         feed,
         config.heartbeat_interval,
@@ -129,8 +162,14 @@ pub async fn serve_with_hub(
         stop,
         grace: config.shutdown_grace,
     };
-    grpc::run_until_drained(server, shutdown, drain).await?;
+    let served = grpc::run_until_drained(server, shutdown, drain).await;
+    // The batch in progress finishes; Sends still queued are answered UNAVAILABLE.
+    commit_stop.cancel();
+    if let Err(err) = committing.await {
+        tracing::error!(error = %err, "group committer failed");
+    }
     database.close().await;
+    served?;
     tracing::info!("notification-svc stopped");
     Ok(())
 }

@@ -15,12 +15,15 @@ use switchboard::{
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::{feed::Feed, hub::Hub, store::NotificationStore};
+use crate::{feed::Feed, group_commit::Committer, hub::Hub, store::NotificationStore};
 
 /// Shared state of every call.
 #[derive(Clone)]
 pub struct NotificationApi {
     store: Arc<dyn NotificationStore>,
+    /// Sends go through the group committer (which also wakes the feed), never straight to
+    /// the store.
+    committer: Committer,
     hub: Arc<Hub>,
     feed: Feed,
     heartbeat_interval: Duration,
@@ -33,6 +36,7 @@ pub struct NotificationApi {
 impl NotificationApi {
     pub fn new(
         store: Arc<dyn NotificationStore>,
+        committer: Committer,
         hub: Arc<Hub>,
         feed: Feed,
         heartbeat_interval: Duration,
@@ -41,6 +45,7 @@ impl NotificationApi {
     ) -> Self {
         Self {
             store,
+            committer,
             hub,
             feed,
             heartbeat_interval,
@@ -88,15 +93,12 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<pb::SendResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let send = convert::send(&caller, request.into_inner())?;
-        let sent = self.store.send(&send, now_micros()).await?;
+        let sent = self.committer.send(send).await?;
         let notifications = sent
             .notifications
             .iter()
             .map(convert::notification)
             .collect();
-        if sent.created {
-            self.feed.poke();
-        }
         Ok(Response::new(pb::SendResponse { notifications }))
     }
 

@@ -5,7 +5,9 @@
 //! concrete database type keeps one readable copy of the logic instead.
 //! Queries are built with `QueryBuilder` + `push_bind` so placeholders fit either dialect.
 
-use crate::domain::{Notification, ReadEvent};
+use std::collections::{BTreeMap, btree_map::Entry};
+
+use crate::domain::{NewSend, Notification, ReadEvent};
 
 /// Columns of a notification as one user sees it. The caller binds the user id right after
 /// this text, for the per-user broadcast read state.
@@ -14,6 +16,11 @@ pub const SELECT_VISIBLE: &str = "SELECT n.id, n.category, n.content, n.link, n.
      FROM notifications n \
      LEFT JOIN broadcast_reads br \
      ON n.recipient_id IS NULL AND br.notification_id = n.id AND br.user_id = ";
+
+/// Columns of the user's own notifications; the caller binds the user id right after.
+pub const SELECT_DIRECT: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
+     n.recipient_id, n.created_at, n.read_at, n.seq \
+     FROM notifications n WHERE n.recipient_id = ";
 
 pub const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications \
      (id, send_id, recipient_id, category, content, link, sender_id, created_at, read_at, seq) ";
@@ -33,9 +40,12 @@ pub const TAIL: &str = "SELECT id, category, content, link, sender_id, recipient
 pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category FROM read_events \
      WHERE seq > $1 ORDER BY seq LIMIT $2";
 
-pub const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys \
-     (caller_id, idempotency_key, send_id, created_at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT DO NOTHING";
+/// Followed by `VALUES` rows of (caller, key, send id, now), then [`CLAIMED`].
+pub const CLAIM_IDEMPOTENCY_KEYS: &str = "INSERT INTO idempotency_keys \
+     (caller_id, idempotency_key, send_id, created_at) ";
+
+/// Keys already taken are left alone; the ones returned were claimed by this statement.
+pub const CLAIMED: &str = " ON CONFLICT DO NOTHING RETURNING caller_id, idempotency_key";
 
 pub const IDEMPOTENT_SEND_ID: &str =
     "SELECT send_id FROM idempotency_keys WHERE caller_id = $1 AND idempotency_key = $2";
@@ -112,6 +122,53 @@ pub const DROP_ZERO_COUNTERS: [&str; 3] = [
 /// both backends' limits (SQLite 32766, PostgreSQL 65535) for 1000 recipients.
 pub const INSERT_CHUNK: usize = 500;
 
+/// Where a send of a batch stands once idempotency keys are sorted out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Stored as a new send (its key, if any, is claimed for it).
+    New,
+    /// Its key belongs to a send committed earlier: that send's notifications.
+    Committed(Vec<Notification>),
+    /// Same caller and key as the send at this (earlier) index of the batch: it gets that
+    /// send's notifications, which are not in the database yet when the key is looked at.
+    SameAs(usize),
+}
+
+/// The idempotency work of a batch, before the database is asked anything.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ClaimPlan {
+    /// One per send: `SameAs` for a repeat of a key earlier in the batch, else `New` (until
+    /// the database says the key was taken before).
+    pub claims: Vec<Claim>,
+    /// The first send of each distinct (caller, key), sorted by (caller, key): the order
+    /// every batch claims keys in.
+    pub keyed: Vec<usize>,
+}
+
+impl ClaimPlan {
+    pub fn of(sends: &[NewSend]) -> ClaimPlan {
+        let mut first: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        let claims = sends
+            .iter()
+            .enumerate()
+            .map(|(i, send)| match &send.idempotency_key {
+                None => Claim::New,
+                Some(key) => match first.entry((send.caller_id.as_str(), key.as_str())) {
+                    Entry::Occupied(earlier) => Claim::SameAs(*earlier.get()),
+                    Entry::Vacant(slot) => {
+                        slot.insert(i);
+                        Claim::New
+                    }
+                },
+            })
+            .collect();
+        ClaimPlan {
+            claims,
+            keyed: first.into_values().collect(),
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub struct NotificationRow {
     pub id: String,
@@ -175,7 +232,11 @@ macro_rules! impl_notification_store {
             Audience, ListQuery, MarkTarget, Marked, NewSend, Notification, Page, ReadEvent,
             ReadFilter, UnreadCounts,
         };
-        use $crate::store::sql::{self, NotificationRow, ReadEventRow, UserCounter};
+        use std::collections::HashSet;
+
+        use $crate::store::sql::{
+            self, Claim, ClaimPlan, NotificationRow, ReadEventRow, UserCounter,
+        };
         use $crate::store::{NotificationStore, Sent};
 
         /// `SELECT_VISIBLE ... WHERE <visible to user>`, ready for more `AND` filters.
@@ -186,6 +247,27 @@ macro_rules! impl_notification_store {
             qb.push_bind(user_id.to_owned());
             qb.push(" OR n.recipient_id IS NULL)");
             qb
+        }
+
+        /// The List filters (read state by `read_at`, category, page position) of one branch.
+        fn push_page_filters(qb: &mut QueryBuilder<$db>, query: &ListQuery, read_at: &str) {
+            match query.state {
+                ReadFilter::All => {}
+                ReadFilter::Unread => {
+                    qb.push(format!(" AND {read_at} IS NULL"));
+                }
+                ReadFilter::Read => {
+                    qb.push(format!(" AND {read_at} IS NOT NULL"));
+                }
+            }
+            if let Some(category) = &query.category {
+                qb.push(" AND n.category = ");
+                qb.push_bind(category.clone());
+            }
+            if let Some(before) = &query.before_id {
+                qb.push(" AND n.id < ");
+                qb.push_bind(before.clone());
+            }
         }
 
         fn push_in_list(qb: &mut QueryBuilder<$db>, column: &str, values: &[String]) {
@@ -300,110 +382,168 @@ macro_rules! impl_notification_store {
 
         #[async_trait]
         impl NotificationStore for $store {
-            async fn send(&self, send: &NewSend, now: i64) -> Result<Sent, Error> {
+            async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
                 let mut tx = self.begin_write().await?;
-                let send_id = Uuid::now_v7().to_string();
-                if let Some(key) = &send.idempotency_key {
-                    let claimed = sqlx::query(sql::CLAIM_IDEMPOTENCY_KEY)
+                // Minted up front (cheap) so a send's id is at hand wherever its key is
+                // claimed; ids of sends that turn out to be repeats are simply unused.
+                let send_ids: Vec<String> = sends.iter().map(|_| Uuid::now_v7().to_string()).collect();
+                let ClaimPlan { mut claims, keyed } = ClaimPlan::of(sends);
+
+                // Claim every distinct key in one statement per chunk. `keyed` is in
+                // (caller, key) order, so on PostgreSQL two batches that wait on each other's
+                // uncommitted claims always wait in the same order and cannot deadlock.
+                let mut claimed: HashSet<(String, String)> = HashSet::new();
+                for chunk in keyed.chunks(sql::INSERT_CHUNK) {
+                    let mut qb = QueryBuilder::<$db>::new(sql::CLAIM_IDEMPOTENCY_KEYS);
+                    qb.push_values(chunk, |mut row, &i| {
+                        row.push_bind(sends[i].caller_id.clone())
+                            .push_bind(sends[i].idempotency_key.clone())
+                            .push_bind(send_ids[i].clone())
+                            .push_bind(now);
+                    });
+                    qb.push(sql::CLAIMED);
+                    let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    claimed.extend(rows);
+                }
+                // A key that was not claimed belongs to a send committed earlier (on
+                // PostgreSQL the claim waited for it to commit): answer with its rows.
+                for &i in &keyed {
+                    let send = &sends[i];
+                    let Some(key) = &send.idempotency_key else { continue };
+                    if claimed.contains(&(send.caller_id.clone(), key.clone())) {
+                        continue;
+                    }
+                    let original: String = sqlx::query_scalar(sql::IDEMPOTENT_SEND_ID)
                         .bind(&send.caller_id)
                         .bind(key)
-                        .bind(&send_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if claimed == 0 {
-                        let original: String = sqlx::query_scalar(sql::IDEMPOTENT_SEND_ID)
-                            .bind(&send.caller_id)
-                            .bind(key)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        let rows: Vec<NotificationRow> =
-                            sqlx::query_as(sql::NOTIFICATIONS_OF_SEND)
-                                .bind(&original)
-                                .fetch_all(&mut *tx)
-                                .await?;
-                        tx.rollback().await?;
-                        return Ok(Sent {
-                            notifications: rows.into_iter().map(Into::into).collect(),
-                            created: false,
-                        });
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let rows: Vec<NotificationRow> = sqlx::query_as(sql::NOTIFICATIONS_OF_SEND)
+                        .bind(&original)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    claims[i] = Claim::Committed(rows.into_iter().map(Into::into).collect());
+                }
+
+                // The rows of every new send, in batch order; `owner` is each row's send.
+                let mut created: Vec<Notification> = Vec::new();
+                let mut owner: Vec<usize> = Vec::new();
+                let mut spans = vec![0..0; sends.len()];
+                for (i, send) in sends.iter().enumerate() {
+                    if !matches!(claims[i], Claim::New) {
+                        continue;
                     }
+                    let recipients: Vec<Option<String>> = match &send.audience {
+                        Audience::Broadcast => vec![None],
+                        Audience::Recipients(ids) => ids.iter().cloned().map(Some).collect(),
+                    };
+                    let start = created.len();
+                    for recipient_id in recipients {
+                        created.push(Notification {
+                            id: Uuid::now_v7().to_string(),
+                            category: send.category.clone(),
+                            content: send.content.clone(),
+                            link: send.link.clone(),
+                            sender_id: send.sender_id.clone(),
+                            recipient_id,
+                            created_at: now,
+                            read_at: None,
+                            seq: 0,
+                        });
+                        owner.push(i);
+                    }
+                    spans[i] = start..created.len();
                 }
-                let recipients: Vec<Option<String>> = match &send.audience {
-                    Audience::Broadcast => vec![None],
-                    Audience::Recipients(ids) => ids.iter().cloned().map(Some).collect(),
-                };
-                // Positions last: the head's lock is then held only for the inserts.
-                let count = recipients.len() as i64;
-                let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
-                    .bind(count)
-                    .bind("notifications")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let notifications: Vec<Notification> = recipients
-                    .into_iter()
-                    .zip(head - count + 1..)
-                    .map(|(recipient_id, seq)| Notification {
-                        id: Uuid::now_v7().to_string(),
-                        category: send.category.clone(),
-                        content: send.content.clone(),
-                        link: send.link.clone(),
-                        sender_id: send.sender_id.clone(),
-                        recipient_id,
-                        created_at: now,
-                        read_at: None,
-                        seq,
-                    })
-                    .collect();
-                for chunk in notifications.chunks(sql::INSERT_CHUNK) {
-                    let mut qb = QueryBuilder::<$db>::new(sql::INSERT_NOTIFICATIONS);
-                    qb.push_values(chunk, |mut row, n| {
-                        row.push_bind(n.id.clone())
-                            .push_bind(send_id.clone())
-                            .push_bind(n.recipient_id.clone())
-                            .push_bind(n.category.clone())
-                            .push_bind(n.content.clone())
-                            .push_bind(n.link.clone())
-                            .push_bind(n.sender_id.clone())
-                            .push_bind(n.created_at)
-                            .push_bind(None::<i64>)
-                            .push_bind(n.seq);
-                    });
-                    qb.build().execute(&mut *tx).await?;
+
+                if !created.is_empty() {
+                    // Positions last: the head's lock is then held only for the inserts. One
+                    // bump for the whole batch, positions in batch order.
+                    let count = created.len() as i64;
+                    let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
+                        .bind(count)
+                        .bind("notifications")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    for (notification, seq) in created.iter_mut().zip(head - count + 1..) {
+                        notification.seq = seq;
+                    }
+                    for (chunk, owners) in created
+                        .chunks(sql::INSERT_CHUNK)
+                        .zip(owner.chunks(sql::INSERT_CHUNK))
+                    {
+                        let mut qb = QueryBuilder::<$db>::new(sql::INSERT_NOTIFICATIONS);
+                        qb.push_values(chunk.iter().zip(owners), |mut row, (n, &i)| {
+                            row.push_bind(n.id.clone())
+                                .push_bind(send_ids[i].clone())
+                                .push_bind(n.recipient_id.clone())
+                                .push_bind(n.category.clone())
+                                .push_bind(n.content.clone())
+                                .push_bind(n.link.clone())
+                                .push_bind(n.sender_id.clone())
+                                .push_bind(n.created_at)
+                                .push_bind(None::<i64>)
+                                .push_bind(n.seq);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    count_new(&mut *tx, &created).await?;
+                    <$store>::announce(&mut tx, head).await?;
                 }
-                count_new(&mut *tx, &notifications).await?;
-                <$store>::announce(&mut tx, head).await?;
                 tx.commit().await?;
-                Ok(Sent {
-                    notifications,
-                    created: true,
-                })
+
+                let mut sent: Vec<Sent> = Vec::with_capacity(sends.len());
+                for (i, claim) in claims.into_iter().enumerate() {
+                    let result = match claim {
+                        Claim::New => Sent {
+                            notifications: created[spans[i].clone()].to_vec(),
+                            created: true,
+                        },
+                        Claim::Committed(notifications) => Sent {
+                            notifications,
+                            created: false,
+                        },
+                        // The first send of the key is earlier in the batch, so already here.
+                        Claim::SameAs(first) => Sent {
+                            notifications: sent
+                                .get(first)
+                                .map(|s| s.notifications.clone())
+                                .ok_or_else(|| {
+                                    Error::Internal(anyhow::anyhow!(
+                                        "send {i} repeats send {first}, which is not before it"
+                                    ))
+                                })?,
+                            created: false,
+                        },
+                    };
+                    sent.push(result);
+                }
+                Ok(sent)
             }
 
             async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error> {
-                let mut tx = self.begin_read().await?;
-                let mut qb = visible_to(user_id);
-                match query.state {
-                    ReadFilter::All => {}
-                    ReadFilter::Unread => {
-                        qb.push(" AND COALESCE(n.read_at, br.read_at) IS NULL");
-                    }
-                    ReadFilter::Read => {
-                        qb.push(" AND COALESCE(n.read_at, br.read_at) IS NOT NULL");
-                    }
-                }
-                if let Some(category) = &query.category {
-                    qb.push(" AND n.category = ");
-                    qb.push_bind(category.clone());
-                }
-                if let Some(before) = &query.before_id {
-                    qb.push(" AND n.id < ");
-                    qb.push_bind(before.clone());
-                }
+                // The user's own rows and the broadcasts are two index-ordered ranges
+                // (`notifications_recipient`, `notifications_broadcast`): each branch reads at
+                // most one page from its index and only the two pages are merged. A single
+                // `recipient_id = $1 OR recipient_id IS NULL` made SQLite sort the user's whole
+                // history and PostgreSQL walk the primary key through everyone's rows.
                 // One extra row tells whether another page follows.
+                let limit = query.page_size as i64 + 1;
+                let mut tx = self.begin_read().await?;
+                let mut qb = QueryBuilder::<$db>::new("SELECT * FROM (SELECT * FROM (");
+                qb.push(sql::SELECT_DIRECT);
+                qb.push_bind(user_id.to_owned());
+                push_page_filters(&mut qb, query, "n.read_at");
                 qb.push(" ORDER BY n.id DESC LIMIT ");
-                qb.push_bind(query.page_size as i64 + 1);
+                qb.push_bind(limit);
+                qb.push(") AS direct UNION ALL SELECT * FROM (");
+                qb.push(sql::SELECT_VISIBLE);
+                qb.push_bind(user_id.to_owned());
+                qb.push(" WHERE n.recipient_id IS NULL");
+                push_page_filters(&mut qb, query, "br.read_at");
+                qb.push(" ORDER BY n.id DESC LIMIT ");
+                qb.push_bind(limit);
+                qb.push(") AS broadcasts) AS visible ORDER BY id DESC LIMIT ");
+                qb.push_bind(limit);
                 let mut rows: Vec<NotificationRow> =
                     qb.build_query_as().fetch_all(&mut *tx).await?;
                 let more = rows.len() > query.page_size;
@@ -622,3 +762,38 @@ macro_rules! impl_notification_store {
 }
 
 pub(crate) use impl_notification_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Audience;
+
+    fn send(caller: &str, key: Option<&str>) -> NewSend {
+        NewSend {
+            caller_id: caller.into(),
+            audience: Audience::Broadcast,
+            category: "test".into(),
+            content: "x".into(),
+            link: String::new(),
+            sender_id: caller.into(),
+            idempotency_key: key.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn repeats_inside_a_batch_point_at_the_first_send_of_their_key() {
+        let plan = ClaimPlan::of(&[
+            send("b", Some("k")),
+            send("a", Some("k")),
+            send("b", None),
+            send("b", Some("k")),
+            send("a", Some("j")),
+            send("b", None),
+            send("a", Some("k")),
+        ]);
+        use Claim::*;
+        assert_eq!(plan.claims, [New, New, New, SameAs(0), New, New, SameAs(1)]);
+        // (a, j), (a, k), (b, k): the one claim order of every batch.
+        assert_eq!(plan.keyed, [4, 1, 0]);
+    }
+}

@@ -1,9 +1,9 @@
 //! One way to start the service for a test (`spawn_app`), clients that act as a given user,
 //! and assertions on gRPC errors.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use notification_svc::{Config, serve};
+use notification_svc::{CommitStats, Config, Hub, Shared, serve_shared};
 use switchboard::{
     Caller,
     identity::scope,
@@ -27,6 +27,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The database this app serves from (replicas share it).
     pub database_url: String,
+    /// The group committer's counters (Sends, transactions).
+    pub commits: Arc<CommitStats>,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -81,9 +83,20 @@ async fn start(
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (shutdown, signal) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(config, listener, async {
-        let _ = signal.await;
-    }));
+    // The real `serve`, with the hub and commit counters kept to be watched.
+    let shared = Shared {
+        hub: Arc::new(Hub::with_limits(config.stream_limits())),
+        commits: Arc::default(),
+    };
+    let commits = shared.commits.clone();
+    let server = tokio::spawn(serve_shared(
+        config,
+        listener,
+        async {
+            let _ = signal.await;
+        },
+        shared,
+    ));
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .expect("endpoint")
         .connect_timeout(Duration::from_secs(5))
@@ -91,6 +104,7 @@ async fn start(
     let app = TestApp {
         addr,
         database_url,
+        commits,
         channel,
         shutdown: Some(shutdown),
         server: Some(server),

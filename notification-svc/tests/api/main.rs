@@ -9,6 +9,7 @@ mod binary;
 mod database_outage;
 mod external_client;
 mod faults;
+mod group_commit;
 mod hostile;
 mod list;
 mod mark_read;

@@ -258,10 +258,10 @@ async fn prune_keeps_counters_exact(backend: Backend) {
             };
             let category = rng.pick(&CATEGORIES);
             let done = store
-                .send(&new_send(audience, category), now)
+                .send_batch(&[new_send(audience, category)], now)
                 .await
                 .expect("send");
-            sent.extend(done.notifications.into_iter().map(|n| n.id));
+            sent.extend(done.into_iter().flat_map(|s| s.notifications).map(|n| n.id));
         }
         for _ in 0..3 {
             let user = rng.pick(&USERS);
@@ -302,7 +302,7 @@ async fn prune_keeps_counters_exact(backend: Backend) {
     }
     // And counting starts again from zero.
     store
-        .send(&new_send(Audience::Broadcast, "build"), 12 * HOUR)
+        .send_batch(&[new_send(Audience::Broadcast, "build")], 12 * HOUR)
         .await
         .expect("send");
     assert_eq!(

@@ -1,0 +1,455 @@
+//! Group commit of Sends: concurrent Sends share one write transaction.
+//!
+//! Every Send takes the log head's lock (see docs/subscribe-cursor.md), so Sends commit one
+//! at a time whatever the pool size, and each pays a whole transaction (and, on PostgreSQL, a
+//! NOTIFY) alone. Here the API hands each validated Send to one task, which takes the first
+//! waiting Send plus everything queued behind it (up to [`MAX_BATCH_SENDS`] /
+//! [`MAX_BATCH_ROWS`]), stores them with one [`NotificationStore::send_batch`], wakes the
+//! feed once and answers each caller. There is no timer: while one batch commits the next
+//! one queues up, so batches grow exactly as fast as load does and a lone Send waits for
+//! nobody.
+//!
+//! A caller is answered only after the commit, so nothing acknowledged can be lost. A batch
+//! that fails with a database error is committed again one Send at a time, so one Send the
+//! database refuses fails alone and each caller gets its own answer.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use switchboard::{Error, time::now_micros};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    domain::NewSend,
+    feed::Feed,
+    store::{NotificationStore, Sent},
+};
+
+/// Sends waiting for the committer before [`Committer::send`] itself waits (backpressure
+/// reaching the callers). Four full batches: enough to fill the next batch while one commits,
+/// few enough that a stalled database holds up callers instead of piling up work.
+pub const QUEUE_CAPACITY: usize = 4 * MAX_BATCH_SENDS;
+
+/// Most Sends in one transaction: bounds how long the head lock is held and what one
+/// failure sends into the one-by-one retry.
+pub const MAX_BATCH_SENDS: usize = 256;
+
+/// Most notifications in one transaction (two of the largest Sends). A Send that does not
+/// fit goes first in the next batch; a Send is never split.
+pub const MAX_BATCH_ROWS: usize = 2 * crate::domain::MAX_RECIPIENTS;
+
+/// Counters of one committer, for tests and diagnostics.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    submitted: AtomicU64,
+    batches: AtomicU64,
+    committed: AtomicU64,
+}
+
+impl CommitStats {
+    /// Sends accepted into the queue so far.
+    pub fn submitted(&self) -> u64 {
+        self.submitted.load(Ordering::Acquire)
+    }
+
+    /// Transactions committed (a Send retried alone counts as one).
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Acquire)
+    }
+
+    /// Sends committed (repeats of an idempotency key included).
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    fn record_commit(&self, sends: usize) {
+        self.committed.fetch_add(sends as u64, Ordering::AcqRel);
+        self.batches.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+struct Request {
+    send: NewSend,
+    reply: oneshot::Sender<Result<Sent, Error>>,
+}
+
+/// Hands Sends to the committer task. Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<Request>,
+    stats: Arc<CommitStats>,
+}
+
+impl Committer {
+    /// Starts the committer task. It commits until `stop` is cancelled (after the server has
+    /// drained, so in-flight Sends still commit), finishing the batch in progress; Sends still
+    /// queued then are answered UNAVAILABLE. Await the handle before closing the database.
+    pub fn start(
+        store: Arc<dyn NotificationStore>,
+        feed: Feed,
+        stats: Arc<CommitStats>,
+        stop: CancellationToken,
+    ) -> (Committer, JoinHandle<()>) {
+        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
+        let task = tokio::spawn(run(store, feed, stats.clone(), requests, stop));
+        (Committer { queue, stats }, task)
+    }
+
+    /// Stores `send` with whatever other Sends are waiting, and answers once that commits.
+    /// UNAVAILABLE when the committer has stopped (the caller may retry elsewhere): never
+    /// waits forever.
+    pub async fn send(&self, send: NewSend) -> Result<Sent, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Request { send, reply })
+            .await
+            .map_err(|_| stopped())?;
+        self.stats.submitted.fetch_add(1, Ordering::AcqRel);
+        // A dropped reply means the task ended without answering (it panicked): the Send
+        // may or may not have committed, which a retry with the same idempotency key settles.
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> Error {
+    Error::Unavailable("the service is shutting down; retry".into())
+}
+
+async fn run(
+    store: Arc<dyn NotificationStore>,
+    feed: Feed,
+    stats: Arc<CommitStats>,
+    mut requests: mpsc::Receiver<Request>,
+    stop: CancellationToken,
+) {
+    // A Send taken from the queue that did not fit the batch before: it starts the next.
+    let mut carried: Option<Request> = None;
+    while !stop.is_cancelled() {
+        let first = match carried.take() {
+            Some(request) => request,
+            None => tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                request = requests.recv() => match request {
+                    Some(request) => request,
+                    // Every sender is gone: nobody can be waiting.
+                    None => return,
+                },
+            },
+        };
+        let mut rows = first.send.row_count();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_SENDS {
+            let Ok(next) = requests.try_recv() else { break };
+            if rows + next.send.row_count() > MAX_BATCH_ROWS {
+                carried = Some(next);
+                break;
+            }
+            rows += next.send.row_count();
+            batch.push(next);
+        }
+        commit(&*store, &feed, &stats, batch).await;
+    }
+    // Stopped: refuse new Sends and tell everyone still queued, rather than leave them to
+    // their deadlines.
+    requests.close();
+    let queued = carried
+        .into_iter()
+        .chain(std::iter::from_fn(|| requests.try_recv().ok()));
+    for request in queued {
+        let _ = request.reply.send(Err(stopped()));
+    }
+}
+
+/// Commits one batch and answers its callers (a caller that went away is no reason to undo
+/// anything: a retry with its idempotency key finds the committed Send).
+async fn commit(
+    store: &dyn NotificationStore,
+    feed: &Feed,
+    stats: &CommitStats,
+    batch: Vec<Request>,
+) {
+    let (sends, replies): (Vec<NewSend>, Vec<_>) =
+        batch.into_iter().map(|r| (r.send, r.reply)).unzip();
+    let now = now_micros();
+    let results: Vec<Result<Sent, Error>> = match store.send_batch(&sends, now).await {
+        Ok(sent) => {
+            stats.record_commit(sent.len());
+            sent.into_iter().map(Ok).collect()
+        }
+        // The database is out of reach, or the connection died (possibly during COMMIT, so
+        // the batch may be stored): retrying here could store Sends twice and would only
+        // multiply the wait. Every caller gets UNAVAILABLE and may retry with its key.
+        Err(Error::Unavailable(reason)) => sends
+            .iter()
+            .map(|_| Err(Error::Unavailable(reason.clone())))
+            .collect(),
+        Err(err) if sends.len() == 1 => vec![Err(err)],
+        // The database refused the batch (and rolled it back): find the Send it refused.
+        Err(err) => {
+            tracing::warn!(error = ?err, sends = sends.len(), "batch refused; committing its sends one by one");
+            one_by_one(store, stats, &sends, now).await
+        }
+    };
+    if results
+        .iter()
+        .any(|r| matches!(r, Ok(sent) if sent.created))
+    {
+        feed.poke();
+    }
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+async fn one_by_one(
+    store: &dyn NotificationStore,
+    stats: &CommitStats,
+    sends: &[NewSend],
+    now: i64,
+) -> Vec<Result<Sent, Error>> {
+    let mut results = Vec::with_capacity(sends.len());
+    // Once the database is out of reach the rest would only wait to fail the same way.
+    let mut unreachable: Option<String> = None;
+    for send in sends {
+        if let Some(reason) = &unreachable {
+            results.push(Err(Error::Unavailable(reason.clone())));
+            continue;
+        }
+        let result = store
+            .send_batch(std::slice::from_ref(send), now)
+            .await
+            .and_then(|mut sent| {
+                sent.pop().ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!("the store answered no Send of one"))
+                })
+            });
+        match &result {
+            Ok(_) => stats.record_commit(1),
+            Err(Error::Unavailable(reason)) => unreachable = Some(reason.clone()),
+            Err(_) => {}
+        }
+        results.push(result);
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    //! The committer against a store that records each batch and holds the first one until
+    //! the test opens its gate: what queues meanwhile is exactly what the next batch sees.
+
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::domain::{
+        Audience, ListQuery, MarkTarget, Marked, Notification, Page, ReadEvent, UnreadCounts,
+    };
+
+    struct GatedStore {
+        gate: Semaphore,
+        /// Rows of every batch the store was asked to commit, in order.
+        batches: Mutex<Vec<Vec<usize>>>,
+        entered: mpsc::UnboundedSender<()>,
+        fail_with_unavailable: bool,
+    }
+
+    #[async_trait]
+    impl NotificationStore for GatedStore {
+        async fn send_batch(&self, sends: &[NewSend], _now: i64) -> Result<Vec<Sent>, Error> {
+            self.batches
+                .lock()
+                .unwrap()
+                .push(sends.iter().map(NewSend::row_count).collect());
+            let _ = self.entered.send(());
+            let _open = self.gate.acquire().await.unwrap();
+            if self.fail_with_unavailable {
+                return Err(Error::Unavailable("down".into()));
+            }
+            Ok(sends
+                .iter()
+                .map(|_| Sent {
+                    notifications: Vec::new(),
+                    created: true,
+                })
+                .collect())
+        }
+        async fn list(&self, _: &str, _: &ListQuery) -> Result<Page, Error> {
+            unimplemented!()
+        }
+        async fn mark_read(&self, _: &str, _: &MarkTarget, _: i64) -> Result<Marked, Error> {
+            unimplemented!()
+        }
+        async fn replay(
+            &self,
+            _: &str,
+            _: i64,
+            _: &[String],
+            _: usize,
+        ) -> Result<Vec<Notification>, Error> {
+            unimplemented!()
+        }
+        async fn seq_of(&self, _: &str, _: &str) -> Result<Option<i64>, Error> {
+            unimplemented!()
+        }
+        async fn tail(&self, _: i64, _: usize) -> Result<Vec<Notification>, Error> {
+            unimplemented!()
+        }
+        async fn tail_reads(&self, _: i64, _: usize) -> Result<Vec<ReadEvent>, Error> {
+            unimplemented!()
+        }
+        async fn heads(&self) -> Result<(i64, i64), Error> {
+            unimplemented!()
+        }
+        async fn prune(&self, _: i64) -> Result<u64, Error> {
+            unimplemented!()
+        }
+        async fn unread(&self, _: &str) -> Result<UnreadCounts, Error> {
+            unimplemented!()
+        }
+    }
+
+    struct Harness {
+        store: Arc<GatedStore>,
+        committer: Committer,
+        task: JoinHandle<()>,
+        stats: Arc<CommitStats>,
+        stop: CancellationToken,
+        entered: mpsc::UnboundedReceiver<()>,
+    }
+
+    fn harness(fail_with_unavailable: bool) -> Harness {
+        let (entered_tx, entered) = mpsc::unbounded_channel();
+        let store = Arc::new(GatedStore {
+            gate: Semaphore::new(0),
+            batches: Mutex::default(),
+            entered: entered_tx,
+            fail_with_unavailable,
+        });
+        let stats = Arc::new(CommitStats::default());
+        let stop = CancellationToken::new();
+        let (committer, task) =
+            Committer::start(store.clone(), Feed::default(), stats.clone(), stop.clone());
+        Harness {
+            store,
+            committer,
+            task,
+            stats,
+            stop,
+            entered,
+        }
+    }
+
+    fn send_to(recipients: usize) -> NewSend {
+        NewSend {
+            caller_id: "service".into(),
+            audience: Audience::Recipients((0..recipients).map(|i| format!("u{i}")).collect()),
+            category: "test".into(),
+            content: "x".into(),
+            link: String::new(),
+            sender_id: "service".into(),
+            idempotency_key: None,
+        }
+    }
+
+    impl Harness {
+        fn submit(&self, send: NewSend) -> JoinHandle<Result<Sent, Error>> {
+            let committer = self.committer.clone();
+            tokio::spawn(async move { committer.send(send).await })
+        }
+
+        /// Submits one Send and waits until the store holds it: the committer is busy.
+        async fn occupy(&mut self) -> JoinHandle<Result<Sent, Error>> {
+            let first = self.submit(send_to(1));
+            self.entered.recv().await.unwrap();
+            first
+        }
+
+        async fn until_submitted(&self, count: u64) {
+            while self.stats.submitted() < count {
+                tokio::task::yield_now().await;
+            }
+        }
+
+        fn batches(&self) -> Vec<Vec<usize>> {
+            self.store.batches.lock().unwrap().clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn what_queues_during_a_commit_goes_in_the_next_batch_up_to_the_send_bound() {
+        let mut h = harness(false);
+        let first = h.occupy().await;
+        let rest: Vec<_> = (0..300).map(|_| h.submit(send_to(1))).collect();
+        h.until_submitted(301).await;
+        h.store.gate.add_permits(1);
+        assert!(first.await.unwrap().is_ok());
+        for sent in rest {
+            assert!(sent.await.unwrap().is_ok());
+        }
+        let sizes: Vec<usize> = h.batches().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, MAX_BATCH_SENDS, 300 - MAX_BATCH_SENDS]);
+        assert_eq!((h.stats.batches(), h.stats.committed()), (3, 301));
+    }
+
+    #[tokio::test]
+    async fn a_send_that_does_not_fit_the_row_bound_starts_the_next_batch() {
+        let mut h = harness(false);
+        let first = h.occupy().await;
+        let big: Vec<_> = (0..3).map(|_| h.submit(send_to(1000))).collect();
+        h.until_submitted(4).await;
+        h.store.gate.add_permits(1);
+        assert!(first.await.unwrap().is_ok());
+        for sent in big {
+            assert!(sent.await.unwrap().is_ok());
+        }
+        assert_eq!(h.batches(), [vec![1], vec![1000, 1000], vec![1000]]);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_fails_the_batch_without_retrying_each_send() {
+        let mut h = harness(true);
+        let first = h.occupy().await;
+        let rest: Vec<_> = (0..5).map(|_| h.submit(send_to(1))).collect();
+        h.until_submitted(6).await;
+        h.store.gate.add_permits(1);
+        for sent in std::iter::once(first).chain(rest) {
+            assert!(matches!(sent.await.unwrap(), Err(Error::Unavailable(_))));
+        }
+        assert_eq!(h.batches().len(), 2, "one attempt per batch, none per send");
+        assert_eq!(h.stats.batches(), 0);
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_the_batch_in_progress_commits_and_the_queue_is_told_unavailable() {
+        let mut h = harness(false);
+        let first = h.occupy().await;
+        let queued: Vec<_> = (0..5).map(|_| h.submit(send_to(1))).collect();
+        h.until_submitted(6).await;
+        h.stop.cancel();
+        h.store.gate.add_permits(1);
+        assert!(
+            first.await.unwrap().is_ok(),
+            "the batch in progress commits"
+        );
+        for sent in queued {
+            assert!(matches!(sent.await.unwrap(), Err(Error::Unavailable(_))));
+        }
+        assert_eq!(h.batches().len(), 1);
+        h.task.await.unwrap();
+        let late = h.committer.send(send_to(1)).await;
+        assert!(
+            matches!(late, Err(Error::Unavailable(_))),
+            "refused, not hung"
+        );
+    }
+}
