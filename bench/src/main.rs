@@ -5,6 +5,11 @@ use std::{path::PathBuf, time::Duration};
 use bench::{Backend, Settings, load::LoadSpec, servers::Role};
 use clap::{Parser, Subcommand};
 
+/// mimalloc: SQLite rows are allocated on sqlx's worker threads and freed on tokio's, a
+/// pattern that made glibc's allocator contend on its arena locks (see bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "bench", about = "Switchboard benchmark suite")]
 struct Cli {
@@ -62,6 +67,10 @@ struct RunArgs {
     large_users: usize,
     #[arg(long, default_value_t = 100)]
     rows_per_user: usize,
+    /// Only these scenarios (comma-separated: list, list-unloaded, send, mark-read,
+    /// conversation, fanout, list-large); the ceiling always runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where the JSON and markdown results go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -93,6 +102,7 @@ fn main() -> anyhow::Result<()> {
                 direct_seconds: run.direct_seconds,
                 large_users: run.large_users,
                 rows_per_user: run.rows_per_user,
+                only: run.only,
             };
             let report = runtime.block_on(bench::run(&settings, &run.backends, &run.out))?;
             println!("{}", report.markdown());

@@ -26,7 +26,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::NewSend,
+    domain::{NewSend, Notification},
     feed::Feed,
     store::{NotificationStore, Sent},
 };
@@ -180,6 +180,7 @@ async fn commit(
     let now = now_micros();
     let results: Vec<Result<Sent, Error>> = match store.send_batch(&sends, now).await {
         Ok(sent) => {
+            tracing::debug!(sends = sent.len(), "batch committed");
             stats.record_commit(sent.len());
             sent.into_iter().map(Ok).collect()
         }
@@ -197,12 +198,16 @@ async fn commit(
             one_by_one(store, stats, &sends, now).await
         }
     };
-    if results
+    // One transaction per batch (or per Send when retried one by one), each in position
+    // order: hand them to the feed in that order.
+    let mut created: Vec<Notification> = results
         .iter()
-        .any(|r| matches!(r, Ok(sent) if sent.created))
-    {
-        feed.poke();
-    }
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|sent| sent.created)
+        .flat_map(|sent| sent.notifications.iter().cloned())
+        .collect();
+    created.sort_by_key(|n| n.seq);
+    feed.committed(created);
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
     }

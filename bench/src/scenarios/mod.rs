@@ -34,6 +34,14 @@ pub struct Settings {
     /// Users and notifications per user of the large `list` history.
     pub large_users: usize,
     pub rows_per_user: usize,
+    /// Scenarios to run (empty: all). The ceiling always runs: every ratio needs it.
+    pub only: Vec<String>,
+}
+
+impl Settings {
+    pub fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 /// Secrets shared by the stack of one backend.
@@ -91,21 +99,8 @@ impl Stack {
             ]),
         )
         .await?;
-        // The per-user rate limit is lifted: the benchmark measures the proxy, and a handful
-        // of users calling thousands of times a second is the load, not abuse.
-        let gateway = Server::start(
-            &settings.exe,
-            Role::Gateway,
-            &args(&[
-                ("--notification-addr", &notification.url()),
-                ("--conversation-addr", &conversation.url()),
-                ("--internal-token", &secrets.internal_token),
-                ("--jwt-secret", &secrets.jwt_secret),
-                ("--send-rate", "1000000000"),
-                ("--send-burst", "1000000000"),
-            ]),
-        )
-        .await?;
+        let gateway =
+            start_gateway(settings, &notification.url(), &conversation.url(), secrets).await?;
         Ok(Self {
             notification,
             conversation,
@@ -122,6 +117,39 @@ impl Stack {
             database.drop_now().await?;
         }
         Ok(())
+    }
+}
+
+/// The gateway in front of `notifications` and `conversations`. The per-user rate limit is
+/// lifted: the benchmark measures the proxy, and a handful of users calling thousands of
+/// times a second is the load, not abuse.
+async fn start_gateway(
+    settings: &Settings,
+    notifications: &str,
+    conversations: &str,
+    secrets: &Secrets,
+) -> anyhow::Result<Server> {
+    Server::start(
+        &settings.exe,
+        Role::Gateway,
+        &args(&[
+            ("--notification-addr", notifications),
+            ("--conversation-addr", conversations),
+            ("--internal-token", &secrets.internal_token),
+            ("--jwt-secret", &secrets.jwt_secret),
+            ("--send-rate", "1000000000"),
+            ("--send-burst", "1000000000"),
+        ]),
+    )
+    .await
+}
+
+/// One call in flight on one connection: latency without queueing.
+pub fn unloaded(load: LoadSpec) -> LoadSpec {
+    LoadSpec {
+        connections: 1,
+        inflight: 1,
+        ..load
     }
 }
 
@@ -161,19 +189,53 @@ pub async fn run_backend(
     let first = rows.len();
 
     let ceiling = Server::start(&settings.exe, Role::Ceiling, &[]).await?;
-    rows.push(unary::ceiling(settings, backend, &ceiling, &secrets).await?);
+    let measured = unary::ceiling(settings.load, &secrets.direct(), &[&ceiling]).await?;
+    rows.push(row(
+        backend,
+        "list",
+        "ceiling",
+        measured,
+        "empty tonic service",
+    ));
+    if settings.wants("list-unloaded") {
+        // The round trip of an empty call, alone and with the gateway in front: what the
+        // proxy costs without a database behind it.
+        let unloaded = unloaded(settings.load);
+        let measured = unary::ceiling(unloaded, &secrets.direct(), &[&ceiling]).await?;
+        rows.push(row(
+            backend,
+            "list-unloaded",
+            "ceiling",
+            measured,
+            "1 call in flight",
+        ));
+        let gateway = start_gateway(settings, &ceiling.url(), &ceiling.url(), &secrets).await?;
+        let measured = unary::ceiling(unloaded, &secrets.gateway(), &[&gateway, &ceiling]).await?;
+        rows.push(row(
+            backend,
+            "empty-unloaded",
+            "gateway",
+            measured,
+            "gateway in front of the empty service, 1 call in flight",
+        ));
+        gateway.stop().await;
+    }
     ceiling.stop().await;
 
     let stack = Stack::start(settings, backend, &secrets).await?;
     let outcome = unary::all(settings, backend, &stack, &secrets, rows).await;
     let outcome = match outcome {
-        Ok(()) => fanout::run(settings, backend, &stack, &secrets, rows).await,
-        Err(err) => Err(err),
+        Ok(()) if settings.wants("fanout") => {
+            fanout::run(settings, backend, &stack, &secrets, rows).await
+        }
+        other => other,
     };
     stack.stop().await?;
     outcome?;
 
-    large::run(settings, backend, &secrets, rows).await?;
+    if settings.wants("list-large") {
+        large::run(settings, backend, &secrets, rows).await?;
+    }
 
     let ours = &mut rows[first..];
     add_ratios(ours);

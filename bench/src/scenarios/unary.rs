@@ -41,14 +41,14 @@ pub async fn notification_clients(url: &str, n: usize) -> anyhow::Result<Clients
 
 /// `List` on the empty service: the ceiling.
 pub async fn ceiling(
-    settings: &Settings,
-    backend: Backend,
-    ceiling: &Server,
-    secrets: &Secrets,
-) -> anyhow::Result<Row> {
-    let clients = notification_clients(&ceiling.url(), settings.load.connections).await?;
-    let users = Arc::new(secrets.direct().users("l", LIST_USERS, "")?);
-    let measured = measure(settings.load, &[ceiling], move |turn| {
+    load: crate::load::LoadSpec,
+    path: &Path,
+    servers: &[&Server],
+) -> anyhow::Result<(crate::load::Measured, f64, f64)> {
+    let url = servers.first().map(|s| s.url()).unwrap_or_default();
+    let clients = notification_clients(&url, load.connections).await?;
+    let users = Arc::new(path.users("l", LIST_USERS, "")?);
+    Ok(measure(load, servers, move |turn| {
         let mut client = clients[turn.worker % clients.len()].clone();
         let metadata = users[turn.n as usize % users.len()].clone();
         async move {
@@ -58,14 +58,7 @@ pub async fn ceiling(
                 .map(drop)
         }
     })
-    .await;
-    Ok(row(
-        backend,
-        "list",
-        "ceiling",
-        measured,
-        "empty tonic service",
-    ))
+    .await)
 }
 
 /// Sends `rows_per_user` notifications to each of `users` (`{prefix}{i}`), `batch`
@@ -151,6 +144,9 @@ pub async fn all(
             vec![&stack.gateway, &stack.notification],
         ),
     ] {
+        if !settings.wants("list") {
+            break;
+        }
         let measured = list(settings, &path, clients, &servers, LIST_USERS, "l").await?;
         rows.push(row(
             backend,
@@ -163,11 +159,7 @@ pub async fn all(
 
     // One call at a time: the latency a proxy adds, without queueing behind other calls.
     let unloaded = Settings {
-        load: crate::load::LoadSpec {
-            connections: 1,
-            inflight: 1,
-            ..settings.load
-        },
+        load: super::unloaded(settings.load),
         ..settings.clone()
     };
     for (path, clients, servers) in [
@@ -178,6 +170,9 @@ pub async fn all(
             vec![&stack.gateway, &stack.notification],
         ),
     ] {
+        if !settings.wants("list-unloaded") {
+            break;
+        }
         let measured = list(&unloaded, &path, clients, &servers, LIST_USERS, "l").await?;
         rows.push(row(
             backend,
@@ -197,6 +192,9 @@ pub async fn all(
             vec![&stack.gateway, &stack.notification],
         ),
     ] {
+        if !settings.wants("send") && !settings.wants("mark-read") {
+            break;
+        }
         let measured = send(settings, &path, clients, &servers, sent.clone()).await?;
         rows.push(row(
             backend,
@@ -221,6 +219,9 @@ pub async fn all(
             vec![&stack.gateway, &stack.notification],
         ),
     ] {
+        if !settings.wants("mark-read") {
+            break;
+        }
         let (measured, used) =
             mark_read(settings, &path, clients, &servers, sent.clone(), offset).await?;
         offset += used;
@@ -247,6 +248,9 @@ pub async fn all(
             vec![&stack.gateway, &stack.conversation, &stack.notification],
         ),
     ] {
+        if !settings.wants("conversation") {
+            break;
+        }
         let measured = conversation(settings, &path, &url, &servers).await?;
         rows.push(row(
             backend,
