@@ -1,0 +1,112 @@
+//! The harness itself, run small on both backends: every scenario produces its row with
+//! successful calls and no errors, the targets are evaluated, and both result files are
+//! written. Nothing here looks at speed: figures belong to `cargo run -p bench`, not to CI.
+
+use std::time::Duration;
+
+use bench::{Backend, Settings, load::LoadSpec};
+
+fn settings(out: &std::path::Path) -> (Settings, std::path::PathBuf) {
+    let settings = Settings {
+        exe: env!("CARGO_BIN_EXE_bench").into(),
+        postgres_url: std::env::var("BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        load: LoadSpec {
+            connections: 2,
+            inflight: 4,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(300),
+        },
+        subscribers: 40,
+        broadcasts: 2,
+        direct_rate: 20,
+        direct_seconds: 1,
+        large_users: 30,
+        rows_per_user: 5,
+        only: Vec::new(),
+    };
+    (settings, out.to_path_buf())
+}
+
+async fn runs_every_scenario(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (settings, out) = settings(dir.path());
+    let report = bench::run(&settings, &[backend], &out)
+        .await
+        .expect("the suite runs");
+
+    let expected = [
+        ("list", "ceiling"),
+        ("list-unloaded", "ceiling"),
+        ("empty-unloaded", "gateway"),
+        ("list", "direct"),
+        ("list", "gateway"),
+        ("list-unloaded", "direct"),
+        ("list-unloaded", "gateway"),
+        ("send", "direct"),
+        ("send", "gateway"),
+        ("mark-read", "direct"),
+        ("mark-read", "gateway"),
+        ("conversation", "direct"),
+        ("conversation", "gateway"),
+        ("idle-streams", "direct"),
+        ("fanout-broadcast", "direct"),
+        ("fanout-direct", "direct"),
+        ("list-large", "direct"),
+    ];
+    for (scenario, path) in expected {
+        let row = report
+            .rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.path == path)
+            .unwrap_or_else(|| panic!("no row for {scenario} {path}"));
+        assert!(
+            row.ok > 0,
+            "{scenario} {path}: nothing succeeded ({})",
+            row.note
+        );
+        assert_eq!(row.errors, 0, "{scenario} {path}: {}", row.note);
+    }
+    // Every copy of every broadcast reached every subscriber, and each direct one its own.
+    let fanout = report
+        .rows
+        .iter()
+        .find(|r| r.scenario == "fanout-broadcast")
+        .expect("fanout row");
+    assert_eq!(fanout.ok, 40 * 2);
+    let idle = report
+        .rows
+        .iter()
+        .find(|r| r.scenario == "idle-streams")
+        .expect("idle row");
+    assert!(idle.kib_per_stream.is_some());
+    // Gateway rows are compared with their direct twin, direct rows with the ceiling.
+    let gateway_list = report
+        .rows
+        .iter()
+        .find(|r| r.scenario == "list" && r.path == "gateway")
+        .expect("gateway list row");
+    assert_eq!(gateway_list.compared_to.as_deref(), Some("direct"));
+    assert_eq!(report.targets.len(), 7, "{:?}", report.targets);
+
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("latest.json")).expect("latest.json written"),
+    )
+    .expect("valid JSON");
+    assert_eq!(
+        json["rows"].as_array().map(Vec::len),
+        Some(report.rows.len())
+    );
+    let markdown = std::fs::read_to_string(out.join("latest.md")).expect("latest.md written");
+    assert!(markdown.contains("| fanout-broadcast | direct |"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_runs_on_sqlite() {
+    runs_every_scenario(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_runs_on_postgres() {
+    runs_every_scenario(Backend::Postgres).await;
+}
