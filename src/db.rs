@@ -34,9 +34,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long SQLite waits on a lock held by another connection before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bytes of a SQLite file mapped into memory for reading (a limit, not an allocation).
-const SQLITE_MMAP_SIZE: &str = "268435456";
-
 /// Connects to `url` and runs the matching migrations.
 pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Database> {
     if url.starts_with("sqlite:") {
@@ -56,10 +53,7 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .foreign_keys(true)
-            // Pages of the database file are read through a mapping instead of a read()
-            // per page: a connection re-reads its pages after another one wrote.
-            .pragma("mmap_size", SQLITE_MMAP_SIZE);
+            .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -126,18 +120,6 @@ impl Database {
 /// Starts a SQLite write transaction. Write transactions that read first must take the write
 /// lock up front: a deferred transaction upgrading from read to write fails with SQLITE_BUSY
 /// at once, whatever the busy timeout.
-/// A pool of one connection for all of a store's writes. SQLite admits one writer at a time
-/// anyway, and a connection that is the only writer keeps its page cache from one
-/// transaction to the next (a write through any other connection invalidates it), so
-/// commits stop re-reading the pages they change. Waiting for it is waiting for the write
-/// lock, so it gets the busy timeout rather than the pool's acquire timeout.
-pub fn sqlite_writer(pool: &SqlitePool) -> SqlitePool {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(SQLITE_BUSY_TIMEOUT)
-        .connect_lazy_with((*pool.connect_options()).clone())
-}
-
 pub async fn sqlite_begin_write(
     pool: &SqlitePool,
 ) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {

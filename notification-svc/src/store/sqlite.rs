@@ -4,20 +4,16 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use switchboard::db;
 
 pub struct SqliteStore {
-    /// Reads: any number at once (WAL).
     pool: SqlitePool,
-    /// Every write goes through this one connection (see `db::sqlite_writer`).
-    writer: SqlitePool,
 }
 
 impl SqliteStore {
     pub fn new(pool: SqlitePool) -> Self {
-        let writer = db::sqlite_writer(&pool);
-        Self { pool, writer }
+        Self { pool }
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        db::sqlite_begin_write(&self.writer).await
+        db::sqlite_begin_write(&self.pool).await
     }
 
     async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
