@@ -5,11 +5,6 @@ use std::{path::PathBuf, time::Duration};
 use bench::{Backend, Settings, load::LoadSpec, servers::Role};
 use clap::{Parser, Subcommand};
 
-/// mimalloc: SQLite rows are allocated on sqlx's worker threads and freed on tokio's, a
-/// pattern that made glibc's allocator contend on its arena locks (see bench/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "bench", about = "Switchboard benchmark suite")]
 struct Cli {

@@ -6,11 +6,6 @@ use clap::{Parser, Subcommand};
 use devstack::{Secrets, Stack, StackConfig, Storage, token};
 use switchboard::{grpc::shutdown_signal, telemetry};
 
-/// mimalloc: SQLite rows are allocated on sqlx's worker threads and freed on tokio's, a
-/// pattern that made glibc's allocator contend on its arena locks (see bench/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "devstack", about = "Switchboard on a laptop")]
 struct Cli {
