@@ -4,7 +4,7 @@
 //! at a time whatever the pool size, and each pays a whole transaction (and, on PostgreSQL, a
 //! NOTIFY) alone. Here the API hands each validated Send to one task, which takes the first
 //! waiting Send plus everything queued behind it (up to [`MAX_BATCH_SENDS`] /
-//! [`MAX_BATCH_ROWS`]), stores them with one [`NotificationStore::send_batch`], wakes the
+//! [`MAX_BATCH_ROWS`]), stores them with one [`SendBatches::send_batch`], wakes the
 //! feed once and answers each caller. There is no timer: while one batch commits the next
 //! one queues up, so batches grow exactly as fast as load does and a lone Send waits for
 //! nobody.
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     domain::{NewSend, Notification},
     feed::Feed,
-    store::{NotificationStore, Sent},
+    store::{SendBatches, Sent},
 };
 
 /// Sends waiting for the committer before [`Committer::send`] itself waits (backpressure
@@ -91,7 +91,7 @@ impl Committer {
     /// drained, so in-flight Sends still commit), finishing the batch in progress; Sends still
     /// queued then are answered UNAVAILABLE. Await the handle before closing the database.
     pub fn start(
-        store: Arc<dyn NotificationStore>,
+        store: Arc<dyn SendBatches>,
         feed: Feed,
         stats: Arc<CommitStats>,
         stop: CancellationToken,
@@ -122,7 +122,7 @@ fn stopped() -> Error {
 }
 
 async fn run(
-    store: Arc<dyn NotificationStore>,
+    store: Arc<dyn SendBatches>,
     feed: Feed,
     stats: Arc<CommitStats>,
     mut requests: mpsc::Receiver<Request>,
@@ -169,12 +169,7 @@ async fn run(
 
 /// Commits one batch and answers its callers (a caller that went away is no reason to undo
 /// anything: a retry with its idempotency key finds the committed Send).
-async fn commit(
-    store: &dyn NotificationStore,
-    feed: &Feed,
-    stats: &CommitStats,
-    batch: Vec<Request>,
-) {
+async fn commit(store: &dyn SendBatches, feed: &Feed, stats: &CommitStats, batch: Vec<Request>) {
     let (sends, replies): (Vec<NewSend>, Vec<_>) =
         batch.into_iter().map(|r| (r.send, r.reply)).unzip();
     let now = now_micros();
@@ -214,7 +209,7 @@ async fn commit(
 }
 
 async fn one_by_one(
-    store: &dyn NotificationStore,
+    store: &dyn SendBatches,
     stats: &CommitStats,
     sends: &[NewSend],
     now: i64,
@@ -256,9 +251,7 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
-    use crate::domain::{
-        Audience, ListQuery, MarkTarget, Marked, Notification, Page, ReadEvent, UnreadCounts,
-    };
+    use crate::domain::Audience;
 
     struct GatedStore {
         gate: Semaphore,
@@ -269,7 +262,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl NotificationStore for GatedStore {
+    impl SendBatches for GatedStore {
         async fn send_batch(&self, sends: &[NewSend], _now: i64) -> Result<Vec<Sent>, Error> {
             self.batches
                 .lock()
@@ -287,39 +280,6 @@ mod tests {
                     created: true,
                 })
                 .collect())
-        }
-        async fn list(&self, _: &str, _: &ListQuery) -> Result<Page, Error> {
-            unimplemented!()
-        }
-        async fn mark_read(&self, _: &str, _: &MarkTarget, _: i64) -> Result<Marked, Error> {
-            unimplemented!()
-        }
-        async fn replay(
-            &self,
-            _: &str,
-            _: i64,
-            _: &[String],
-            _: usize,
-        ) -> Result<Vec<Notification>, Error> {
-            unimplemented!()
-        }
-        async fn seq_of(&self, _: &str, _: &str) -> Result<Option<i64>, Error> {
-            unimplemented!()
-        }
-        async fn tail(&self, _: i64, _: usize) -> Result<Vec<Notification>, Error> {
-            unimplemented!()
-        }
-        async fn tail_reads(&self, _: i64, _: usize) -> Result<Vec<ReadEvent>, Error> {
-            unimplemented!()
-        }
-        async fn heads(&self) -> Result<(i64, i64), Error> {
-            unimplemented!()
-        }
-        async fn prune(&self, _: i64) -> Result<u64, Error> {
-            unimplemented!()
-        }
-        async fn unread(&self, _: &str) -> Result<UnreadCounts, Error> {
-            unimplemented!()
         }
     }
 

@@ -38,15 +38,20 @@ pub struct Sent {
     pub created: bool,
 }
 
+/// The one write the group committer needs, apart from the rest of the store so the
+/// committer depends on nothing else.
 #[async_trait]
-pub trait NotificationStore: Send + Sync + 'static {
+pub trait SendBatches: Send + Sync + 'static {
     /// Stores many Sends in one transaction (group commit: one head bump, one announcement,
     /// one commit for all of them) and answers each, in order. A repeated idempotency key
     /// returns the original send's notifications with `created = false`, whether the
     /// original committed earlier or is an earlier send of the same batch. Positions follow
     /// batch order. All or nothing: on error no send of the batch is stored.
     async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error>;
+}
 
+#[async_trait]
+pub trait NotificationStore: SendBatches {
     /// One page of the user's notifications, newest first, with unread totals.
     async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error>;
 

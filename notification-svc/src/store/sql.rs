@@ -237,7 +237,7 @@ macro_rules! impl_notification_store {
         use $crate::store::sql::{
             self, Claim, ClaimPlan, NotificationRow, ReadEventRow, UserCounter,
         };
-        use $crate::store::{NotificationStore, Sent};
+        use $crate::store::{NotificationStore, SendBatches, Sent};
 
         /// `SELECT_VISIBLE ... WHERE <visible to user>`, ready for more `AND` filters.
         fn visible_to(user_id: &str) -> QueryBuilder<$db> {
@@ -381,7 +381,7 @@ macro_rules! impl_notification_store {
         }
 
         #[async_trait]
-        impl NotificationStore for $store {
+        impl SendBatches for $store {
             async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
                 let mut tx = self.begin_write().await?;
                 // Minted up front (cheap) so a send's id is at hand wherever its key is
@@ -519,7 +519,10 @@ macro_rules! impl_notification_store {
                 }
                 Ok(sent)
             }
+        }
 
+        #[async_trait]
+        impl NotificationStore for $store {
             async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error> {
                 // The user's own rows and the broadcasts are two index-ordered ranges
                 // (`notifications_recipient`, `notifications_broadcast`): each branch reads at
