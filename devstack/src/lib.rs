@@ -162,7 +162,7 @@ impl Stack {
         let grace = Duration::from_secs(5);
 
         let hub = Arc::new(Hub::with_limits(notification_svc::Limits::default()));
-        tasks.spawn(notification_svc::serve_with_hub(
+        tasks.spawn(notification_svc::serve_shared(
             notification_svc::Config {
                 listen: addrs.0,
                 database_url: notification_db,
@@ -176,7 +176,10 @@ impl Stack {
             },
             notification,
             stop.clone().cancelled_owned(),
-            hub.clone(),
+            notification_svc::Shared {
+                hub: hub.clone(),
+                commits: Arc::default(),
+            },
         ));
         tasks.spawn(conversation_svc::serve(
             conversation_svc::Config {

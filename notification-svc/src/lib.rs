@@ -63,20 +63,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let hub = Hub::with_limits(config.stream_limits());
-    serve_with_hub(config, listener, shutdown, Arc::new(hub)).await
-}
-
-/// [`serve`] with a hub the caller keeps, to watch how many streams are open (tests and the
-/// dev stack use it; the hub is the real one, only shared). The hub's limits apply.
-pub async fn serve_with_hub(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    hub: Arc<Hub>,
-) -> anyhow::Result<()> {
     let shared = Shared {
-        hub,
+        hub: Arc::new(Hub::with_limits(config.stream_limits())),
         commits: Arc::default(),
     };
     serve_shared(config, listener, shutdown, shared).await
