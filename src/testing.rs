@@ -1,11 +1,33 @@
-//! Test support shared by the services' integration tests (feature `testing`): a temporary
-//! database per test on either backend, and a macro running one scenario on both.
+//! Test support shared by the services' integration tests and the benchmark (feature
+//! `testing`): a temporary database per test on either backend, and a macro running one
+//! scenario on both.
 
 /// The database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" => Ok(Backend::Postgres),
+            other => Err(format!("unknown backend {other:?} (sqlite or postgres)")),
+        }
+    }
 }
 
 /// Generates one `#[tokio::test]` per backend for each named `async fn(Backend)`.
@@ -53,35 +75,46 @@ fn postgres_admin_url() -> String {
 impl TestDatabase {
     /// A fresh, empty database and its URL; `file` names the SQLite file.
     pub async fn create(backend: Backend, file: &str) -> (TestDatabase, String) {
+        let admin_url = postgres_admin_url();
+        TestDatabase::create_on(backend, &admin_url, file)
+            .await
+            .unwrap_or_else(|err| panic!("PostgreSQL is required for these tests: {err:#}"))
+    }
+
+    /// [`TestDatabase::create`] on the PostgreSQL server of `admin_url` (any database of it,
+    /// to issue CREATE DATABASE from), failing with an error instead of a panic.
+    pub async fn create_on(
+        backend: Backend,
+        admin_url: &str,
+        file: &str,
+    ) -> anyhow::Result<(TestDatabase, String)> {
         match backend {
             Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
+                let dir = tempfile::tempdir()?;
                 let url = format!("sqlite:{}", dir.path().join(file).display());
-                (TestDatabase::Sqlite { _dir: dir }, url)
+                Ok((TestDatabase::Sqlite { _dir: dir }, url))
             }
             Backend::Postgres => {
-                let admin_url = postgres_admin_url();
                 let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
-                let mut admin = connect_admin(&admin_url).await;
+                let mut admin = connect_admin(admin_url).await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut admin)
-                    .await
-                    .expect("create test database");
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map_or(admin_url.as_str(), |(b, _)| b);
+                    .await?;
+                let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
                 let url = format!("{base}/{name}");
-                (TestDatabase::Postgres { admin_url, name }, url)
+                let admin_url = admin_url.to_owned();
+                Ok((TestDatabase::Postgres { admin_url, name }, url))
             }
         }
     }
 }
 
-async fn connect_admin(url: &str) -> sqlx::PgConnection {
+async fn connect_admin(url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    use anyhow::Context;
     use sqlx::Connection;
     sqlx::PgConnection::connect(url)
         .await
-        .unwrap_or_else(|err| panic!("PostgreSQL is required for these tests ({url}): {err}"))
+        .with_context(|| format!("cannot connect to PostgreSQL at {url}"))
 }
 
 impl Drop for TestDatabase {
@@ -95,7 +128,9 @@ impl Drop for TestDatabase {
                     .build()
                     .expect("runtime");
                 runtime.block_on(async {
-                    let mut admin = connect_admin(&admin_url).await;
+                    let Ok(mut admin) = connect_admin(&admin_url).await else {
+                        return;
+                    };
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                     )))

@@ -5,7 +5,6 @@
 //! production binary runs. See bench/README.md for what is measured and what it bought.
 
 pub mod ceiling;
-pub mod databases;
 pub mod identity;
 pub mod load;
 pub mod report;
@@ -15,8 +14,8 @@ pub mod targets;
 
 use std::path::Path;
 
-pub use databases::Backend;
 pub use scenarios::Settings;
+pub use switchboard::testing::Backend;
 
 use report::Report;
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{Secrets, Settings, Stack, unary};
 use crate::{
-    databases::Backend,
+    Backend,
     identity::request,
     load::{Measured, Percentiles, histogram},
     report::Row,

@@ -5,11 +5,8 @@
 
 use std::time::Instant;
 
-use super::{Secrets, Settings, row, start_notification, unary};
-use crate::{
-    databases::{Backend, BenchDatabase},
-    report::Row,
-};
+use super::{Secrets, Settings, database, row, start_notification, unary};
+use crate::{Backend, report::Row};
 
 pub async fn run(
     settings: &Settings,
@@ -17,8 +14,8 @@ pub async fn run(
     secrets: &Secrets,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
-    let database = BenchDatabase::create(backend, &settings.postgres_url, "large").await?;
-    let server = start_notification(settings, &database.url, &secrets.internal_token).await?;
+    let (database, url) = database(settings, backend, "large").await?;
+    let server = start_notification(settings, &url, &secrets.internal_token).await?;
     let outcome = async {
         let clients = unary::notification_clients(&server.url(), settings.load.connections).await?;
         let sender = secrets
@@ -60,6 +57,6 @@ pub async fn run(
     }
     .await;
     server.stop().await;
-    database.drop_now().await?;
+    drop(database);
     outcome
 }

@@ -8,8 +8,10 @@ mod unary;
 
 use std::{future::Future, path::PathBuf};
 
+use switchboard::testing::TestDatabase;
+
 use crate::{
-    databases::{Backend, BenchDatabase},
+    Backend,
     identity::Path,
     load::{self, LoadSpec, Measured, Percentiles, Turn},
     report::{Row, Target},
@@ -76,7 +78,8 @@ pub struct Stack {
     pub notification: Server,
     pub conversation: Server,
     pub gateway: Server,
-    databases: Vec<BenchDatabase>,
+    /// Held for their drop, which removes them.
+    _databases: Vec<TestDatabase>,
 }
 
 impl Stack {
@@ -85,15 +88,15 @@ impl Stack {
         backend: Backend,
         secrets: &Secrets,
     ) -> anyhow::Result<Self> {
-        let notifications = BenchDatabase::create(backend, &settings.postgres_url, "notif").await?;
-        let conversations = BenchDatabase::create(backend, &settings.postgres_url, "conv").await?;
+        let (notifications, notifications_url) = database(settings, backend, "notif").await?;
+        let (conversations, conversations_url) = database(settings, backend, "conv").await?;
         let notification =
-            start_notification(settings, &notifications.url, &secrets.internal_token).await?;
+            start_notification(settings, &notifications_url, &secrets.internal_token).await?;
         let conversation = Server::start(
             &settings.exe,
             Role::Conversation,
             &args(&[
-                ("--database-url", &conversations.url),
+                ("--database-url", &conversations_url),
                 ("--internal-token", &secrets.internal_token),
                 ("--notification-addr", &notification.url()),
             ]),
@@ -105,19 +108,26 @@ impl Stack {
             notification,
             conversation,
             gateway,
-            databases: vec![notifications, conversations],
+            _databases: vec![notifications, conversations],
         })
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    /// Stops the servers; the databases go with `self`.
+    async fn stop(self) {
         self.gateway.stop().await;
         self.conversation.stop().await;
         self.notification.stop().await;
-        for database in self.databases {
-            database.drop_now().await?;
-        }
-        Ok(())
     }
+}
+
+/// A throw-away database for one scenario (dropped with the value).
+pub async fn database(
+    settings: &Settings,
+    backend: Backend,
+    file: &str,
+) -> anyhow::Result<(TestDatabase, String)> {
+    let admin_url = format!("{}/postgres", settings.postgres_url.trim_end_matches('/'));
+    TestDatabase::create_on(backend, &admin_url, &format!("{file}.db")).await
 }
 
 /// The gateway in front of `notifications` and `conversations`. The per-user rate limit is
@@ -230,7 +240,7 @@ pub async fn run_backend(
         }
         other => other,
     };
-    stack.stop().await?;
+    stack.stop().await;
     outcome?;
 
     if settings.wants("list-large") {

@@ -11,7 +11,7 @@ use tonic::{Status, metadata::MetadataMap, transport::Channel};
 
 use super::{Secrets, Settings, Stack, measure, row};
 use crate::{
-    databases::Backend,
+    Backend,
     identity::{Path, request},
     report::Row,
     servers::{Server, connections},
@@ -136,106 +136,88 @@ pub async fn all(
     .await?;
     let history = LIST_USERS * settings.rows_per_user + BROADCASTS_IN_HISTORY;
 
-    for (path, clients, servers) in [
+    // Every notification scenario runs straight to the service, then through the gateway.
+    let paths: [(Path, &Clients, Vec<&Server>); 2] = [
         (secrets.direct(), &direct, vec![&stack.notification]),
         (
             secrets.gateway(),
             &gateway,
             vec![&stack.gateway, &stack.notification],
         ),
-    ] {
-        if !settings.wants("list") {
-            break;
+    ];
+
+    if settings.wants("list") {
+        for (path, clients, servers) in &paths {
+            let measured = list(settings, path, clients, servers, LIST_USERS, "l").await?;
+            rows.push(row(
+                backend,
+                "list",
+                path.name(),
+                measured,
+                format!("{history} rows, {LIST_USERS} users, page 50 + unread counts"),
+            ));
         }
-        let measured = list(settings, &path, clients, &servers, LIST_USERS, "l").await?;
-        rows.push(row(
-            backend,
-            "list",
-            path.name(),
-            measured,
-            format!("{history} rows, {LIST_USERS} users, page 50 + unread counts"),
-        ));
     }
 
-    // One call at a time: the latency a proxy adds, without queueing behind other calls.
-    let unloaded = Settings {
-        load: super::unloaded(settings.load),
-        ..settings.clone()
-    };
-    for (path, clients, servers) in [
-        (secrets.direct(), &direct, vec![&stack.notification]),
-        (
-            secrets.gateway(),
-            &gateway,
-            vec![&stack.gateway, &stack.notification],
-        ),
-    ] {
-        if !settings.wants("list-unloaded") {
-            break;
-        }
-        let measured = list(&unloaded, &path, clients, &servers, LIST_USERS, "l").await?;
-        rows.push(row(
-            backend,
-            "list-unloaded",
-            path.name(),
-            measured,
-            "1 call in flight",
-        ));
-    }
-
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    for (path, clients, servers) in [
-        (secrets.direct(), &direct, vec![&stack.notification]),
-        (
-            secrets.gateway(),
-            &gateway,
-            vec![&stack.gateway, &stack.notification],
-        ),
-    ] {
-        if !settings.wants("send") && !settings.wants("mark-read") {
-            break;
-        }
-        let measured = send(settings, &path, clients, &servers, sent.clone()).await?;
-        rows.push(row(
-            backend,
-            "send",
-            path.name(),
-            measured,
-            "1 recipient, 120 B",
-        ));
-    }
-
-    let sent: Arc<Vec<(usize, String)>> = Arc::new(
-        sent.lock()
-            .map(|mut s| std::mem::take(&mut *s))
-            .unwrap_or_default(),
-    );
-    let mut offset = 0;
-    for (path, clients, servers) in [
-        (secrets.direct(), &direct, vec![&stack.notification]),
-        (
-            secrets.gateway(),
-            &gateway,
-            vec![&stack.gateway, &stack.notification],
-        ),
-    ] {
-        if !settings.wants("mark-read") {
-            break;
-        }
-        let (measured, used) =
-            mark_read(settings, &path, clients, &servers, sent.clone(), offset).await?;
-        offset += used;
-        let note = if offset > sent.len() {
-            format!(
-                "1 id per call; pool of {} unread ids ran out, rest no-ops",
-                sent.len()
-            )
-        } else {
-            "1 id per call, each unread".to_owned()
+    if settings.wants("list-unloaded") {
+        // One call at a time: the latency a proxy adds, without queueing behind other calls.
+        let unloaded = Settings {
+            load: super::unloaded(settings.load),
+            ..settings.clone()
         };
-        rows.push(row(backend, "mark-read", path.name(), measured, note));
+        for (path, clients, servers) in &paths {
+            let measured = list(&unloaded, path, clients, servers, LIST_USERS, "l").await?;
+            rows.push(row(
+                backend,
+                "list-unloaded",
+                path.name(),
+                measured,
+                "1 call in flight",
+            ));
+        }
     }
 
+    // mark-read marks what send created.
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    if settings.wants("send") || settings.wants("mark-read") {
+        for (path, clients, servers) in &paths {
+            let measured = send(settings, path, clients, servers, sent.clone()).await?;
+            rows.push(row(
+                backend,
+                "send",
+                path.name(),
+                measured,
+                "1 recipient, 120 B",
+            ));
+        }
+    }
+
+    if settings.wants("mark-read") {
+        let sent: Arc<Vec<(usize, String)>> = Arc::new(
+            sent.lock()
+                .map(|mut s| std::mem::take(&mut *s))
+                .unwrap_or_default(),
+        );
+        let mut offset = 0;
+        for (path, clients, servers) in &paths {
+            let (measured, used) =
+                mark_read(settings, path, clients, servers, sent.clone(), offset).await?;
+            offset += used;
+            let note = if offset > sent.len() {
+                format!(
+                    "1 id per call; pool of {} unread ids ran out, rest no-ops",
+                    sent.len()
+                )
+            } else {
+                "1 id per call, each unread".to_owned()
+            };
+            rows.push(row(backend, "mark-read", path.name(), measured, note));
+        }
+    }
+
+    if !settings.wants("conversation") {
+        return Ok(());
+    }
     for (path, url, servers) in [
         (
             secrets.direct(),
@@ -248,9 +230,6 @@ pub async fn all(
             vec![&stack.gateway, &stack.conversation, &stack.notification],
         ),
     ] {
-        if !settings.wants("conversation") {
-            break;
-        }
         let measured = conversation(settings, &path, &url, &servers).await?;
         rows.push(row(
             backend,
