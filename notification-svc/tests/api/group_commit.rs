@@ -241,18 +241,26 @@ async fn repeated_keys_inside_one_batch_and_across_batches_create_once(backend: 
     );
 }
 
-async fn concurrent_sends_leave_a_gap_free_log_seen_exactly_once(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let anchor = send(&mut app.user("service"), send_to(&["reader"], "anchor")).await;
-    let mut live = app
-        .user("reader")
+/// `user`'s Subscribe stream resuming after notification `id`.
+async fn subscribe_after(
+    app: &TestApp,
+    user: &str,
+    id: &str,
+) -> tonic::Streaming<pb::SubscribeResponse> {
+    app.user(user)
         .subscribe(pb::SubscribeRequest {
-            resume_after: anchor[0].id.clone(),
+            resume_after: id.to_owned(),
             ..Default::default()
         })
         .await
         .expect("subscribe")
-        .into_inner();
+        .into_inner()
+}
+
+async fn concurrent_sends_leave_a_gap_free_log_seen_exactly_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let anchor = send(&mut app.user("service"), send_to(&["reader"], "anchor")).await;
+    let mut live = subscribe_after(&app, "reader", &anchor[0].id).await;
 
     // Natural batching (nothing held): direct Sends, Sends to several people, broadcasts.
     const SENDS: usize = 120;
@@ -289,15 +297,7 @@ async fn concurrent_sends_leave_a_gap_free_log_seen_exactly_once(backend: Backen
     let position: HashMap<String, i64> = rows.into_iter().collect();
 
     // Live and resumed from the start, the reader sees each exactly once, in log order.
-    let mut resumed = app
-        .user("reader")
-        .subscribe(pb::SubscribeRequest {
-            resume_after: anchor[0].id.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
+    let mut resumed = subscribe_after(&app, "reader", &anchor[0].id).await;
     for (name, stream) in [("live", &mut live), ("resumed", &mut resumed)] {
         let mut seen = Vec::new();
         loop {

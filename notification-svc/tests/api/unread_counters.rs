@@ -127,38 +127,34 @@ async fn counters_follow_a_random_history(backend: Backend) {
                 ..broadcast(&context)
             };
             sent.extend(ids(&send(&mut service, request).await));
-        } else if roll < 85 && !sent.is_empty() {
-            let user = rng.pick(&USERS);
-            let mut chosen: Vec<String> = (0..1 + rng.below(4)).map(|_| rng.pick(&sent)).collect();
-            if rng.below(5) == 0 {
-                chosen.push(uuid::Uuid::now_v7().to_string());
-            }
-            let marked = app
-                .user(user)
-                .mark_read(pb::MarkReadRequest {
+        } else {
+            let request = if roll < 85 && !sent.is_empty() {
+                let mut chosen: Vec<String> =
+                    (0..1 + rng.below(4)).map(|_| rng.pick(&sent)).collect();
+                if rng.below(5) == 0 {
+                    chosen.push(uuid::Uuid::now_v7().to_string());
+                }
+                pb::MarkReadRequest {
                     ids: chosen,
                     ..Default::default()
-                })
-                .await
-                .expect("mark by ids")
-                .into_inner();
-            let total = assert_totals_match(&app, user, &context).await;
-            assert_eq!(marked.total_unread, total, "unread_left after {context}");
-        } else {
-            let user = rng.pick(&USERS);
-            let category = match rng.below(3) {
-                0 => String::new(),
-                _ => rng.pick(&CATEGORIES).to_string(),
-            };
-            let marked = app
-                .user(user)
-                .mark_read(pb::MarkReadRequest {
+                }
+            } else {
+                let category = match rng.below(3) {
+                    0 => String::new(),
+                    _ => rng.pick(&CATEGORIES).to_string(),
+                };
+                pb::MarkReadRequest {
                     all: true,
                     category,
                     ..Default::default()
-                })
+                }
+            };
+            let user = rng.pick(&USERS);
+            let marked = app
+                .user(user)
+                .mark_read(request)
                 .await
-                .expect("mark all")
+                .expect("mark read")
                 .into_inner();
             let total = assert_totals_match(&app, user, &context).await;
             assert_eq!(marked.total_unread, total, "unread_left after {context}");
