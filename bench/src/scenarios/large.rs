@@ -32,6 +32,7 @@ pub async fn run(
         )
         .await?;
         let seeded_in = seeding.elapsed();
+        super::settle(backend, &url).await?;
         let history = settings.large_users * settings.rows_per_user + unary::BROADCASTS_IN_HISTORY;
         let measured = unary::list(
             settings,

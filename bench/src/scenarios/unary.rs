@@ -134,6 +134,7 @@ pub async fn all(
         LIST_USERS,
     )
     .await?;
+    super::settle(backend, &stack.notifications_url).await?;
     let history = LIST_USERS * settings.rows_per_user + BROADCASTS_IN_HISTORY;
 
     // Every notification scenario runs straight to the service, then through the gateway.
