@@ -64,7 +64,7 @@ pub const INSERT_OUTBOX: &str = "INSERT INTO outbox \
      VALUES ($1, $2, $3, $4, $5, $6, 0, $6)";
 
 pub const DUE_OUTBOX: &str = "SELECT message_id, recipient_id, sender_id, content, link, attempts \
-     FROM outbox WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, message_id LIMIT $2";
+     FROM outbox WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, message_id";
 
 pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
 
@@ -185,7 +185,7 @@ impl From<ConversationRow> for Conversation {
 macro_rules! impl_conversation_store {
     ($store:ty, $db:ty) => {
         use async_trait::async_trait;
-        use sqlx::QueryBuilder;
+        use sqlx::{AssertSqlSafe, QueryBuilder};
         use switchboard::Error;
         use uuid::Uuid;
 
@@ -328,8 +328,8 @@ macro_rules! impl_conversation_store {
                     qb.push_bind(after.id.clone());
                     qb.push("))");
                 }
-                qb.push(" ORDER BY p.last_activity_at DESC, p.conversation_id DESC LIMIT ");
-                qb.push_bind(limit as i64);
+                qb.push(" ORDER BY p.last_activity_at DESC, p.conversation_id DESC");
+                qb.push(switchboard::db::limit(limit));
                 let rows: Vec<ConversationRow> = qb.build_query_as().fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
@@ -433,8 +433,8 @@ macro_rules! impl_conversation_store {
                     qb.push(" AND id < ");
                     qb.push_bind(before.to_owned());
                 }
-                qb.push(" ORDER BY id DESC LIMIT ");
-                qb.push_bind(limit as i64);
+                qb.push(" ORDER BY id DESC");
+                qb.push(switchboard::db::limit(limit));
                 let rows: Vec<MessageRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
                 Ok(Some(rows.into_iter().map(Into::into).collect()))
             }
@@ -444,11 +444,14 @@ macro_rules! impl_conversation_store {
                 now: i64,
                 limit: usize,
             ) -> Result<Vec<PendingNotification>, Error> {
-                let rows: Vec<OutboxRow> = sqlx::query_as(sql::DUE_OUTBOX)
-                    .bind(now)
-                    .bind(limit as i64)
-                    .fetch_all(&self.pool)
-                    .await?;
+                let rows: Vec<OutboxRow> = sqlx::query_as(AssertSqlSafe(format!(
+                    "{}{}",
+                    sql::DUE_OUTBOX,
+                    switchboard::db::limit(limit)
+                )))
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 

@@ -35,10 +35,10 @@ pub const INSERT_READ_EVENT: &str = "INSERT INTO read_events \
      (seq, user_id, ids, all_read, category, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
 pub const TAIL: &str = "SELECT id, category, content, link, sender_id, recipient_id, \
-     created_at, read_at, seq FROM notifications WHERE seq > $1 ORDER BY seq LIMIT $2";
+     created_at, read_at, seq FROM notifications WHERE seq > $1 ORDER BY seq";
 
 pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category FROM read_events \
-     WHERE seq > $1 ORDER BY seq LIMIT $2";
+     WHERE seq > $1 ORDER BY seq";
 
 /// Followed by `VALUES` rows of (caller, key, send id, now), then [`CLAIMED`].
 pub const CLAIM_IDEMPOTENCY_KEYS: &str = "INSERT INTO idempotency_keys \
@@ -224,7 +224,7 @@ macro_rules! impl_notification_store {
         use std::collections::BTreeMap;
 
         use async_trait::async_trait;
-        use sqlx::QueryBuilder;
+        use sqlx::{AssertSqlSafe, QueryBuilder};
         use switchboard::Error;
         use uuid::Uuid;
 
@@ -530,23 +530,23 @@ macro_rules! impl_notification_store {
                 // `recipient_id = $1 OR recipient_id IS NULL` made SQLite sort the user's whole
                 // history and PostgreSQL walk the primary key through everyone's rows.
                 // One extra row tells whether another page follows.
-                let limit = query.page_size as i64 + 1;
+                let limit = query.page_size + 1;
                 let mut tx = self.begin_read().await?;
                 let mut qb = QueryBuilder::<$db>::new("SELECT * FROM (SELECT * FROM (");
                 qb.push(sql::SELECT_DIRECT);
                 qb.push_bind(user_id.to_owned());
                 push_page_filters(&mut qb, query, "n.read_at");
-                qb.push(" ORDER BY n.id DESC LIMIT ");
-                qb.push_bind(limit);
+                qb.push(" ORDER BY n.id DESC");
+                qb.push(switchboard::db::limit(limit));
                 qb.push(") AS direct UNION ALL SELECT * FROM (");
                 qb.push(sql::SELECT_VISIBLE);
                 qb.push_bind(user_id.to_owned());
                 qb.push(" WHERE n.recipient_id IS NULL");
                 push_page_filters(&mut qb, query, "br.read_at");
-                qb.push(" ORDER BY n.id DESC LIMIT ");
-                qb.push_bind(limit);
-                qb.push(") AS broadcasts) AS visible ORDER BY id DESC LIMIT ");
-                qb.push_bind(limit);
+                qb.push(" ORDER BY n.id DESC");
+                qb.push(switchboard::db::limit(limit));
+                qb.push(") AS broadcasts) AS visible ORDER BY id DESC");
+                qb.push(switchboard::db::limit(limit));
                 let mut rows: Vec<NotificationRow> =
                     qb.build_query_as().fetch_all(&mut *tx).await?;
                 let more = rows.len() > query.page_size;
@@ -683,8 +683,8 @@ macro_rules! impl_notification_store {
                 if !categories.is_empty() {
                     push_in_list(&mut qb, "n.category", categories);
                 }
-                qb.push(" ORDER BY n.seq ASC LIMIT ");
-                qb.push_bind(limit as i64);
+                qb.push(" ORDER BY n.seq ASC");
+                qb.push(switchboard::db::limit(limit));
                 let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
@@ -699,18 +699,18 @@ macro_rules! impl_notification_store {
             }
 
             async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<Notification>, Error> {
-                let rows: Vec<NotificationRow> = sqlx::query_as(sql::TAIL)
+                let rows: Vec<NotificationRow> =
+                    sqlx::query_as(AssertSqlSafe(format!("{}{}", sql::TAIL, switchboard::db::limit(limit))))
                     .bind(after_seq)
-                    .bind(limit as i64)
                     .fetch_all(&self.pool)
                     .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
             async fn tail_reads(&self, after_seq: i64, limit: usize) -> Result<Vec<ReadEvent>, Error> {
-                let rows: Vec<ReadEventRow> = sqlx::query_as(sql::TAIL_READS)
+                let rows: Vec<ReadEventRow> =
+                    sqlx::query_as(AssertSqlSafe(format!("{}{}", sql::TAIL_READS, switchboard::db::limit(limit))))
                     .bind(after_seq)
-                    .bind(limit as i64)
                     .fetch_all(&self.pool)
                     .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
