@@ -43,6 +43,10 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// database is first opened.
 const SQLITE_WAL_AUTOCHECKPOINT: u32 = 10_000;
 
+/// Rows a SQLite statement may run ahead of its reader: more than the largest page (List and
+/// ListMessages answer at most 100 items plus one to tell whether more follow).
+const SQLITE_ROW_BUFFER: usize = 256;
+
 /// A `LIMIT` written into the SQL text, for every query that takes one.
 ///
 /// Bound as a parameter, a LIMIT is read by SQLite's planner (3.51 here) at prepare time,
@@ -79,7 +83,11 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
             // it changes; past 64 KiB SQLite spills it to a temporary file, which showed up
             // as file writes under every group-committed Send. Kept in memory instead.
             .pragma("temp_store", "memory")
-            .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT.to_string());
+            .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT.to_string())
+            // Rows travel from sqlx's worker thread through a bounded channel (50 by default);
+            // a full List page (up to 101 rows) made the worker block mid-query and wait to
+            // be woken, twice the thread hand-offs for one statement.
+            .row_buffer_size(SQLITE_ROW_BUFFER);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
