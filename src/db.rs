@@ -34,13 +34,12 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long SQLite waits on a lock held by another connection before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// WAL frames after which a commit checkpoints (SQLite's default is 1,000, about 4 MB). Sends
-/// rewrite the same hot pages (the tail of the table and of each index, the counters, the
-/// log head) batch after batch; a checkpoint copies each of them back to the database file
-/// once however often it changed, so checkpointing a tenth as often cut that copying, which
-/// ran inside the committing transaction, and raised Send throughput by 17% (bench/README.md).
-/// The price is a WAL of up to about 40 MB and a longer WAL scan when a crashed process's
-/// database is first opened.
+/// How often [`spawn_checkpointer`] copies the WAL back into the database file.
+const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// WAL frames after which a commit checkpoints by itself (SQLite's default is 1,000, about
+/// 4 MB). Only a safety net: the background checkpointer normally gets there first, so no
+/// commit pays for a checkpoint. Up to about 40 MB of WAL if it ever falls behind.
 const SQLITE_WAL_AUTOCHECKPOINT: u32 = 10_000;
 
 /// Rows a SQLite statement may run ahead of its reader: more than the largest page (List and
@@ -99,6 +98,7 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
             .run(&pool)
             .await
             .context("SQLite migrations failed")?;
+        spawn_checkpointer(pool.clone());
         Ok(Database::Sqlite(pool))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
@@ -117,6 +117,37 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
     } else {
         anyhow::bail!("unsupported database URL {url:?}: use sqlite:<file> or postgres://...")
     }
+}
+
+/// Checkpoints the WAL every [`SQLITE_CHECKPOINT_INTERVAL`] from a task of its own, until the
+/// pool closes.
+///
+/// With SQLite's automatic checkpoint, the commit that crosses 1,000 WAL frames copies them
+/// back before it returns: Sends rewrite the same hot pages (the tail of the table and of
+/// each index, the counters, the log head), which got copied again every few dozen batches,
+/// inside the group commit. A PASSIVE checkpoint here copies what is committed without
+/// blocking the writer or readers, and each hot page once per interval however often it
+/// changed (bench/README.md: Send +17% rps; doing the same with only a larger automatic
+/// threshold instead made the commit that crossed it take tens of milliseconds).
+fn spawn_checkpointer(pool: SqlitePool) {
+    tokio::spawn(async move {
+        let mut closed = pool.close_event();
+        let mut every = tokio::time::interval(SQLITE_CHECKPOINT_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut closed => return,
+                _ = every.tick() => {}
+            }
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                // Not fatal: the automatic checkpoint is still there as a safety net.
+                tracing::warn!(error = %err, "SQLite WAL checkpoint failed");
+            }
+        }
+    });
 }
 
 impl Database {
