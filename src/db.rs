@@ -46,6 +46,19 @@ const SQLITE_WAL_AUTOCHECKPOINT: u32 = 10_000;
 /// ListMessages answer at most 100 items plus one to tell whether more follow).
 const SQLITE_ROW_BUFFER: usize = 256;
 
+/// Bytes of the SQLite database file each connection reads through a memory map instead of
+/// `read()` calls: 64 GiB, so in practice the whole file (SQLite's own build caps it at 2 GiB;
+/// `SQLITE_MAX_MMAP_SIZE` in `.cargo/config.toml` lifts that, and a test checks it took).
+///
+/// A List page of a user with a long history touches one table page per row, scattered over
+/// the file; with reads, every page not in the connection's small cache was a system call
+/// and a 4 KiB copy. Mapped, it is a memory access into the kernel's page cache
+/// (bench/README.md: List over 1 M rows from 52–75% to 89–104% of the 1,000-row rps).
+/// The mapped pages are the page cache the reads went through anyway, but they show in the
+/// process's RSS (as `RssFile`, once per connection that touched them), not as heap.
+/// Only reads go through the map: writes still go to the WAL, and checkpoints use `write()`.
+pub const SQLITE_MMAP_SIZE: u64 = 64 << 30;
+
 /// A `LIMIT` written into the SQL text, for every query that takes one.
 ///
 /// Bound as a parameter, a LIMIT is read by SQLite's planner (3.51 here) at prepare time,
@@ -86,7 +99,8 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
             // Rows travel from sqlx's worker thread through a bounded channel (50 by default);
             // a full List page (up to 101 rows) made the worker block mid-query and wait to
             // be woken, twice the thread hand-offs for one statement.
-            .row_buffer_size(SQLITE_ROW_BUFFER);
+            .row_buffer_size(SQLITE_ROW_BUFFER)
+            .pragma("mmap_size", SQLITE_MMAP_SIZE.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -198,4 +212,49 @@ pub async fn postgres_begin_snapshot(
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static NO_MIGRATIONS: Migrator = Migrator::DEFAULT;
+
+    /// The memory map is what List over a long history relies on; SQLite clamps a larger
+    /// request to its compile-time maximum without an error, so this fails if the build flag
+    /// that lifts the maximum is ever lost.
+    #[tokio::test]
+    async fn sqlite_connections_map_the_whole_database() {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-db-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let url = format!("sqlite:{}", dir.join("mmap.db").display());
+        let migrations = Migrations {
+            sqlite: &NO_MIGRATIONS,
+            postgres: &NO_MIGRATIONS,
+        };
+        let database = connect(&url, &migrations).await.expect("connect");
+        let Database::Sqlite(pool) = &database else {
+            panic!("a sqlite: URL opens SQLite");
+        };
+        // Several connections at once, so the pragma is seen on more than the first.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut connection = pool.acquire().await.expect("acquire");
+            let (mapped,): (i64,) = sqlx::query_as("PRAGMA mmap_size")
+                .fetch_one(&mut *connection)
+                .await
+                .expect("read mmap_size");
+            assert_eq!(mapped as u64, SQLITE_MMAP_SIZE);
+            held.push(connection);
+        }
+        drop(held);
+        database.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -21,8 +21,11 @@ pub struct Row {
     pub errors: u64,
     /// CPU seconds the servers involved used during the measured window (and warm-up).
     pub server_cpu_s: f64,
-    /// Resident memory of the main server at the end, MiB.
+    /// Resident memory of the main server at the end, MiB (VmRSS).
     pub server_rss_mib: f64,
+    /// The part of it that is the server's own (RssAnon): RSS also counts the SQLite file
+    /// pages it has mapped, which are the kernel's page cache.
+    pub server_anon_mib: f64,
     /// What `ratio` compares with: `ceiling` (rps) or `direct` (rps).
     pub compared_to: Option<String>,
     pub ratio: Option<f64>,
@@ -65,11 +68,11 @@ impl Report {
             let _ = writeln!(out, "## {backend}\n");
             let _ = writeln!(
                 out,
-                "| scenario | path | rps | p50 µs | p99 µs | p99.9 µs | ok | errors | server CPU s | RSS MiB | ratio | note |"
+                "| scenario | path | rps | p50 µs | p99 µs | p99.9 µs | ok | errors | server CPU s | RSS MiB | anon MiB | ratio | note |"
             );
             let _ = writeln!(
                 out,
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
             );
             for row in self.rows.iter().filter(|r| r.backend == backend) {
                 let ratio = match (&row.compared_to, row.ratio) {
@@ -78,7 +81,7 @@ impl Report {
                 };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {} |",
+                    "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {} |",
                     row.scenario,
                     row.path,
                     row.rps,
@@ -89,6 +92,7 @@ impl Report {
                     row.errors,
                     row.server_cpu_s,
                     row.server_rss_mib,
+                    row.server_anon_mib,
                     ratio,
                     row.note
                 );

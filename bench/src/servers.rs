@@ -81,7 +81,10 @@ pub struct Server {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     pub cpu_seconds: f64,
+    /// VmRSS: everything resident, including mapped file pages (SQLite maps its database).
     pub rss_kib: u64,
+    /// RssAnon: the process's own memory (heap, stacks), without mapped files.
+    pub anon_kib: u64,
 }
 
 impl Server {
@@ -161,7 +164,7 @@ async fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
-/// Reads utime + stime and VmRSS of `pid`.
+/// Reads utime + stime, VmRSS and RssAnon of `pid`.
 pub fn usage_of(pid: u32) -> Usage {
     let ticks_per_second = 100.0; // USER_HZ, fixed at 100 on Linux for /proc.
     let cpu_seconds = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -176,16 +179,18 @@ pub fn usage_of(pid: u32) -> Usage {
             Some((utime + stime) / ticks_per_second)
         })
         .unwrap_or_default();
-    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_default()
+    };
     Usage {
         cpu_seconds,
-        rss_kib,
+        rss_kib: kib("VmRSS:"),
+        anon_kib: kib("RssAnon:"),
     }
 }
 

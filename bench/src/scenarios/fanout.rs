@@ -250,6 +250,7 @@ fn stream_row(
         errors: measured.errors,
         server_cpu_s: after.cpu_seconds - before.cpu_seconds,
         server_rss_mib: after.rss_kib as f64 / 1024.0,
+        server_anon_mib: after.anon_kib as f64 / 1024.0,
         compared_to: None,
         ratio: None,
         kib_per_stream: None,

@@ -15,7 +15,7 @@ use crate::{
     identity::Path,
     load::{self, LoadSpec, Measured, Percentiles, Turn},
     report::{Row, Target},
-    servers::{Role, Server},
+    servers::{Role, Server, Usage},
 };
 
 /// Everything a run is told.
@@ -306,9 +306,13 @@ fn add_ratios(rows: &mut [Row]) {
     }
 }
 
+/// What one closed-loop load measured: the client side, the servers' CPU seconds, and the
+/// first server's memory at the end.
+pub type Measurement = (Measured, f64, Usage);
+
 /// Runs a closed-loop load against `servers` and turns it into a row: CPU is the sum over
-/// the servers involved, RSS that of the first.
-pub async fn measure<F, Fut, E>(spec: LoadSpec, servers: &[&Server], op: F) -> (Measured, f64, f64)
+/// the servers involved, memory that of the first at the end.
+pub async fn measure<F, Fut, E>(spec: LoadSpec, servers: &[&Server], op: F) -> Measurement
 where
     F: Fn(Turn) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send,
@@ -321,18 +325,15 @@ where
         .zip(before)
         .map(|(s, b)| s.usage().cpu_seconds - b)
         .sum();
-    let rss = servers
-        .first()
-        .map(|s| s.usage().rss_kib as f64 / 1024.0)
-        .unwrap_or_default();
-    (measured, cpu, rss)
+    let memory = servers.first().map(|s| s.usage()).unwrap_or_default();
+    (measured, cpu, memory)
 }
 
 pub fn row(
     backend: Backend,
     scenario: &str,
     path: &str,
-    (measured, cpu, rss): (Measured, f64, f64),
+    (measured, cpu, memory): Measurement,
     note: impl Into<String>,
 ) -> Row {
     let mut note = note.into();
@@ -348,7 +349,8 @@ pub fn row(
         ok: measured.ok,
         errors: measured.errors,
         server_cpu_s: cpu,
-        server_rss_mib: rss,
+        server_rss_mib: memory.rss_kib as f64 / 1024.0,
+        server_anon_mib: memory.anon_kib as f64 / 1024.0,
         compared_to: None,
         ratio: None,
         kib_per_stream: None,

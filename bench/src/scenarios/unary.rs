@@ -44,7 +44,7 @@ pub async fn ceiling(
     load: crate::load::LoadSpec,
     path: &Path,
     servers: &[&Server],
-) -> anyhow::Result<(crate::load::Measured, f64, f64)> {
+) -> anyhow::Result<super::Measurement> {
     let url = servers.first().map(|s| s.url()).unwrap_or_default();
     let clients = notification_clients(&url, load.connections).await?;
     let users = Arc::new(path.users("l", LIST_USERS, "")?);
@@ -250,7 +250,7 @@ pub async fn list(
     servers: &[&Server],
     users: usize,
     prefix: &str,
-) -> anyhow::Result<(crate::load::Measured, f64, f64)> {
+) -> anyhow::Result<super::Measurement> {
     let users = Arc::new(path.users(prefix, users, "")?);
     let clients = clients.clone();
     Ok(measure(settings.load, servers, move |turn| {
@@ -276,7 +276,7 @@ async fn send(
     clients: &Clients,
     servers: &[&Server],
     sent: Arc<Mutex<Vec<(usize, String)>>>,
-) -> anyhow::Result<(crate::load::Measured, f64, f64)> {
+) -> anyhow::Result<super::Measurement> {
     let sender = path.metadata(&format!("bench-sender-{}", path.name()), SENDER_SCOPES)?;
     let clients = clients.clone();
     Ok(measure(settings.load, servers, move |turn| {
@@ -312,7 +312,7 @@ async fn mark_read(
     servers: &[&Server],
     pool: Arc<Vec<(usize, String)>>,
     offset: usize,
-) -> anyhow::Result<((crate::load::Measured, f64, f64), usize)> {
+) -> anyhow::Result<(super::Measurement, usize)> {
     if pool.is_empty() {
         anyhow::bail!("mark-read needs the notifications `send` created");
     }
@@ -340,7 +340,7 @@ async fn conversation(
     path: &Path,
     url: &str,
     servers: &[&Server],
-) -> anyhow::Result<(crate::load::Measured, f64, f64)> {
+) -> anyhow::Result<super::Measurement> {
     let clients: Arc<Vec<ConversationServiceClient<Channel>>> = Arc::new(
         connections(url, settings.load.connections)
             .await?
