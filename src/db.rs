@@ -17,8 +17,25 @@ use sqlx::{
 /// A connected, migrated database.
 #[derive(Debug, Clone)]
 pub enum Database {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
+}
+
+/// A SQLite database's connections: reads share `read`; every write goes through the one
+/// connection of `write`.
+///
+/// SQLite runs one writer at a time whatever the pool. But a connection whose last
+/// transaction was not the latest write drops its whole page cache when it starts the next
+/// one, and the pool hands out its idle connections in turn: with writes spread over eight
+/// connections, every write transaction started cold, re-read each B-tree page it was about
+/// to change and freed and re-allocated its cache (a third of the writer threads' time under
+/// group-committed Sends, bench/README.md). One write connection keeps those pages cached
+/// across commits, and writers wait their turn in the pool's queue instead of in SQLite's
+/// busy handler, which sleeps and polls.
+#[derive(Debug, Clone)]
+pub struct SqlitePools {
+    pub read: SqlitePool,
+    pub write: SqlitePool,
 }
 
 /// A service's migrations, one set per backend.
@@ -101,19 +118,28 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
             // be woken, twice the thread hand-offs for one statement.
             .row_buffer_size(SQLITE_ROW_BUFFER)
             .pragma("mmap_size", SQLITE_MMAP_SIZE.to_string());
-        let pool = SqlitePoolOptions::new()
+        // A writer waits for the one write connection as long as it would have waited for
+        // SQLite's write lock: a long write (a prune, a full batch) is not an outage.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(SQLITE_BUSY_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("cannot open SQLite database {url}"))?;
+        migrations
+            .sqlite
+            .run(&write)
+            .await
+            .context("SQLite migrations failed")?;
+        let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open SQLite database {url}"))?;
-        migrations
-            .sqlite
-            .run(&pool)
-            .await
-            .context("SQLite migrations failed")?;
-        spawn_checkpointer(pool.clone());
-        Ok(Database::Sqlite(pool))
+        let pools = SqlitePools { read, write };
+        spawn_checkpointer(pools.clone());
+        Ok(Database::Sqlite(pools))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
         let pool = PgPoolOptions::new()
@@ -134,18 +160,27 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
 }
 
 /// Checkpoints the WAL every [`SQLITE_CHECKPOINT_INTERVAL`] from a task of its own, until the
-/// pool closes.
+/// pools close.
 ///
 /// With SQLite's automatic checkpoint, the commit that crosses 1,000 WAL frames copies them
 /// back before it returns: Sends rewrite the same hot pages (the tail of the table and of
 /// each index, the counters, the log head), which got copied again every few dozen batches,
-/// inside the group commit. A PASSIVE checkpoint here copies what is committed without
-/// blocking the writer or readers, and each hot page once per interval however often it
-/// changed (bench/README.md: Send +17% rps; doing the same with only a larger automatic
-/// threshold instead made the commit that crossed it take tens of milliseconds).
-fn spawn_checkpointer(pool: SqlitePool) {
+/// inside the group commit. A PASSIVE checkpoint on a read connection copies what is
+/// committed without blocking the writer or readers, and each hot page once per interval
+/// however often it changed (bench/README.md: Send +17% rps; doing the same with only a
+/// larger automatic threshold instead made the commit that crossed it take tens of
+/// milliseconds).
+///
+/// That copy never quite catches up under steady writes (the writer appends while it runs),
+/// and the WAL only starts over from its beginning once a checkpoint has caught up; until
+/// then it grew to the automatic threshold, and from there a checkpoint with its `fsync` ran
+/// inside a commit (8% of the Send profile). So a second, short checkpoint follows on the
+/// write connection itself, between two write transactions: no frame can be appended while
+/// it runs, it copies only what arrived during the first, and the next write restarts the
+/// WAL. Idle, both find nothing to copy.
+fn spawn_checkpointer(pools: SqlitePools) {
     tokio::spawn(async move {
-        let mut closed = pool.close_event();
+        let mut closed = pools.write.close_event();
         let mut every = tokio::time::interval(SQLITE_CHECKPOINT_INTERVAL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -153,12 +188,18 @@ fn spawn_checkpointer(pool: SqlitePool) {
                 () = &mut closed => return,
                 _ = every.tick() => {}
             }
-            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
-                // Not fatal: the automatic checkpoint is still there as a safety net.
-                tracing::warn!(error = %err, "SQLite WAL checkpoint failed");
+            for pool in [&pools.read, &pools.write] {
+                // Shutdown closes one pool after the other.
+                if pool.is_closed() {
+                    return;
+                }
+                if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(pool)
+                    .await
+                {
+                    // Not fatal: the automatic checkpoint is still there as a safety net.
+                    tracing::warn!(error = %err, "SQLite WAL checkpoint failed");
+                }
             }
         }
     });
@@ -169,7 +210,10 @@ impl Database {
     pub async fn ping(&self) -> bool {
         let query = async {
             match self {
-                Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+                Database::Sqlite(pools) => sqlx::query("SELECT 1")
+                    .execute(&pools.read)
+                    .await
+                    .map(|_| ()),
                 Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
             }
         };
@@ -190,7 +234,10 @@ impl Database {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         match self {
-            Database::Sqlite(pool) => pool.close().await,
+            Database::Sqlite(pools) => {
+                pools.read.close().await;
+                pools.write.close().await;
+            }
             Database::Postgres(pool) => pool.close().await,
         }
     }
@@ -239,12 +286,12 @@ mod tests {
             postgres: &NO_MIGRATIONS,
         };
         let database = connect(&url, &migrations).await.expect("connect");
-        let Database::Sqlite(pool) = &database else {
+        let Database::Sqlite(pools) = &database else {
             panic!("a sqlite: URL opens SQLite");
         };
         // Several connections at once, so the pragma is seen on more than the first.
         let mut held = Vec::new();
-        for _ in 0..3 {
+        for pool in [&pools.write, &pools.read, &pools.read, &pools.read] {
             let mut connection = pool.acquire().await.expect("acquire");
             let (mapped,): (i64,) = sqlx::query_as("PRAGMA mmap_size")
                 .fetch_one(&mut *connection)

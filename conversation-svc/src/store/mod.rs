@@ -86,7 +86,7 @@ pub trait ConversationStore: Send + Sync + 'static {
 
 pub fn for_database(db: &Database) -> Arc<dyn ConversationStore> {
     match db {
-        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+        Database::Sqlite(pools) => Arc::new(SqliteStore::new(pools.clone())),
         Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
     }
 }

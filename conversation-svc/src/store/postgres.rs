@@ -17,6 +17,11 @@ impl PostgresStore {
         self.pool.begin().await
     }
 
+    /// Where a write outside [`Self::begin_write`] (one statement, autocommit) runs.
+    fn write_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Claims of one username queue behind each other for the rest of the transaction;
     /// without it, concurrent claimants keep colliding on the unique index.
     async fn lock_username(

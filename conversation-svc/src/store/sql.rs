@@ -458,7 +458,7 @@ macro_rules! impl_conversation_store {
             async fn notification_delivered(&self, message_id: &str) -> Result<(), Error> {
                 sqlx::query(sql::DELETE_OUTBOX)
                     .bind(message_id)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
                 Ok(())
             }
@@ -471,7 +471,7 @@ macro_rules! impl_conversation_store {
                 sqlx::query(sql::RETRY_OUTBOX)
                     .bind(message_id)
                     .bind(retry_at)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
                 Ok(())
             }
@@ -480,7 +480,7 @@ macro_rules! impl_conversation_store {
                 let marked = sqlx::query(sql::MARK_READ)
                     .bind(conversation_id)
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?
                     .rows_affected();
                 Ok(marked == 1)

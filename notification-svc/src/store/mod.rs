@@ -98,7 +98,7 @@ pub trait NotificationStore: SendBatches {
 /// The store for a connected database.
 pub fn for_database(db: &Database) -> Arc<dyn NotificationStore> {
     match db {
-        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+        Database::Sqlite(pools) => Arc::new(SqliteStore::new(pools.clone())),
         Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
     }
 }

@@ -1,19 +1,25 @@
 //! SQLite backend.
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
-use switchboard::db;
+use switchboard::db::{self, SqlitePools};
 
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection (see [`SqlitePools`]).
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(pools: SqlitePools) -> Self {
+        Self {
+            pool: pools.read,
+            writer: pools.write,
+        }
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        db::sqlite_begin_write(&self.pool).await
+        db::sqlite_begin_write(&self.writer).await
     }
 
     async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {

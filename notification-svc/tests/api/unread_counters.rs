@@ -183,10 +183,10 @@ async fn counted_by_sql(database: &Database, user: &str) -> UnreadCounts {
                              WHERE br.notification_id = n.id AND br.user_id = $2) \
          ) AS u GROUP BY category ORDER BY category";
     let by_category: Vec<(String, i64)> = match database {
-        Database::Sqlite(pool) => sqlx::query_as(COUNT)
+        Database::Sqlite(pools) => sqlx::query_as(COUNT)
             .bind(user)
             .bind(user)
-            .fetch_all(pool)
+            .fetch_all(&pools.read)
             .await
             .expect("count"),
         Database::Postgres(pool) => sqlx::query_as(COUNT)
@@ -290,7 +290,7 @@ async fn prune_keeps_counters_exact(backend: Backend) {
     for table in ["unread_counts", "broadcast_counts", "broadcast_read_counts"] {
         let query = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         let rows: i64 = match &database {
-            Database::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+            Database::Sqlite(pools) => sqlx::query_scalar(query).fetch_one(&pools.read).await,
             Database::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
         }
         .expect("count rows");
