@@ -13,7 +13,7 @@ pub mod identity;
 pub mod page_token;
 pub mod proto;
 pub mod telemetry;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
 
