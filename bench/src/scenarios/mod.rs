@@ -229,25 +229,39 @@ pub async fn run_backend(
         "empty tonic service",
     ));
     if settings.wants("list-unloaded") {
-        // The round trip of an empty call, alone and with the gateway in front: what the
-        // proxy costs without a database behind it.
-        let unloaded = unloaded(settings.load);
-        let measured = unary::ceiling(unloaded, &secrets.direct(), &[&ceiling]).await?;
+        // The round trip of an empty call, alone and with the gateway in front, in turn:
+        // what the proxy costs without a database behind it.
+        let gateway = start_gateway(settings, &ceiling.url(), &ceiling.url(), &secrets).await?;
+        let (direct, through) = (secrets.direct(), secrets.gateway());
+        let targets = vec![
+            (
+                unary::notification_clients(&ceiling.url(), 1).await?,
+                direct.users("l", unary::LIST_USERS, "")?,
+            ),
+            (
+                unary::notification_clients(&gateway.url(), 1).await?,
+                through.users("l", unary::LIST_USERS, "")?,
+            ),
+        ];
+        let servers: [&[&Server]; 2] = [&[&ceiling], &[&gateway, &ceiling]];
+        let mut measured =
+            unary::list_interleaved(unloaded(settings.load), targets, &servers, false).await;
+        let (Some(through), Some(direct)) = (measured.pop(), measured.pop()) else {
+            anyhow::bail!("the interleaved run returned no measurements");
+        };
         rows.push(row(
             backend,
             "list-unloaded",
             "ceiling",
-            measured,
-            "1 call in flight",
+            direct,
+            "1 call in flight, in turn with the gateway's",
         ));
-        let gateway = start_gateway(settings, &ceiling.url(), &ceiling.url(), &secrets).await?;
-        let measured = unary::ceiling(unloaded, &secrets.gateway(), &[&gateway, &ceiling]).await?;
         rows.push(row(
             backend,
             "empty-unloaded",
             "gateway",
-            measured,
-            "gateway in front of the empty service, 1 call in flight",
+            through,
+            "gateway in front of the empty service, 1 call in flight, in turn with the direct one",
         ));
         gateway.stop().await;
     }
@@ -327,6 +341,31 @@ where
         .sum();
     let memory = servers.first().map(|s| s.usage()).unwrap_or_default();
     (measured, cpu, memory)
+}
+
+/// [`measure`] for calls that take `paths.len()` paths in turn, one [`Measurement`] per path.
+/// Each path's CPU is that of its own servers over the whole shared window.
+pub async fn measure_interleaved<F, Fut, E>(
+    spec: LoadSpec,
+    paths: &[&[&Server]],
+    op: F,
+) -> Vec<Measurement>
+where
+    F: Fn(Turn, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    let cpu = |servers: &[&Server]| servers.iter().map(|s| s.usage().cpu_seconds).sum::<f64>();
+    let before: Vec<f64> = paths.iter().map(|servers| cpu(servers)).collect();
+    let measured = load::run_interleaved(spec, paths.len(), op).await;
+    measured
+        .into_iter()
+        .zip(paths.iter().zip(before))
+        .map(|(measured, (servers, before))| {
+            let memory = servers.first().map(|s| s.usage()).unwrap_or_default();
+            (measured, cpu(servers) - before, memory)
+        })
+        .collect()
 }
 
 pub fn row(

@@ -61,6 +61,34 @@ pub async fn ceiling(
     .await)
 }
 
+/// `List` with one call per turn on each of `targets` (clients and the users to list as),
+/// every path measured on its own ([`super::measure_interleaved`]). `require_rows` fails a
+/// call that returns an empty page (a missing history); the empty service returns nothing.
+pub async fn list_interleaved(
+    load: crate::load::LoadSpec,
+    targets: Vec<(Clients, Vec<MetadataMap>)>,
+    servers: &[&[&Server]],
+    require_rows: bool,
+) -> Vec<super::Measurement> {
+    let targets = Arc::new(targets);
+    super::measure_interleaved(load, servers, move |turn, path| {
+        let (clients, users) = &targets[path];
+        let mut client = clients[turn.worker % clients.len()].clone();
+        let metadata = users[turn.n as usize % users.len()].clone();
+        async move {
+            let page = client
+                .list(request(pb::ListRequest::default(), &metadata))
+                .await?
+                .into_inner();
+            if require_rows && page.notifications.is_empty() {
+                return Err(Status::internal("empty page: the history is missing"));
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// Sends `rows_per_user` notifications to each of `users` (`{prefix}{i}`), `batch`
 /// recipients per Send, plus the history's broadcasts.
 pub async fn seed(
@@ -161,19 +189,22 @@ pub async fn all(
     }
 
     if settings.wants("list-unloaded") {
-        // One call at a time: the latency a proxy adds, without queueing behind other calls.
-        let unloaded = Settings {
-            load: super::unloaded(settings.load),
-            ..settings.clone()
-        };
-        for (path, clients, servers) in &paths {
-            let measured = list(&unloaded, path, clients, servers, LIST_USERS, "l").await?;
+        // One call at a time, direct and through the gateway in turn: the latency a proxy
+        // adds, without queueing and without the drift between two separate windows.
+        let targets = paths
+            .iter()
+            .map(|(path, clients, _)| Ok(((*clients).clone(), path.users("l", LIST_USERS, "")?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let servers: Vec<&[&Server]> = paths.iter().map(|(_, _, s)| s.as_slice()).collect();
+        let measured =
+            list_interleaved(super::unloaded(settings.load), targets, &servers, true).await;
+        for ((path, _, _), measured) in paths.iter().zip(measured) {
             rows.push(row(
                 backend,
                 "list-unloaded",
                 path.name(),
                 measured,
-                "1 call in flight",
+                "1 call in flight, direct and gateway in turn",
             ));
         }
     }
