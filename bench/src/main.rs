@@ -73,9 +73,23 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // As in gateway's main.rs: its calls are served on threads of their own; the runtime it
+    // is started on only accepts connections and watches health.
+    let runtime = if matches!(
+        cli.command,
+        Some(Command::Serve {
+            role: bench::servers::Role::Gateway,
+            ..
+        })
+    ) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     match cli.command {
         Some(Command::Serve { role, args }) => {
             runtime.block_on(bench::servers::serve_role(role, args))

@@ -213,6 +213,7 @@ impl Stack {
                 health_interval: Duration::from_millis(500),
                 log_format: LogFormat::Text,
                 shutdown_grace: grace,
+                worker_threads: 0,
             },
             gateway,
             stop.clone().cancelled_owned(),

@@ -81,4 +81,18 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Serving threads, each with its own single-threaded runtime; 0 means one per core.
+    #[arg(long, env = "GATEWAY_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+}
+
+impl Config {
+    /// `worker_threads`, with 0 resolved to the number of cores this process may use.
+    pub fn serving_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }

@@ -12,6 +12,7 @@ mod logging;
 mod methods;
 pub mod proxy;
 mod ratelimit;
+mod workers;
 
 use std::{future::Future, sync::Arc};
 
@@ -20,7 +21,6 @@ use http::HeaderValue;
 use switchboard::grpc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tower::Layer;
 
 pub use config::Config;
@@ -28,6 +28,7 @@ pub use config::Config;
 use crate::{
     auth::{AuthLayer, Authenticator, Jwks},
     proxy::{Conversations, Forwarder, Notifications, Proxy, Upstream},
+    workers::{WorkerError, Workers},
 };
 
 /// Runs the gateway on `listener` until `shutdown` resolves.
@@ -64,6 +65,7 @@ pub async fn serve(
                 .map(|m| m.trim().to_owned()),
         ),
     });
+    // Checked here so a bad address stops start-up; each worker opens its own channels.
     let notifications =
         grpc::balanced_channel(&config.notification_addr).context("--notification-addr")?;
     let conversations =
@@ -71,8 +73,8 @@ pub async fn serve(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for (name, channel) in [
-        (Notifications::NAME, notifications.clone()),
-        (Conversations::NAME, conversations.clone()),
+        (Notifications::NAME, notifications),
+        (Conversations::NAME, conversations),
     ] {
         health::watch(
             health.clone(),
@@ -86,18 +88,40 @@ pub async fn serve(
         grpc::reflection_services(&[Notifications::NAME, Conversations::NAME])?;
 
     let local_addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let notification_addr = config.notification_addr.clone();
+    let conversation_addr = config.conversation_addr.clone();
+    let serve_stop = stop.clone();
     // Health and reflection answer without a token; the auth layer guards both proxies.
-    let server = grpc::server_builder()
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(auth.layer(Proxy::<Notifications>::new(
-            notifications,
-            forwarder.clone(),
-        )))
-        .add_service(auth.layer(Proxy::<Conversations>::new(conversations, forwarder)))
-        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+    let mut workers = Workers::start(config.serving_threads(), move |incoming| {
+        let (health, reflection_v1, reflection_v1alpha) = (
+            health_service.clone(),
+            reflection_v1.clone(),
+            reflection_v1alpha.clone(),
+        );
+        let (auth, forwarder, stop) = (auth.clone(), forwarder.clone(), serve_stop.clone());
+        let (notification_addr, conversation_addr) =
+            (notification_addr.clone(), conversation_addr.clone());
+        async move {
+            let notifications =
+                grpc::balanced_channel(&notification_addr).map_err(WorkerError::Setup)?;
+            let conversations =
+                grpc::balanced_channel(&conversation_addr).map_err(WorkerError::Setup)?;
+            grpc::server_builder()
+                .add_service(health)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .add_service(auth.layer(Proxy::<Notifications>::new(
+                    notifications,
+                    forwarder.clone(),
+                )))
+                .add_service(auth.layer(Proxy::<Conversations>::new(conversations, forwarder)))
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+                .map_err(WorkerError::from)
+        }
+    })?;
+    tokio::spawn(workers.accept(listener, stop.clone()));
+    let server = workers.finished();
 
     tracing::info!(%local_addr, "gateway listening");
     let drain = grpc::Drain {

@@ -2,7 +2,9 @@ use clap::Parser;
 use gateway::{Config, serve};
 use switchboard::{grpc::shutdown_signal, telemetry};
 
-#[tokio::main]
+/// Single-threaded: calls are served on `serve`'s own worker threads (one per core); this
+/// runtime only accepts connections and watches upstream health and key files.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init(config.log_format);

@@ -166,6 +166,7 @@ async fn a_down_upstream_fails_fast_and_calls_succeed_once_it_is_back() {
         health_interval: Duration::from_millis(200),
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(1),
+        worker_threads: 0,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway::serve(config, listener, async {
@@ -241,6 +242,7 @@ async fn the_gateway_refuses_to_start_without_a_key_source() {
         health_interval: Duration::from_secs(2),
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(1),
+        worker_threads: 0,
     };
     let err = gateway::serve(config, listener, std::future::pending())
         .await
