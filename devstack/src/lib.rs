@@ -179,6 +179,7 @@ impl Stack {
             notification_svc::Shared {
                 hub: hub.clone(),
                 commits: Arc::default(),
+                marks: Arc::default(),
             },
         ));
         tasks.spawn(conversation_svc::serve(

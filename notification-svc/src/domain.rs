@@ -217,6 +217,23 @@ pub enum MarkTarget {
     All { category: Option<String> },
 }
 
+/// One caller's MarkRead, as the group committer queues it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMark {
+    pub user_id: String,
+    pub target: MarkTarget,
+}
+
+impl NewMark {
+    /// How many rows it names: its ids, or one for "all" (whose size only the store knows).
+    pub fn row_count(&self) -> usize {
+        match &self.target {
+            MarkTarget::Ids(ids) => ids.len().max(1),
+            MarkTarget::All { .. } => 1,
+        }
+    }
+}
+
 /// What a MarkRead changed.
 #[derive(Debug, Clone, Default)]
 pub struct Marked {

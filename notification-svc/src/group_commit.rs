@@ -1,16 +1,17 @@
-//! Group commit of Sends: concurrent Sends share one write transaction.
+//! Group commit: concurrent writes of one kind share one write transaction.
 //!
-//! Every Send takes the log head's lock (see docs/subscribe-cursor.md), so Sends commit one
-//! at a time whatever the pool size, and each pays a whole transaction (and, on PostgreSQL, a
-//! NOTIFY) alone. Here the API hands each validated Send to one task, which takes the first
-//! waiting Send plus everything queued behind it (up to [`MAX_BATCH_SENDS`] /
-//! [`MAX_BATCH_ROWS`]), stores them with one [`SendBatches::send_batch`], wakes the
-//! feed once and answers each caller. There is no timer: while one batch commits the next
-//! one queues up, so batches grow exactly as fast as load does and a lone Send waits for
-//! nobody.
+//! Every Send takes the notification log head's lock and every MarkRead that changes
+//! something the read-event log head's (see docs/subscribe-cursor.md), so each kind commits
+//! one at a time whatever the pool size, and each write would pay a whole transaction (and,
+//! on PostgreSQL, a flush and a NOTIFY) alone. Here the API hands each validated write to
+//! the committer task of its kind, which takes the first waiting write plus everything
+//! queued behind it (up to the kind's bounds), stores them with one call to the store, tells
+//! the feed once and answers each caller. There is no timer: while one batch commits the
+//! next one queues up, so batches grow exactly as fast as load does and a lone write waits
+//! for nobody.
 //!
 //! A caller is answered only after the commit, so nothing acknowledged can be lost. A batch
-//! that fails with a database error is committed again one Send at a time, so one Send the
+//! that fails with a database error is committed again one write at a time, so one write the
 //! database refuses fails alone and each caller gets its own answer.
 
 use std::sync::{
@@ -18,6 +19,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
+use async_trait::async_trait;
 use switchboard::{Error, time::now_micros};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -26,15 +28,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{NewSend, Notification},
+    domain::{Marked, NewMark, NewSend, Notification},
     feed::Feed,
-    store::{SendBatches, Sent},
+    store::{MarkBatches, SendBatches, Sent},
 };
-
-/// Sends waiting for the committer before [`Committer::send`] itself waits (backpressure
-/// reaching the callers). Four full batches: enough to fill the next batch while one commits,
-/// few enough that a stalled database holds up callers instead of piling up work.
-pub const QUEUE_CAPACITY: usize = 4 * MAX_BATCH_SENDS;
 
 /// Most Sends in one transaction: bounds how long the head lock is held and what one
 /// failure sends into the one-by-one retry.
@@ -43,6 +40,81 @@ pub const MAX_BATCH_SENDS: usize = 256;
 /// Most notifications in one transaction (two of the largest Sends). A Send that does not
 /// fit goes first in the next batch; a Send is never split.
 pub const MAX_BATCH_ROWS: usize = 2 * crate::domain::MAX_RECIPIENTS;
+
+/// One kind of write the committer batches: what a caller hands in, what it gets back, the
+/// store call that commits many at once, and what the feed hears afterwards.
+#[async_trait]
+pub trait Batch: Send + Sync + 'static {
+    type Item: Send + Sync + 'static;
+    type Done: Send + 'static;
+    /// Most writes in one transaction.
+    const MAX_ITEMS: usize;
+    /// Most rows in one transaction; a write that does not fit starts the next batch.
+    const MAX_ROWS: usize;
+
+    fn rows(item: &Self::Item) -> usize;
+
+    /// Stores `items` in one transaction and answers each, in order; all or nothing.
+    async fn commit(&self, items: &[Self::Item], now: i64) -> Result<Vec<Self::Done>, Error>;
+
+    /// Tells the feed what committed, in commit order.
+    fn publish(&self, feed: &Feed, done: Vec<&Self::Done>);
+}
+
+/// Sends: the new notifications go to the feed as committed, without a read-back.
+pub struct Sends(pub Arc<dyn SendBatches>);
+
+#[async_trait]
+impl Batch for Sends {
+    type Item = NewSend;
+    type Done = Sent;
+    const MAX_ITEMS: usize = MAX_BATCH_SENDS;
+    const MAX_ROWS: usize = MAX_BATCH_ROWS;
+
+    fn rows(send: &NewSend) -> usize {
+        send.row_count()
+    }
+
+    async fn commit(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
+        self.0.send_batch(sends, now).await
+    }
+
+    fn publish(&self, feed: &Feed, done: Vec<&Sent>) {
+        let mut created: Vec<Notification> = done
+            .into_iter()
+            .filter(|sent| sent.created)
+            .flat_map(|sent| sent.notifications.iter().cloned())
+            .collect();
+        created.sort_by_key(|n| n.seq);
+        feed.committed(created);
+    }
+}
+
+/// MarkReads: the feed is woken to read the new read events itself.
+pub struct Marks(pub Arc<dyn MarkBatches>);
+
+#[async_trait]
+impl Batch for Marks {
+    type Item = NewMark;
+    type Done = Marked;
+    const MAX_ITEMS: usize = 256;
+    /// Two of the largest MarkReads by ids.
+    const MAX_ROWS: usize = 2 * crate::domain::MAX_MARK_IDS;
+
+    fn rows(mark: &NewMark) -> usize {
+        mark.row_count()
+    }
+
+    async fn commit(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error> {
+        self.0.mark_batch(marks, now).await
+    }
+
+    fn publish(&self, feed: &Feed, done: Vec<&Marked>) {
+        if done.iter().any(|marked| marked.count > 0) {
+            feed.poke();
+        }
+    }
+}
 
 /// Counters of one committer, for tests and diagnostics.
 #[derive(Debug, Default)]
@@ -53,66 +125,84 @@ pub struct CommitStats {
 }
 
 impl CommitStats {
-    /// Sends accepted into the queue so far.
+    /// Writes accepted into the queue so far.
     pub fn submitted(&self) -> u64 {
         self.submitted.load(Ordering::Acquire)
     }
 
-    /// Transactions committed (a Send retried alone counts as one).
+    /// Transactions committed (a write retried alone counts as one).
     pub fn batches(&self) -> u64 {
         self.batches.load(Ordering::Acquire)
     }
 
-    /// Sends committed (repeats of an idempotency key included).
+    /// Writes committed (repeats of an idempotency key included).
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
     }
 
-    fn record_commit(&self, sends: usize) {
-        self.committed.fetch_add(sends as u64, Ordering::AcqRel);
+    fn record_commit(&self, writes: usize) {
+        self.committed.fetch_add(writes as u64, Ordering::AcqRel);
         self.batches.fetch_add(1, Ordering::AcqRel);
     }
 }
 
-struct Request {
-    send: NewSend,
-    reply: oneshot::Sender<Result<Sent, Error>>,
+type Reply<B> = oneshot::Sender<Result<<B as Batch>::Done, Error>>;
+
+struct Request<B: Batch> {
+    item: B::Item,
+    reply: Reply<B>,
 }
 
-/// Hands Sends to the committer task. Cheap to clone.
-#[derive(Clone)]
-pub struct Committer {
-    queue: mpsc::Sender<Request>,
+/// Hands writes of one kind to its committer task. Cheap to clone.
+pub struct Committer<B: Batch> {
+    queue: mpsc::Sender<Request<B>>,
     stats: Arc<CommitStats>,
 }
 
-impl Committer {
+impl<B: Batch> Clone for Committer<B> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<B: Batch> Committer<B> {
+    /// Writes waiting for the committer before [`Committer::submit`] itself waits
+    /// (backpressure reaching the callers). Four full batches: enough to fill the next batch
+    /// while one commits, few enough that a stalled database holds up callers instead of
+    /// piling up work.
+    pub const QUEUE_CAPACITY: usize = 4 * B::MAX_ITEMS;
+
     /// Starts the committer task. It commits until `stop` is cancelled (after the server has
-    /// drained, so in-flight Sends still commit), finishing the batch in progress; Sends still
-    /// queued then are answered UNAVAILABLE. Await the handle before closing the database.
+    /// drained, so in-flight writes still commit), finishing the batch in progress; writes
+    /// still queued then are answered UNAVAILABLE. Await the handle before closing the
+    /// database.
     pub fn start(
-        store: Arc<dyn SendBatches>,
+        batch: B,
         feed: Feed,
         stats: Arc<CommitStats>,
         stop: CancellationToken,
-    ) -> (Committer, JoinHandle<()>) {
-        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
-        let task = tokio::spawn(run(store, feed, stats.clone(), requests, stop));
+    ) -> (Self, JoinHandle<()>) {
+        let (queue, requests) = mpsc::channel(Self::QUEUE_CAPACITY);
+        let task = tokio::spawn(run(batch, feed, stats.clone(), requests, stop));
         (Committer { queue, stats }, task)
     }
 
-    /// Stores `send` with whatever other Sends are waiting, and answers once that commits.
+    /// Stores `item` with whatever other writes are waiting, and answers once that commits.
     /// UNAVAILABLE when the committer has stopped (the caller may retry elsewhere): never
     /// waits forever.
-    pub async fn send(&self, send: NewSend) -> Result<Sent, Error> {
+    pub async fn submit(&self, item: B::Item) -> Result<B::Done, Error> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Request { send, reply })
+            .send(Request { item, reply })
             .await
             .map_err(|_| stopped())?;
         self.stats.submitted.fetch_add(1, Ordering::AcqRel);
-        // A dropped reply means the task ended without answering (it panicked): the Send
-        // may or may not have committed, which a retry with the same idempotency key settles.
+        // A dropped reply means the task ended without answering (it panicked): the write
+        // may or may not have committed, which a retry (with the same idempotency key, for
+        // a Send) settles.
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -121,15 +211,15 @@ fn stopped() -> Error {
     Error::Unavailable("the service is shutting down; retry".into())
 }
 
-async fn run(
-    store: Arc<dyn SendBatches>,
+async fn run<B: Batch>(
+    batch: B,
     feed: Feed,
     stats: Arc<CommitStats>,
-    mut requests: mpsc::Receiver<Request>,
+    mut requests: mpsc::Receiver<Request<B>>,
     stop: CancellationToken,
 ) {
-    // A Send taken from the queue that did not fit the batch before: it starts the next.
-    let mut carried: Option<Request> = None;
+    // A write taken from the queue that did not fit the batch before: it starts the next.
+    let mut carried: Option<Request<B>> = None;
     while !stop.is_cancelled() {
         let first = match carried.take() {
             Some(request) => request,
@@ -143,20 +233,20 @@ async fn run(
                 },
             },
         };
-        let mut rows = first.send.row_count();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_SENDS {
+        let mut rows = B::rows(&first.item);
+        let mut pending = vec![first];
+        while pending.len() < B::MAX_ITEMS {
             let Ok(next) = requests.try_recv() else { break };
-            if rows + next.send.row_count() > MAX_BATCH_ROWS {
+            if rows + B::rows(&next.item) > B::MAX_ROWS {
                 carried = Some(next);
                 break;
             }
-            rows += next.send.row_count();
-            batch.push(next);
+            rows += B::rows(&next.item);
+            pending.push(next);
         }
-        commit(&*store, &feed, &stats, batch).await;
+        commit(&batch, &feed, &stats, pending).await;
     }
-    // Stopped: refuse new Sends and tell everyone still queued, rather than leave them to
+    // Stopped: refuse new writes and tell everyone still queued, rather than leave them to
     // their deadlines.
     requests.close();
     let queued = carried
@@ -168,66 +258,63 @@ async fn run(
 }
 
 /// Commits one batch and answers its callers (a caller that went away is no reason to undo
-/// anything: a retry with its idempotency key finds the committed Send).
-async fn commit(store: &dyn SendBatches, feed: &Feed, stats: &CommitStats, batch: Vec<Request>) {
-    let (sends, replies): (Vec<NewSend>, Vec<_>) =
-        batch.into_iter().map(|r| (r.send, r.reply)).unzip();
+/// anything: a retried Send with its idempotency key finds the committed one, a MarkRead
+/// marks nothing twice).
+async fn commit<B: Batch>(batch: &B, feed: &Feed, stats: &CommitStats, pending: Vec<Request<B>>) {
+    let (items, replies): (Vec<B::Item>, Vec<Reply<B>>) =
+        pending.into_iter().map(|r| (r.item, r.reply)).unzip();
     let now = now_micros();
-    let results: Vec<Result<Sent, Error>> = match store.send_batch(&sends, now).await {
-        Ok(sent) => {
-            tracing::debug!(sends = sent.len(), "batch committed");
-            stats.record_commit(sent.len());
-            sent.into_iter().map(Ok).collect()
+    let results: Vec<Result<B::Done, Error>> = match batch.commit(&items, now).await {
+        Ok(done) => {
+            tracing::debug!(writes = done.len(), "batch committed");
+            stats.record_commit(done.len());
+            done.into_iter().map(Ok).collect()
         }
         // The database is out of reach, or the connection died (possibly during COMMIT, so
         // the batch may be stored): retrying here could store Sends twice and would only
-        // multiply the wait. Every caller gets UNAVAILABLE and may retry with its key.
-        Err(Error::Unavailable(reason)) => sends
+        // multiply the wait. Every caller gets UNAVAILABLE and may retry.
+        Err(Error::Unavailable(reason)) => items
             .iter()
             .map(|_| Err(Error::Unavailable(reason.clone())))
             .collect(),
-        Err(err) if sends.len() == 1 => vec![Err(err)],
-        // The database refused the batch (and rolled it back): find the Send it refused.
+        Err(err) if items.len() == 1 => vec![Err(err)],
+        // The database refused the batch (and rolled it back): find the write it refused.
         Err(err) => {
-            tracing::warn!(error = ?err, sends = sends.len(), "batch refused; committing its sends one by one");
-            one_by_one(store, stats, &sends, now).await
+            tracing::warn!(error = ?err, writes = items.len(), "batch refused; committing its writes one by one");
+            one_by_one(batch, stats, &items, now).await
         }
     };
-    // One transaction per batch (or per Send when retried one by one), each in position
-    // order: hand them to the feed in that order.
-    let mut created: Vec<Notification> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .filter(|sent| sent.created)
-        .flat_map(|sent| sent.notifications.iter().cloned())
-        .collect();
-    created.sort_by_key(|n| n.seq);
-    feed.committed(created);
+    // One transaction per batch (or per write when retried one by one), each in position
+    // order: the feed hears them in that order.
+    batch.publish(
+        feed,
+        results.iter().filter_map(|r| r.as_ref().ok()).collect(),
+    );
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
     }
 }
 
-async fn one_by_one(
-    store: &dyn SendBatches,
+async fn one_by_one<B: Batch>(
+    batch: &B,
     stats: &CommitStats,
-    sends: &[NewSend],
+    items: &[B::Item],
     now: i64,
-) -> Vec<Result<Sent, Error>> {
-    let mut results = Vec::with_capacity(sends.len());
+) -> Vec<Result<B::Done, Error>> {
+    let mut results = Vec::with_capacity(items.len());
     // Once the database is out of reach the rest would only wait to fail the same way.
     let mut unreachable: Option<String> = None;
-    for send in sends {
+    for item in items {
         if let Some(reason) = &unreachable {
             results.push(Err(Error::Unavailable(reason.clone())));
             continue;
         }
-        let result = store
-            .send_batch(std::slice::from_ref(send), now)
+        let result = batch
+            .commit(std::slice::from_ref(item), now)
             .await
-            .and_then(|mut sent| {
-                sent.pop().ok_or_else(|| {
-                    Error::Internal(anyhow::anyhow!("the store answered no Send of one"))
+            .and_then(|mut done| {
+                done.pop().ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!("the store answered no write of one"))
                 })
             });
         match &result {
@@ -285,7 +372,7 @@ mod tests {
 
     struct Harness {
         store: Arc<GatedStore>,
-        committer: Committer,
+        committer: Committer<Sends>,
         task: JoinHandle<()>,
         stats: Arc<CommitStats>,
         stop: CancellationToken,
@@ -302,8 +389,12 @@ mod tests {
         });
         let stats = Arc::new(CommitStats::default());
         let stop = CancellationToken::new();
-        let (committer, task) =
-            Committer::start(store.clone(), Feed::default(), stats.clone(), stop.clone());
+        let (committer, task) = Committer::start(
+            Sends(store.clone()),
+            Feed::default(),
+            stats.clone(),
+            stop.clone(),
+        );
         Harness {
             store,
             committer,
@@ -329,7 +420,7 @@ mod tests {
     impl Harness {
         fn submit(&self, send: NewSend) -> JoinHandle<Result<Sent, Error>> {
             let committer = self.committer.clone();
-            tokio::spawn(async move { committer.send(send).await })
+            tokio::spawn(async move { committer.submit(send).await })
         }
 
         /// Submits one Send and waits until the store holds it: the committer is busy.
@@ -411,7 +502,7 @@ mod tests {
         }
         assert_eq!(h.batches().len(), 1);
         h.task.await.unwrap();
-        let late = h.committer.send(send_to(1)).await;
+        let late = h.committer.submit(send_to(1)).await;
         assert!(
             matches!(late, Err(Error::Unavailable(_))),
             "refused, not hung"

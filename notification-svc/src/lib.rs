@@ -28,7 +28,12 @@ pub use crate::{
     hub::{Hub, Limits},
 };
 
-use crate::{api::NotificationApi, feed::Feed, group_commit::Committer, store::NotificationStore};
+use crate::{
+    api::NotificationApi,
+    feed::Feed,
+    group_commit::{Committer, Marks, Sends},
+    store::NotificationStore,
+};
 
 /// How often notifications past the retention are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -66,6 +71,7 @@ pub async fn serve(
     let shared = Shared {
         hub: Arc::new(Hub::with_limits(config.stream_limits())),
         commits: Arc::default(),
+        marks: Arc::default(),
     };
     serve_shared(config, listener, shutdown, shared).await
 }
@@ -76,8 +82,10 @@ pub async fn serve(
 pub struct Shared {
     /// The fan-out to Subscribe streams (its limits apply).
     pub hub: Arc<Hub>,
-    /// The group committer's counters: how many Sends went in how many transactions.
+    /// The Send committer's counters: how many Sends went in how many transactions.
     pub commits: Arc<CommitStats>,
+    /// The MarkRead committer's counters.
+    pub marks: Arc<CommitStats>,
 }
 
 /// [`serve`] with parts the caller keeps (see [`Shared`]).
@@ -87,24 +95,37 @@ pub async fn serve_shared(
     shutdown: impl Future<Output = ()> + Send + 'static,
     shared: Shared,
 ) -> anyhow::Result<()> {
-    let Shared { hub, commits } = shared;
+    let Shared {
+        hub,
+        commits,
+        marks,
+    } = shared;
     switchboard::identity::require_internal_token(&config.internal_token)?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
     let feed = Feed::start(store.clone(), hub.clone(), &database, stop.clone()).await?;
     prune_periodically(store.clone(), config.retention, stop.clone());
-    // Its own token, cancelled only once the server has drained: Sends still in flight
+    // Its own token, cancelled only once the server has drained: writes still in flight
     // during the grace period must commit.
     let commit_stop = CancellationToken::new();
     let _stop_committer_on_any_exit = commit_stop.clone().drop_guard();
-    let (committer, committing) =
-        Committer::start(store.clone(), feed.clone(), commits, commit_stop.clone());
+    let (sends, committing_sends) = Committer::start(
+        Sends(store.clone()),
+        feed.clone(),
+        commits,
+        commit_stop.clone(),
+    );
+    let (marks, committing_marks) = Committer::start(
+        Marks(store.clone()),
+        feed.clone(),
+        marks,
+        commit_stop.clone(),
+    );
     let api = NotificationApi::new(
         store,
-        committer,
+        (sends, marks),
         hub,
-        feed,
         config.heartbeat_interval,
         config.retention,
         stop.clone(),
@@ -151,10 +172,12 @@ pub async fn serve_shared(
         grace: config.shutdown_grace,
     };
     let served = grpc::run_until_drained(server, shutdown, drain).await;
-    // The batch in progress finishes; Sends still queued are answered UNAVAILABLE.
+    // The batches in progress finish; writes still queued are answered UNAVAILABLE.
     commit_stop.cancel();
-    if let Err(err) = committing.await {
-        tracing::error!(error = %err, "group committer failed");
+    for committing in [committing_sends, committing_marks] {
+        if let Err(err) = committing.await {
+            tracing::error!(error = %err, "group committer failed");
+        }
     }
     database.close().await;
     served?;

@@ -1,4 +1,4 @@
-//! The tonic service: decode, validate, call the store, wake the feed, encode.
+//! The tonic service: decode, validate, call the store or a group committer, encode.
 
 /// Protobuf <-> domain conversion at the edge (public for the fuzz target).
 pub mod convert;
@@ -15,17 +15,22 @@ use switchboard::{
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::{feed::Feed, group_commit::Committer, hub::Hub, store::NotificationStore};
+use crate::{
+    domain::NewMark,
+    group_commit::{Committer, Marks, Sends},
+    hub::Hub,
+    store::NotificationStore,
+};
 
 /// Shared state of every call.
 #[derive(Clone)]
 pub struct NotificationApi {
     store: Arc<dyn NotificationStore>,
-    /// Sends go through the group committer (which also wakes the feed), never straight to
-    /// the store.
-    committer: Committer,
+    /// Sends and MarkReads go through their group committers (which also wake the feed),
+    /// never straight to the store.
+    sends: Committer<Sends>,
+    marks: Committer<Marks>,
     hub: Arc<Hub>,
-    feed: Feed,
     heartbeat_interval: Duration,
     /// How long notifications are kept; an older `resume_after` is refused as such.
     retention: Duration,
@@ -36,18 +41,17 @@ pub struct NotificationApi {
 impl NotificationApi {
     pub fn new(
         store: Arc<dyn NotificationStore>,
-        committer: Committer,
+        (sends, marks): (Committer<Sends>, Committer<Marks>),
         hub: Arc<Hub>,
-        feed: Feed,
         heartbeat_interval: Duration,
         retention: Duration,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             store,
-            committer,
+            sends,
+            marks,
             hub,
-            feed,
             heartbeat_interval,
             retention,
             shutdown,
@@ -93,7 +97,7 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<pb::SendResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let send = convert::send(&caller, request.into_inner())?;
-        let sent = self.committer.send(send).await?;
+        let sent = self.sends.submit(send).await?;
         let notifications = sent
             .notifications
             .iter()
@@ -133,12 +137,12 @@ impl NotificationService for NotificationApi {
         let caller = Caller::from_metadata(request.metadata())?;
         let target = convert::mark_read(request.into_inner())?;
         let marked = self
-            .store
-            .mark_read(&caller.user_id, &target, now_micros())
+            .marks
+            .submit(NewMark {
+                user_id: caller.user_id,
+                target,
+            })
             .await?;
-        if marked.count > 0 {
-            self.feed.poke();
-        }
         Ok(Response::new(pb::MarkReadResponse {
             marked: marked.count,
             total_unread: marked.unread_left,

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use switchboard::{Error, db::Database};
 
 use crate::domain::{
-    ListQuery, MarkTarget, Marked, NewSend, Notification, Page, ReadEvent, UnreadCounts,
+    ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent, UnreadCounts,
 };
 
 pub use postgres::{FEED_CHANNEL, PostgresStore};
@@ -50,13 +50,23 @@ pub trait SendBatches: Send + Sync + 'static {
     async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error>;
 }
 
+/// The write the MarkRead committer needs (see [`SendBatches`]).
 #[async_trait]
-pub trait NotificationStore: SendBatches {
+pub trait MarkBatches: Send + Sync + 'static {
+    /// Applies many MarkReads in one transaction (one head bump for their read events, one
+    /// announcement, one commit) and answers each, in order. Each marks only what its user
+    /// can see; `unread_left` is the user's total once the whole batch is applied. All or
+    /// nothing.
+    async fn mark_batch(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error>;
+}
+
+#[async_trait]
+pub trait NotificationStore: SendBatches + MarkBatches {
     /// One page of the user's notifications, newest first, with unread totals.
     async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error>;
 
     /// Marks notifications the user can see read (others are ignored) and, when anything
-    /// changed, appends a read event for the user's other sessions.
+    /// changed, appends a read event for the user's other sessions: a batch of one.
     async fn mark_read(
         &self,
         user_id: &str,

@@ -31,8 +31,9 @@ pub const BUMP_HEAD: &str = "UPDATE feed_heads SET seq = seq + $1 WHERE name = $
 
 pub const HEADS: &str = "SELECT name, seq FROM feed_heads";
 
-pub const INSERT_READ_EVENT: &str = "INSERT INTO read_events \
-     (seq, user_id, ids, all_read, category, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+/// Followed by `VALUES` rows of (seq, user_id, ids, all_read, category, created_at).
+pub const INSERT_READ_EVENTS: &str =
+    "INSERT INTO read_events (seq, user_id, ids, all_read, category, created_at) ";
 
 pub const TAIL: &str = "SELECT id, category, content, link, sender_id, recipient_id, \
      created_at, read_at, seq FROM notifications WHERE seq > $1 ORDER BY seq";
@@ -228,16 +229,16 @@ macro_rules! impl_notification_store {
         use switchboard::Error;
         use uuid::Uuid;
 
-        use $crate::domain::{
-            Audience, ListQuery, MarkTarget, Marked, NewSend, Notification, Page, ReadEvent,
-            ReadFilter, UnreadCounts,
-        };
         use std::collections::HashSet;
+        use $crate::domain::{
+            Audience, ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page,
+            ReadEvent, ReadFilter, UnreadCounts,
+        };
 
         use $crate::store::sql::{
             self, Claim, ClaimPlan, NotificationRow, ReadEventRow, UserCounter,
         };
-        use $crate::store::{NotificationStore, SendBatches, Sent};
+        use $crate::store::{MarkBatches, NotificationStore, SendBatches, Sent};
 
         /// `SELECT_VISIBLE ... WHERE <visible to user>`, ready for more `AND` filters.
         fn visible_to(user_id: &str) -> QueryBuilder<$db> {
@@ -335,7 +336,9 @@ macro_rules! impl_notification_store {
             for n in notifications {
                 match &n.recipient_id {
                     Some(recipient) if n.read_at.is_none() => {
-                        *direct.entry((recipient.clone(), n.category.clone())).or_default() += 1;
+                        *direct
+                            .entry((recipient.clone(), n.category.clone()))
+                            .or_default() += 1;
                     }
                     Some(_) => {}
                     None => *broadcasts.entry(n.category.clone()).or_default() += 1,
@@ -358,26 +361,191 @@ macro_rules! impl_notification_store {
             Ok(())
         }
 
-        /// Counts what a MarkRead changed, by the categories of the rows it actually changed
-        /// (`RETURNING`, so rows another transaction marked first are not counted twice):
-        /// direct rows leave the user's unread counter, broadcasts join their read counter.
-        async fn count_marked(
+        /// What one MarkRead changed, with the categories of the rows it changed: direct rows
+        /// leave the user's unread counter, broadcasts join their read counter.
+        struct MarkedRows {
+            marked: Marked,
+            direct: Vec<String>,
+            broadcasts: Vec<String>,
+        }
+
+        /// Marks what one MarkRead names, if its user can see it: direct rows get
+        /// `read_at`, broadcasts a `broadcast_reads` row. Counters, unread totals and the
+        /// read event are left to the batch. `RETURNING` reports only rows this statement
+        /// changed, so a row another transaction marked first is not counted twice.
+        async fn mark_rows(
             conn: &mut <$db as sqlx::Database>::Connection,
-            user_id: &str,
-            direct: &[String],
-            broadcasts: &[String],
-        ) -> Result<(), Error> {
-            let by_category = |categories: &[String], step: i64| {
-                let mut deltas = BTreeMap::<(String, String), i64>::new();
-                for category in categories {
-                    *deltas
-                        .entry((user_id.to_owned(), category.clone()))
-                        .or_default() += step;
+            mark: &NewMark,
+            now: i64,
+        ) -> Result<MarkedRows, Error> {
+            let user_id = &mark.user_id;
+            match &mark.target {
+                MarkTarget::Ids(ids) => {
+                    let mut direct =
+                        QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
+                    direct.push_bind(now);
+                    direct.push(" WHERE read_at IS NULL AND recipient_id = ");
+                    direct.push_bind(user_id.to_owned());
+                    push_in_list(&mut direct, "id", ids);
+                    direct.push(" RETURNING id, category");
+                    let direct: Vec<(String, String)> =
+                        direct.build_query_as().fetch_all(&mut *conn).await?;
+
+                    let mut broadcast = QueryBuilder::<$db>::new(
+                        "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
+                    );
+                    broadcast.push_bind(user_id.to_owned());
+                    broadcast.push(", id, ");
+                    broadcast.push_bind(now);
+                    broadcast.push(" FROM notifications WHERE recipient_id IS NULL");
+                    push_in_list(&mut broadcast, "id", ids);
+                    broadcast.push(" ON CONFLICT DO NOTHING RETURNING notification_id, ");
+                    broadcast.push(sql::BROADCAST_READ_CATEGORY);
+                    let read: Vec<(String, String)> =
+                        broadcast.build_query_as().fetch_all(&mut *conn).await?;
+                    let (mut changed, direct): (Vec<String>, Vec<String>) =
+                        direct.into_iter().unzip();
+                    let (read, broadcasts): (Vec<String>, Vec<String>) = read.into_iter().unzip();
+                    changed.extend(read);
+                    changed.sort();
+                    Ok(MarkedRows {
+                        marked: Marked {
+                            count: changed.len() as i64,
+                            ids: changed,
+                            unread_left: 0,
+                        },
+                        direct,
+                        broadcasts,
+                    })
                 }
-                deltas
-            };
-            add_to_counter(&mut *conn, sql::UNREAD_DIRECT, &by_category(direct, -1)).await?;
-            add_to_counter(&mut *conn, sql::BROADCASTS_READ, &by_category(broadcasts, 1)).await
+                MarkTarget::All { category } => {
+                    let mut direct =
+                        QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
+                    direct.push_bind(now);
+                    direct.push(" WHERE read_at IS NULL AND recipient_id = ");
+                    direct.push_bind(user_id.to_owned());
+                    if let Some(category) = category {
+                        direct.push(" AND category = ");
+                        direct.push_bind(category.clone());
+                    }
+                    direct.push(" RETURNING category");
+                    let direct: Vec<String> =
+                        direct.build_query_scalar().fetch_all(&mut *conn).await?;
+
+                    let mut broadcast = QueryBuilder::<$db>::new(
+                        "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
+                    );
+                    broadcast.push_bind(user_id.to_owned());
+                    broadcast.push(", n.id, ");
+                    broadcast.push_bind(now);
+                    broadcast.push(" FROM notifications n WHERE n.recipient_id IS NULL");
+                    if let Some(category) = category {
+                        broadcast.push(" AND n.category = ");
+                        broadcast.push_bind(category.clone());
+                    }
+                    broadcast.push(
+                        " AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
+                         WHERE br.notification_id = n.id AND br.user_id = ",
+                    );
+                    broadcast.push_bind(user_id.to_owned());
+                    broadcast.push(") ON CONFLICT DO NOTHING RETURNING ");
+                    broadcast.push(sql::BROADCAST_READ_CATEGORY);
+                    let broadcasts: Vec<String> =
+                        broadcast.build_query_scalar().fetch_all(&mut *conn).await?;
+                    Ok(MarkedRows {
+                        marked: Marked {
+                            count: (direct.len() + broadcasts.len()) as i64,
+                            ids: Vec::new(),
+                            unread_left: 0,
+                        },
+                        direct,
+                        broadcasts,
+                    })
+                }
+            }
+        }
+
+        #[async_trait]
+        impl MarkBatches for $store {
+            async fn mark_batch(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error> {
+                // Users in order (stable, so one user's marks keep theirs): on PostgreSQL two
+                // batches of two replicas then lock users' rows in one order and cannot
+                // deadlock on them. Counters are added once for the batch, in key order, for
+                // the same reason (see `add_to_counter`).
+                let mut order: Vec<usize> = (0..marks.len()).collect();
+                order.sort_by(|&a, &b| marks[a].user_id.cmp(&marks[b].user_id));
+                let mut tx = self.begin_write().await?;
+                let mut marked = vec![Marked::default(); marks.len()];
+                let mut unread_direct = BTreeMap::<(String, String), i64>::new();
+                let mut broadcasts_read = BTreeMap::<(String, String), i64>::new();
+                for &i in &order {
+                    let rows = mark_rows(&mut *tx, &marks[i], now).await?;
+                    let user_id = &marks[i].user_id;
+                    for category in rows.direct {
+                        *unread_direct
+                            .entry((user_id.clone(), category))
+                            .or_default() -= 1;
+                    }
+                    for category in rows.broadcasts {
+                        *broadcasts_read
+                            .entry((user_id.clone(), category))
+                            .or_default() += 1;
+                    }
+                    marked[i] = rows.marked;
+                }
+                add_to_counter(&mut *tx, sql::UNREAD_DIRECT, &unread_direct).await?;
+                add_to_counter(&mut *tx, sql::BROADCASTS_READ, &broadcasts_read).await?;
+                // Once per user, after the whole batch: what they have left when answered.
+                let mut left: BTreeMap<&str, i64> = BTreeMap::new();
+                for &i in &order {
+                    let user_id = marks[i].user_id.as_str();
+                    let unread_left = match left.get(user_id) {
+                        Some(total) => *total,
+                        None => {
+                            let total = unread_counts(&mut *tx, user_id).await?.total();
+                            left.insert(user_id, total);
+                            total
+                        }
+                    };
+                    marked[i].unread_left = unread_left;
+                }
+
+                // One read event per MarkRead that changed something, positions in
+                // batch order, for the user's other sessions.
+                let events: Vec<usize> = order
+                    .iter()
+                    .copied()
+                    .filter(|&i| marked[i].count > 0)
+                    .collect();
+                if !events.is_empty() {
+                    let count = events.len() as i64;
+                    let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
+                        .bind(count)
+                        .bind("read_events")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let numbered: Vec<(i64, usize)> = (head - count + 1..).zip(events).collect();
+                    for chunk in numbered.chunks(sql::INSERT_CHUNK / 6) {
+                        let mut qb = QueryBuilder::<$db>::new(sql::INSERT_READ_EVENTS);
+                        qb.push_values(chunk, |mut row, &(seq, i)| {
+                            let (all, category) = match &marks[i].target {
+                                MarkTarget::Ids(_) => (false, None),
+                                MarkTarget::All { category } => (true, category.clone()),
+                            };
+                            row.push_bind(seq)
+                                .push_bind(marks[i].user_id.clone())
+                                .push_bind(marked[i].ids.join(" "))
+                                .push_bind(all)
+                                .push_bind(category)
+                                .push_bind(now);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    <$store>::announce(&mut tx, head).await?;
+                }
+                tx.commit().await?;
+                Ok(marked)
+            }
         }
 
         #[async_trait]
@@ -386,7 +554,8 @@ macro_rules! impl_notification_store {
                 let mut tx = self.begin_write().await?;
                 // Minted up front (cheap) so a send's id is at hand wherever its key is
                 // claimed; ids of sends that turn out to be repeats are simply unused.
-                let send_ids: Vec<String> = sends.iter().map(|_| Uuid::now_v7().to_string()).collect();
+                let send_ids: Vec<String> =
+                    sends.iter().map(|_| Uuid::now_v7().to_string()).collect();
                 let ClaimPlan { mut claims, keyed } = ClaimPlan::of(sends);
 
                 // Claim every distinct key in one statement per chunk. `keyed` is in
@@ -402,14 +571,17 @@ macro_rules! impl_notification_store {
                             .push_bind(now);
                     });
                     qb.push(sql::CLAIMED);
-                    let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    let rows: Vec<(String, String)> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
                     claimed.extend(rows);
                 }
                 // A key that was not claimed belongs to a send committed earlier (on
                 // PostgreSQL the claim waited for it to commit): answer with its rows.
                 for &i in &keyed {
                     let send = &sends[i];
-                    let Some(key) = &send.idempotency_key else { continue };
+                    let Some(key) = &send.idempotency_key else {
+                        continue;
+                    };
                     if claimed.contains(&(send.caller_id.clone(), key.clone())) {
                         continue;
                     }
@@ -572,102 +744,16 @@ macro_rules! impl_notification_store {
                 target: &MarkTarget,
                 now: i64,
             ) -> Result<Marked, Error> {
-                let mut tx = self.begin_write().await?;
-                let mut marked = Marked::default();
-                match target {
-                    MarkTarget::Ids(ids) => {
-                        let mut direct = QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
-                        direct.push_bind(now);
-                        direct.push(" WHERE read_at IS NULL AND recipient_id = ");
-                        direct.push_bind(user_id.to_owned());
-                        push_in_list(&mut direct, "id", ids);
-                        direct.push(" RETURNING id, category");
-                        let direct: Vec<(String, String)> =
-                            direct.build_query_as().fetch_all(&mut *tx).await?;
-
-                        let mut broadcast = QueryBuilder::<$db>::new(
-                            "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
-                        );
-                        broadcast.push_bind(user_id.to_owned());
-                        broadcast.push(", id, ");
-                        broadcast.push_bind(now);
-                        broadcast.push(" FROM notifications WHERE recipient_id IS NULL");
-                        push_in_list(&mut broadcast, "id", ids);
-                        broadcast.push(" ON CONFLICT DO NOTHING RETURNING notification_id, ");
-                        broadcast.push(sql::BROADCAST_READ_CATEGORY);
-                        let read: Vec<(String, String)> =
-                            broadcast.build_query_as().fetch_all(&mut *tx).await?;
-                        let (mut changed, direct): (Vec<String>, Vec<String>) =
-                            direct.into_iter().unzip();
-                        let (read, broadcasts): (Vec<String>, Vec<String>) =
-                            read.into_iter().unzip();
-                        count_marked(&mut *tx, user_id, &direct, &broadcasts).await?;
-                        changed.extend(read);
-                        changed.sort();
-                        marked.count = changed.len() as i64;
-                        marked.ids = changed;
-                    }
-                    MarkTarget::All { category } => {
-                        let mut direct = QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
-                        direct.push_bind(now);
-                        direct.push(" WHERE read_at IS NULL AND recipient_id = ");
-                        direct.push_bind(user_id.to_owned());
-                        if let Some(category) = category {
-                            direct.push(" AND category = ");
-                            direct.push_bind(category.clone());
-                        }
-                        direct.push(" RETURNING category");
-                        let direct: Vec<String> =
-                            direct.build_query_scalar().fetch_all(&mut *tx).await?;
-
-                        let mut broadcast = QueryBuilder::<$db>::new(
-                            "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
-                        );
-                        broadcast.push_bind(user_id.to_owned());
-                        broadcast.push(", n.id, ");
-                        broadcast.push_bind(now);
-                        broadcast.push(" FROM notifications n WHERE n.recipient_id IS NULL");
-                        if let Some(category) = category {
-                            broadcast.push(" AND n.category = ");
-                            broadcast.push_bind(category.clone());
-                        }
-                        broadcast.push(
-                            " AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
-                             WHERE br.notification_id = n.id AND br.user_id = ",
-                        );
-                        broadcast.push_bind(user_id.to_owned());
-                        broadcast.push(") ON CONFLICT DO NOTHING RETURNING ");
-                        broadcast.push(sql::BROADCAST_READ_CATEGORY);
-                        let broadcasts: Vec<String> =
-                            broadcast.build_query_scalar().fetch_all(&mut *tx).await?;
-                        count_marked(&mut *tx, user_id, &direct, &broadcasts).await?;
-                        marked.count = (direct.len() + broadcasts.len()) as i64;
-                    }
-                }
-                marked.unread_left = unread_counts(&mut *tx, user_id).await?.total();
-                if marked.count > 0 {
-                    let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
-                        .bind(1_i64)
-                        .bind("read_events")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let (all, category) = match target {
-                        MarkTarget::Ids(_) => (false, None),
-                        MarkTarget::All { category } => (true, category.clone()),
-                    };
-                    sqlx::query(sql::INSERT_READ_EVENT)
-                        .bind(head)
-                        .bind(user_id)
-                        .bind(marked.ids.join(" "))
-                        .bind(all)
-                        .bind(category)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    <$store>::announce(&mut tx, head).await?;
-                }
-                tx.commit().await?;
-                Ok(marked)
+                let mark = NewMark {
+                    user_id: user_id.to_owned(),
+                    target: target.clone(),
+                };
+                self.mark_batch(std::slice::from_ref(&mark), now)
+                    .await?
+                    .pop()
+                    .ok_or_else(|| {
+                        Error::Internal(anyhow::anyhow!("the store answered no MarkRead of one"))
+                    })
             }
 
             async fn replay(
@@ -699,20 +785,30 @@ macro_rules! impl_notification_store {
             }
 
             async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<Notification>, Error> {
-                let rows: Vec<NotificationRow> =
-                    sqlx::query_as(AssertSqlSafe(format!("{}{}", sql::TAIL, switchboard::db::limit(limit))))
-                    .bind(after_seq)
-                    .fetch_all(&self.pool)
-                    .await?;
+                let rows: Vec<NotificationRow> = sqlx::query_as(AssertSqlSafe(format!(
+                    "{}{}",
+                    sql::TAIL,
+                    switchboard::db::limit(limit)
+                )))
+                .bind(after_seq)
+                .fetch_all(&self.pool)
+                .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
-            async fn tail_reads(&self, after_seq: i64, limit: usize) -> Result<Vec<ReadEvent>, Error> {
-                let rows: Vec<ReadEventRow> =
-                    sqlx::query_as(AssertSqlSafe(format!("{}{}", sql::TAIL_READS, switchboard::db::limit(limit))))
-                    .bind(after_seq)
-                    .fetch_all(&self.pool)
-                    .await?;
+            async fn tail_reads(
+                &self,
+                after_seq: i64,
+                limit: usize,
+            ) -> Result<Vec<ReadEvent>, Error> {
+                let rows: Vec<ReadEventRow> = sqlx::query_as(AssertSqlSafe(format!(
+                    "{}{}",
+                    sql::TAIL_READS,
+                    switchboard::db::limit(limit)
+                )))
+                .bind(after_seq)
+                .fetch_all(&self.pool)
+                .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
@@ -727,7 +823,10 @@ macro_rules! impl_notification_store {
                 let mut tx = self.begin_write().await?;
                 <$store>::lock_prunable(&mut tx, before).await?;
                 for statement in sql::PRUNE_COUNTERS {
-                    sqlx::query(statement).bind(before).execute(&mut *tx).await?;
+                    sqlx::query(statement)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 sqlx::query(
                     "DELETE FROM broadcast_reads WHERE notification_id IN \

@@ -2,7 +2,7 @@
 //! idempotency holds inside a batch and across batches, and the log stays gap-free.
 //!
 //! To make batching deterministic, the tests hold the log head from a connection of their
-//! own ([`HeadLock`]): the batch the committer is working on waits at its first write, every
+//! own (`HeadLock`): the batch the committer is working on waits at its first write, every
 //! Send arriving meanwhile queues, and releasing the lock lets the queue go in as one batch.
 //! No assertion depends on timing.
 
@@ -14,52 +14,6 @@ use tokio::task::JoinHandle;
 use tonic::{Code, Status};
 
 use crate::helpers::*;
-
-/// A write transaction opened next to the service that holds what every Send needs: on
-/// SQLite the database's write lock (`BEGIN IMMEDIATE`), on PostgreSQL the log head's row.
-enum HeadLock {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-}
-
-impl HeadLock {
-    async fn take(database_url: &str) -> HeadLock {
-        if database_url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
-            HeadLock::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.unwrap())
-        } else {
-            let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-            let mut tx = pool.begin().await.unwrap();
-            sqlx::query("SELECT seq FROM feed_heads WHERE name = 'notifications' FOR UPDATE")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            HeadLock::Postgres(tx)
-        }
-    }
-
-    async fn release(self) {
-        match self {
-            HeadLock::Sqlite(tx) => tx.rollback().await.unwrap(),
-            HeadLock::Postgres(tx) => tx.rollback().await.unwrap(),
-        }
-    }
-}
-
-/// Waits until the committer has accepted `count` Sends in all: they are queued (or being
-/// committed), not still on the wire.
-async fn until_submitted(app: &TestApp, count: u64) {
-    // A bound so a broken committer fails the test instead of hanging it; not a measurement.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while app.commits.submitted() < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {count} Sends reached the committer",
-            app.commits.submitted()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-}
 
 fn fire(
     app: &TestApp,
@@ -84,16 +38,16 @@ async fn burst(
     app: &TestApp,
     requests: Vec<(&str, pb::SendRequest)>,
 ) -> Vec<Result<Vec<pb::Notification>, Status>> {
-    let lock = HeadLock::take(&app.database_url).await;
+    let lock = HeadLock::take(&app.database_url, "notifications").await;
     let start = app.commits.submitted();
     let mut calls = Vec::new();
     for (i, (user, request)) in requests.into_iter().enumerate() {
         calls.push(fire(app, user, request));
         if i == 0 {
-            until_submitted(app, start + 1).await;
+            until_submitted(&app.commits, start + 1).await;
         }
     }
-    until_submitted(app, start + calls.len() as u64).await;
+    until_submitted(&app.commits, start + calls.len() as u64).await;
     lock.release().await;
     join_all(calls)
         .await

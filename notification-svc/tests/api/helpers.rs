@@ -27,8 +27,10 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The database this app serves from (replicas share it).
     pub database_url: String,
-    /// The group committer's counters (Sends, transactions).
+    /// The Send committer's counters (Sends, transactions).
     pub commits: Arc<CommitStats>,
+    /// The MarkRead committer's counters.
+    pub marks: Arc<CommitStats>,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -87,8 +89,9 @@ async fn start(
     let shared = Shared {
         hub: Arc::new(Hub::with_limits(config.stream_limits())),
         commits: Arc::default(),
+        marks: Arc::default(),
     };
-    let commits = shared.commits.clone();
+    let (commits, marks) = (shared.commits.clone(), shared.marks.clone());
     let server = tokio::spawn(serve_shared(
         config,
         listener,
@@ -105,6 +108,7 @@ async fn start(
         addr,
         database_url,
         commits,
+        marks,
         channel,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -272,4 +276,54 @@ pub async fn list_all(client: &mut Client) -> pb::ListResponse {
 
 pub fn ids(notifications: &[pb::Notification]) -> Vec<String> {
     notifications.iter().map(|n| n.id.clone()).collect()
+}
+
+/// A write transaction opened next to the service that holds what every write of one log
+/// needs: on SQLite the database's write lock (`BEGIN IMMEDIATE`), on PostgreSQL the head
+/// row of `log` (`notifications` for Sends, `read_events` for MarkReads that mark
+/// something). A batch the committer is working on waits at it, and what arrives meanwhile
+/// queues: the group-commit tests use it to make batches deterministic.
+pub enum HeadLock {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl HeadLock {
+    pub async fn take(database_url: &str, log: &str) -> HeadLock {
+        if database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+            HeadLock::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.unwrap())
+        } else {
+            let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("SELECT seq FROM feed_heads WHERE name = $1 FOR UPDATE")
+                .bind(log)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            HeadLock::Postgres(tx)
+        }
+    }
+
+    pub async fn release(self) {
+        match self {
+            HeadLock::Sqlite(tx) => tx.rollback().await.unwrap(),
+            HeadLock::Postgres(tx) => tx.rollback().await.unwrap(),
+        }
+    }
+}
+
+/// Waits until a committer has accepted `count` writes in all: they are queued (or being
+/// committed), not still on the wire.
+pub async fn until_submitted(stats: &CommitStats, count: u64) {
+    // A bound so a broken committer fails the test instead of hanging it; not a measurement.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stats.submitted() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {count} writes reached the committer",
+            stats.submitted()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

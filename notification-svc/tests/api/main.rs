@@ -12,6 +12,7 @@ mod faults;
 mod group_commit;
 mod hostile;
 mod list;
+mod mark_batching;
 mod mark_read;
 mod replicas;
 mod send;
