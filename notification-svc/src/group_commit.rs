@@ -122,6 +122,7 @@ pub struct CommitStats {
     submitted: AtomicU64,
     batches: AtomicU64,
     committed: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl CommitStats {
@@ -138,6 +139,11 @@ impl CommitStats {
     /// Writes committed (repeats of an idempotency key included).
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
+    }
+
+    /// Batches the database refused, whose writes were then committed one by one.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Acquire)
     }
 
     fn record_commit(&self, writes: usize) {
@@ -281,6 +287,7 @@ async fn commit<B: Batch>(batch: &B, feed: &Feed, stats: &CommitStats, pending: 
         // The database refused the batch (and rolled it back): find the write it refused.
         Err(err) => {
             tracing::warn!(error = ?err, writes = items.len(), "batch refused; committing its writes one by one");
+            stats.refused.fetch_add(1, Ordering::AcqRel);
             one_by_one(batch, stats, &items, now).await
         }
     };

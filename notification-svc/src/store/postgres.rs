@@ -47,6 +47,17 @@ impl PostgresStore {
         .map(|_| ())
     }
 
+    /// Takes the read-event log's head row first thing in a MarkRead batch, so batches of
+    /// different replicas run one at a time. They queue on this row at their head bump
+    /// anyway; taken later, after each batch has locked its users' rows in its own queue
+    /// order, two batches marking one user's notifications in opposite orders deadlock.
+    async fn lock_read_events(tx: &mut Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT seq FROM feed_heads WHERE name = 'read_events' FOR UPDATE")
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+    }
+
     /// Delivered to every listening replica when (and only if) the transaction commits.
     async fn announce(
         tx: &mut Transaction<'static, Postgres>,

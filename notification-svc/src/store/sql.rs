@@ -468,13 +468,13 @@ macro_rules! impl_notification_store {
         #[async_trait]
         impl MarkBatches for $store {
             async fn mark_batch(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error> {
-                // Users in order (stable, so one user's marks keep theirs): on PostgreSQL two
-                // batches of two replicas then lock users' rows in one order and cannot
-                // deadlock on them. Counters are added once for the batch, in key order, for
-                // the same reason (see `add_to_counter`).
+                // Each user's MarkReads in the order they queued, users one after another.
                 let mut order: Vec<usize> = (0..marks.len()).collect();
                 order.sort_by(|&a, &b| marks[a].user_id.cmp(&marks[b].user_id));
                 let mut tx = self.begin_write().await?;
+                // Before any row: two replicas' batches could otherwise take one user's rows in
+                // opposite orders and deadlock.
+                <$store>::lock_read_events(&mut tx).await?;
                 let mut marked = vec![Marked::default(); marks.len()];
                 let mut unread_direct = BTreeMap::<(String, String), i64>::new();
                 let mut broadcasts_read = BTreeMap::<(String, String), i64>::new();

@@ -35,6 +35,11 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Nothing to lock: `BEGIN IMMEDIATE` already runs write transactions one at a time.
+    async fn lock_read_events(_tx: &mut Transaction<'static, Sqlite>) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
     /// One process owns a SQLite file: the feed is poked in-process after each commit.
     async fn announce(
         _tx: &mut Transaction<'static, Sqlite>,

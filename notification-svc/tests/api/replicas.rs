@@ -195,4 +195,65 @@ async fn a_resume_point_past_retention_is_refused_as_such(backend: Backend) {
     assert_invalid(&status, "resume_after");
 }
 
+/// Two replicas batch MarkReads of the same user's notifications in opposite orders. Were
+/// their transactions to lock those rows as they go, they would deadlock (PostgreSQL then
+/// aborts one, and its batch is retried one MarkRead at a time): every call succeeds, in
+/// whole batches, and the counters match the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_mark_reads_on_two_replicas_all_succeed() {
+    let a = spawn_app(Backend::Postgres).await;
+    let b = spawn_replica(&a).await;
+    let mut service = a.user("service");
+    let mut targets = Vec::new();
+    for round in 0..5 {
+        for i in 0..20 {
+            targets.extend(ids(&send(
+                &mut service,
+                send_to(&["alice"], &format!("{round}.{i}")),
+            )
+            .await));
+        }
+        targets.extend(ids(&send(
+            &mut a.user("ops"),
+            broadcast(&format!("news {round}")),
+        )
+        .await));
+        let mut calls = Vec::new();
+        for (replica, order) in [(&a, false), (&b, true)] {
+            let mut ids = targets.clone();
+            if order {
+                ids.reverse();
+            }
+            for pair in ids.chunks(2) {
+                let mut client = replica.user("alice");
+                let request = pb::MarkReadRequest {
+                    ids: pair.to_vec(),
+                    ..Default::default()
+                };
+                calls.push(tokio::spawn(async move { client.mark_read(request).await }));
+            }
+        }
+        let mut marked = 0;
+        for call in calls {
+            marked += call
+                .await
+                .unwrap()
+                .expect("every MarkRead succeeds")
+                .into_inner()
+                .marked;
+        }
+        assert_eq!(
+            marked, 21,
+            "round {round}: each of the 21 new ones marked once"
+        );
+        let page = list_all(&mut a.user("alice")).await;
+        assert_eq!(page.total_unread, 0, "round {round}: the counters agree");
+    }
+    assert_eq!(
+        (a.marks.refused(), b.marks.refused()),
+        (0, 0),
+        "no batch was refused (a deadlock) and retried one MarkRead at a time"
+    );
+}
+
 switchboard::both_backends!(a_resume_point_past_retention_is_refused_as_such);
