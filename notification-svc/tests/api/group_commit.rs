@@ -8,9 +8,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::future::join_all;
+use futures::{
+    FutureExt,
+    future::{BoxFuture, join_all},
+};
 use switchboard::{proto::notification::v1 as pb, testing::next_notification};
-use tokio::task::JoinHandle;
 use tonic::{Code, Status};
 
 use crate::helpers::*;
@@ -19,64 +21,27 @@ fn fire(
     app: &TestApp,
     user: &str,
     request: pb::SendRequest,
-) -> JoinHandle<Result<Vec<pb::Notification>, Status>> {
+) -> BoxFuture<'static, Result<Vec<pb::Notification>, Status>> {
     let mut client = app.user(user);
-    tokio::spawn(async move {
+    async move {
         client
             .send(request)
             .await
             .map(|r| r.into_inner().notifications)
-    })
+    }
+    .boxed()
 }
 
-/// While the head is held: fires the first request, waits until the committer has it (its
-/// batch is now stuck at the lock), fires all the others at once and waits until they are
-/// queued, then releases. The first batch holds the first request (and at most whatever
-/// raced it into the queue), the next batch everything else; no request is alone unless it
-/// is the first.
+/// The Sends in a burst held at the notification log's head (see [`burst_behind`]).
 async fn burst(
     app: &TestApp,
     requests: Vec<(&str, pb::SendRequest)>,
 ) -> Vec<Result<Vec<pb::Notification>, Status>> {
-    let lock = HeadLock::take(&app.database_url, "notifications").await;
-    let start = app.commits.submitted();
-    let mut calls = Vec::new();
-    for (i, (user, request)) in requests.into_iter().enumerate() {
-        calls.push(fire(app, user, request));
-        if i == 0 {
-            until_submitted(&app.commits, start + 1).await;
-        }
-    }
-    until_submitted(&app.commits, start + calls.len() as u64).await;
-    lock.release().await;
-    join_all(calls)
-        .await
+    let calls = requests
         .into_iter()
-        .map(|joined| joined.expect("send task"))
-        .collect()
-}
-
-/// `(id, seq)` of every stored notification in log order, and the log head.
-async fn log(database_url: &str) -> (Vec<(String, i64)>, i64) {
-    let rows_query = "SELECT id, seq FROM notifications ORDER BY seq";
-    let head_query = "SELECT seq FROM feed_heads WHERE name = 'notifications'";
-    if database_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
-        let rows = sqlx::query_as(rows_query).fetch_all(&pool).await.unwrap();
-        let head = sqlx::query_scalar(head_query)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (rows, head)
-    } else {
-        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-        let rows = sqlx::query_as(rows_query).fetch_all(&pool).await.unwrap();
-        let head = sqlx::query_scalar(head_query)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (rows, head)
-    }
+        .map(|(user, request)| fire(app, user, request))
+        .collect();
+    burst_behind(app, &app.commits, "notifications", calls).await
 }
 
 async fn fifty_concurrent_sends_commit_in_at_most_three_transactions(backend: Backend) {
@@ -226,7 +191,7 @@ async fn concurrent_sends_leave_a_gap_free_log_seen_exactly_once(backend: Backen
                 1 => send_to(&["reader"], &content),
                 _ => send_to(&[&format!("x{i}"), "reader", &format!("y{i}")], &content),
             };
-            fire(&app, "service", request)
+            tokio::spawn(fire(&app, "service", request))
         })
         .collect();
     let mut expected = HashSet::new();
@@ -241,7 +206,7 @@ async fn concurrent_sends_leave_a_gap_free_log_seen_exactly_once(backend: Backen
     let end = send(&mut app.user("service"), send_to(&["reader"], "end")).await;
 
     // The log: positions 1..=head, no gap, no repeat.
-    let (rows, head) = log(&app.database_url).await;
+    let (rows, head) = log_of(&app.database_url, "notifications").await;
     let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq).collect();
     assert_eq!(
         seqs,

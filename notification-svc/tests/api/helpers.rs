@@ -327,3 +327,55 @@ pub async fn until_submitted(stats: &CommitStats, count: u64) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// While `log`'s head is held ([`HeadLock`]): starts the first call, waits until the
+/// committer behind `stats` has it (its batch is now stuck at the lock), starts all the
+/// others at once and waits until they are queued, then releases. The first batch holds the
+/// first call (and at most whatever raced it into the queue), the next batch everything
+/// else; no call is alone unless it is the first. Answers in the order of `calls`.
+pub async fn burst_behind<T: Send + 'static>(
+    app: &TestApp,
+    stats: &CommitStats,
+    log: &str,
+    calls: Vec<futures::future::BoxFuture<'static, T>>,
+) -> Vec<T> {
+    let lock = HeadLock::take(&app.database_url, log).await;
+    let start = stats.submitted();
+    let mut started = Vec::new();
+    for (i, call) in calls.into_iter().enumerate() {
+        started.push(tokio::spawn(call));
+        if i == 0 {
+            until_submitted(stats, start + 1).await;
+        }
+    }
+    until_submitted(stats, start + started.len() as u64).await;
+    lock.release().await;
+    futures::future::join_all(started)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("call task"))
+        .collect()
+}
+
+/// `(key, seq)` of every entry of one commit-ordered log in log order, and the log's head:
+/// `notifications` keyed by id, `read_events` by user.
+pub async fn log_of(database_url: &str, log: &str) -> (Vec<(String, i64)>, i64) {
+    let key = if log == "notifications" {
+        "id"
+    } else {
+        "user_id"
+    };
+    let rows_query = sqlx::AssertSqlSafe(format!("SELECT {key}, seq FROM {log} ORDER BY seq"));
+    let head_query = "SELECT seq FROM feed_heads WHERE name = $1";
+    if database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+        let rows = sqlx::query_as(rows_query).fetch_all(&pool).await.unwrap();
+        let head = sqlx::query_scalar(head_query).bind(log).fetch_one(&pool);
+        (rows, head.await.unwrap())
+    } else {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        let rows = sqlx::query_as(rows_query).fetch_all(&pool).await.unwrap();
+        let head = sqlx::query_scalar(head_query).bind(log).fetch_one(&pool);
+        (rows, head.await.unwrap())
+    }
+}

@@ -2,13 +2,12 @@
 //! for itself, in the order its user sent them, and the read-event log stays gap-free with
 //! one event per MarkRead that changed something.
 //!
-//! As in `group_commit`, the test holds the read-event log's head (`HeadLock`) so that the
-//! first MarkRead's batch waits at it while the others queue: no assertion depends on
+//! As in `group_commit`, the test holds the read-event log's head (`burst_behind`) so that
+//! the first MarkRead's batch waits at it while the others queue: no assertion depends on
 //! timing.
 
-use futures::future::join_all;
+use futures::FutureExt;
 use switchboard::proto::notification::v1 as pb;
-use tokio::task::JoinHandle;
 use tonic::Status;
 
 use crate::helpers::*;
@@ -20,71 +19,27 @@ fn by_id(id: &str) -> pb::MarkReadRequest {
     }
 }
 
-fn fire(
-    app: &TestApp,
-    user: &str,
-    request: pb::MarkReadRequest,
-) -> JoinHandle<Result<pb::MarkReadResponse, Status>> {
-    let mut client = app.user(user);
-    tokio::spawn(async move { client.mark_read(request).await.map(|r| r.into_inner()) })
-}
-
-/// The first request alone in a batch held at the lock, then all the others queued behind
-/// it, then the lock released.
+/// The MarkReads in a burst held at the read-event log's head (see [`burst_behind`]);
+/// every one must succeed.
 async fn burst(
     app: &TestApp,
     requests: Vec<(&str, pb::MarkReadRequest)>,
 ) -> Vec<pb::MarkReadResponse> {
-    let lock = HeadLock::take(&app.database_url, "read_events").await;
-    let start = app.marks.submitted();
-    let mut calls = Vec::new();
-    for (i, (user, request)) in requests.into_iter().enumerate() {
-        calls.push(fire(app, user, request));
-        if i == 0 {
-            until_submitted(&app.marks, start + 1).await;
-        }
-    }
-    until_submitted(&app.marks, start + calls.len() as u64).await;
-    lock.release().await;
-    join_all(calls)
+    let calls = requests
+        .into_iter()
+        .map(|(user, request)| {
+            let mut client = app.user(user);
+            async move { client.mark_read(request).await.map(|r| r.into_inner()) }.boxed()
+        })
+        .collect();
+    burst_behind(app, &app.marks, "read_events", calls)
         .await
         .into_iter()
         .enumerate()
-        .map(|(i, joined)| {
-            joined
-                .expect("mark task")
-                .unwrap_or_else(|s| panic!("mark {i}: {s:?}"))
+        .map(|(i, answer): (usize, Result<_, Status>)| {
+            answer.unwrap_or_else(|s| panic!("mark {i}: {s:?}"))
         })
         .collect()
-}
-
-/// `seq` of every read event in log order, and the log head.
-async fn read_log(database_url: &str) -> (Vec<i64>, i64) {
-    let rows_query = "SELECT seq FROM read_events ORDER BY seq";
-    let head_query = "SELECT seq FROM feed_heads WHERE name = 'read_events'";
-    if database_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
-        let rows = sqlx::query_scalar(rows_query)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        let head = sqlx::query_scalar(head_query)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (rows, head)
-    } else {
-        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-        let rows = sqlx::query_scalar(rows_query)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        let head = sqlx::query_scalar(head_query)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        (rows, head)
-    }
 }
 
 async fn concurrent_mark_reads_share_a_transaction_and_each_gets_its_own_answer(backend: Backend) {
@@ -174,7 +129,8 @@ async fn concurrent_mark_reads_share_a_transaction_and_each_gets_its_own_answer(
     }
 
     let events = expected.iter().filter(|marked| **marked > 0).count() as i64;
-    let (seqs, head) = read_log(&app.database_url).await;
+    let (rows, head) = log_of(&app.database_url, "read_events").await;
+    let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq).collect();
     assert_eq!(
         seqs,
         (1..=events).collect::<Vec<_>>(),
