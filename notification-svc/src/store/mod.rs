@@ -66,13 +66,25 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error>;
 
     /// Marks notifications the user can see read (others are ignored) and, when anything
-    /// changed, appends a read event for the user's other sessions: a batch of one.
+    /// changed, appends a read event for the user's other sessions: a batch of one, outside
+    /// the committer (the service always goes through it; tests of the store need not).
     async fn mark_read(
         &self,
         user_id: &str,
         target: &MarkTarget,
         now: i64,
-    ) -> Result<Marked, Error>;
+    ) -> Result<Marked, Error> {
+        let mark = NewMark {
+            user_id: user_id.to_owned(),
+            target: target.clone(),
+        };
+        self.mark_batch(std::slice::from_ref(&mark), now)
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("the store answered no MarkRead of one"))
+            })
+    }
 
     /// Up to `limit` notifications visible to the user after position `after_seq`, in commit
     /// order, optionally of the given categories (empty: all). Feeds Subscribe replay and the

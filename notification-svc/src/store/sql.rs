@@ -369,6 +369,21 @@ macro_rules! impl_notification_store {
             broadcasts: Vec<String>,
         }
 
+        /// The rows a MarkRead names, as `AND` filters on `notifications`: its ids, or all
+        /// of a category, or all.
+        fn push_mark_target(qb: &mut QueryBuilder<$db>, target: &MarkTarget) {
+            match target {
+                MarkTarget::Ids(ids) => push_in_list(qb, "notifications.id", ids),
+                MarkTarget::All { category: None } => {}
+                MarkTarget::All {
+                    category: Some(category),
+                } => {
+                    qb.push(" AND notifications.category = ");
+                    qb.push_bind(category.clone());
+                }
+            }
+        }
+
         /// Marks what one MarkRead names, if its user can see it: direct rows get
         /// `read_at`, broadcasts a `broadcast_reads` row. Counters, unread totals and the
         /// read event are left to the batch. `RETURNING` reports only rows this statement
@@ -378,145 +393,99 @@ macro_rules! impl_notification_store {
             mark: &NewMark,
             now: i64,
         ) -> Result<MarkedRows, Error> {
-            let user_id = &mark.user_id;
-            match &mark.target {
-                MarkTarget::Ids(ids) => {
-                    let mut direct =
-                        QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
-                    direct.push_bind(now);
-                    direct.push(" WHERE read_at IS NULL AND recipient_id = ");
-                    direct.push_bind(user_id.to_owned());
-                    push_in_list(&mut direct, "id", ids);
-                    direct.push(" RETURNING id, category");
-                    let direct: Vec<(String, String)> =
-                        direct.build_query_as().fetch_all(&mut *conn).await?;
+            let mut direct = QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
+            direct.push_bind(now);
+            direct.push(" WHERE read_at IS NULL AND recipient_id = ");
+            direct.push_bind(mark.user_id.clone());
+            push_mark_target(&mut direct, &mark.target);
+            direct.push(" RETURNING id, category");
+            let direct: Vec<(String, String)> =
+                direct.build_query_as().fetch_all(&mut *conn).await?;
 
-                    let mut broadcast = QueryBuilder::<$db>::new(
-                        "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
-                    );
-                    broadcast.push_bind(user_id.to_owned());
-                    broadcast.push(", id, ");
-                    broadcast.push_bind(now);
-                    broadcast.push(" FROM notifications WHERE recipient_id IS NULL");
-                    push_in_list(&mut broadcast, "id", ids);
-                    broadcast.push(" ON CONFLICT DO NOTHING RETURNING notification_id, ");
-                    broadcast.push(sql::BROADCAST_READ_CATEGORY);
-                    let read: Vec<(String, String)> =
-                        broadcast.build_query_as().fetch_all(&mut *conn).await?;
-                    let (mut changed, direct): (Vec<String>, Vec<String>) =
-                        direct.into_iter().unzip();
-                    let (read, broadcasts): (Vec<String>, Vec<String>) = read.into_iter().unzip();
-                    changed.extend(read);
+            let mut broadcast = QueryBuilder::<$db>::new(
+                "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
+            );
+            broadcast.push_bind(mark.user_id.clone());
+            broadcast.push(", notifications.id, ");
+            broadcast.push_bind(now);
+            broadcast.push(" FROM notifications WHERE notifications.recipient_id IS NULL");
+            push_mark_target(&mut broadcast, &mark.target);
+            broadcast.push(
+                " AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
+                 WHERE br.notification_id = notifications.id AND br.user_id = ",
+            );
+            broadcast.push_bind(mark.user_id.clone());
+            broadcast.push(") ON CONFLICT DO NOTHING RETURNING notification_id, ");
+            broadcast.push(sql::BROADCAST_READ_CATEGORY);
+            let read: Vec<(String, String)> =
+                broadcast.build_query_as().fetch_all(&mut *conn).await?;
+
+            let (mut changed, direct): (Vec<String>, Vec<String>) = direct.into_iter().unzip();
+            let (read, broadcasts): (Vec<String>, Vec<String>) = read.into_iter().unzip();
+            changed.extend(read);
+            let count = changed.len() as i64;
+            // "All" can change many rows: its read event says "all", not which.
+            let ids = match mark.target {
+                MarkTarget::Ids(_) => {
                     changed.sort();
-                    Ok(MarkedRows {
-                        marked: Marked {
-                            count: changed.len() as i64,
-                            ids: changed,
-                            unread_left: 0,
-                        },
-                        direct,
-                        broadcasts,
-                    })
+                    changed
                 }
-                MarkTarget::All { category } => {
-                    let mut direct =
-                        QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
-                    direct.push_bind(now);
-                    direct.push(" WHERE read_at IS NULL AND recipient_id = ");
-                    direct.push_bind(user_id.to_owned());
-                    if let Some(category) = category {
-                        direct.push(" AND category = ");
-                        direct.push_bind(category.clone());
-                    }
-                    direct.push(" RETURNING category");
-                    let direct: Vec<String> =
-                        direct.build_query_scalar().fetch_all(&mut *conn).await?;
-
-                    let mut broadcast = QueryBuilder::<$db>::new(
-                        "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
-                    );
-                    broadcast.push_bind(user_id.to_owned());
-                    broadcast.push(", n.id, ");
-                    broadcast.push_bind(now);
-                    broadcast.push(" FROM notifications n WHERE n.recipient_id IS NULL");
-                    if let Some(category) = category {
-                        broadcast.push(" AND n.category = ");
-                        broadcast.push_bind(category.clone());
-                    }
-                    broadcast.push(
-                        " AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
-                         WHERE br.notification_id = n.id AND br.user_id = ",
-                    );
-                    broadcast.push_bind(user_id.to_owned());
-                    broadcast.push(") ON CONFLICT DO NOTHING RETURNING ");
-                    broadcast.push(sql::BROADCAST_READ_CATEGORY);
-                    let broadcasts: Vec<String> =
-                        broadcast.build_query_scalar().fetch_all(&mut *conn).await?;
-                    Ok(MarkedRows {
-                        marked: Marked {
-                            count: (direct.len() + broadcasts.len()) as i64,
-                            ids: Vec::new(),
-                            unread_left: 0,
-                        },
-                        direct,
-                        broadcasts,
-                    })
-                }
-            }
+                MarkTarget::All { .. } => Vec::new(),
+            };
+            Ok(MarkedRows {
+                marked: Marked {
+                    ids,
+                    count,
+                    unread_left: 0,
+                },
+                direct,
+                broadcasts,
+            })
         }
 
         #[async_trait]
         impl MarkBatches for $store {
             async fn mark_batch(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error> {
-                // Each user's MarkReads in the order they queued, users one after another.
-                let mut order: Vec<usize> = (0..marks.len()).collect();
-                order.sort_by(|&a, &b| marks[a].user_id.cmp(&marks[b].user_id));
                 let mut tx = self.begin_write().await?;
                 // Before any row: two replicas' batches could otherwise take one user's rows in
                 // opposite orders and deadlock.
                 <$store>::lock_read_events(&mut tx).await?;
-                let mut marked = vec![Marked::default(); marks.len()];
+                // In queue order, so each user's MarkReads apply in the order they came.
+                let mut marked = Vec::with_capacity(marks.len());
                 let mut unread_direct = BTreeMap::<(String, String), i64>::new();
                 let mut broadcasts_read = BTreeMap::<(String, String), i64>::new();
-                for &i in &order {
-                    let rows = mark_rows(&mut *tx, &marks[i], now).await?;
-                    let user_id = &marks[i].user_id;
+                for mark in marks {
+                    let rows = mark_rows(&mut *tx, mark, now).await?;
                     for category in rows.direct {
                         *unread_direct
-                            .entry((user_id.clone(), category))
+                            .entry((mark.user_id.clone(), category))
                             .or_default() -= 1;
                     }
                     for category in rows.broadcasts {
                         *broadcasts_read
-                            .entry((user_id.clone(), category))
+                            .entry((mark.user_id.clone(), category))
                             .or_default() += 1;
                     }
-                    marked[i] = rows.marked;
+                    marked.push(rows.marked);
                 }
                 add_to_counter(&mut *tx, sql::UNREAD_DIRECT, &unread_direct).await?;
                 add_to_counter(&mut *tx, sql::BROADCASTS_READ, &broadcasts_read).await?;
                 // Once per user, after the whole batch: what they have left when answered.
-                let mut left: BTreeMap<&str, i64> = BTreeMap::new();
-                for &i in &order {
-                    let user_id = marks[i].user_id.as_str();
-                    let unread_left = match left.get(user_id) {
-                        Some(total) => *total,
-                        None => {
-                            let total = unread_counts(&mut *tx, user_id).await?.total();
-                            left.insert(user_id, total);
-                            total
-                        }
-                    };
-                    marked[i].unread_left = unread_left;
+                let mut left = BTreeMap::<&str, i64>::new();
+                for mark in marks {
+                    if !left.contains_key(mark.user_id.as_str()) {
+                        let total = unread_counts(&mut *tx, &mark.user_id).await?.total();
+                        left.insert(&mark.user_id, total);
+                    }
+                }
+                for (mark, marked) in marks.iter().zip(&mut marked) {
+                    marked.unread_left = left[mark.user_id.as_str()];
                 }
 
-                // One read event per MarkRead that changed something, positions in
-                // batch order, for the user's other sessions.
-                let events: Vec<usize> = order
-                    .iter()
-                    .copied()
-                    .filter(|&i| marked[i].count > 0)
-                    .collect();
+                // One read event per MarkRead that changed something, in queue order, for
+                // the user's other sessions.
+                let events: Vec<usize> =
+                    (0..marks.len()).filter(|&i| marked[i].count > 0).collect();
                 if !events.is_empty() {
                     let count = events.len() as i64;
                     let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
@@ -525,7 +494,7 @@ macro_rules! impl_notification_store {
                         .fetch_one(&mut *tx)
                         .await?;
                     let numbered: Vec<(i64, usize)> = (head - count + 1..).zip(events).collect();
-                    for chunk in numbered.chunks(sql::INSERT_CHUNK / 6) {
+                    for chunk in numbered.chunks(sql::INSERT_CHUNK) {
                         let mut qb = QueryBuilder::<$db>::new(sql::INSERT_READ_EVENTS);
                         qb.push_values(chunk, |mut row, &(seq, i)| {
                             let (all, category) = match &marks[i].target {
@@ -736,24 +705,6 @@ macro_rules! impl_notification_store {
                     next_after,
                     unread,
                 })
-            }
-
-            async fn mark_read(
-                &self,
-                user_id: &str,
-                target: &MarkTarget,
-                now: i64,
-            ) -> Result<Marked, Error> {
-                let mark = NewMark {
-                    user_id: user_id.to_owned(),
-                    target: target.clone(),
-                };
-                self.mark_batch(std::slice::from_ref(&mark), now)
-                    .await?
-                    .pop()
-                    .ok_or_else(|| {
-                        Error::Internal(anyhow::anyhow!("the store answered no MarkRead of one"))
-                    })
             }
 
             async fn replay(

@@ -1,6 +1,6 @@
 //! Group commit of MarkRead: concurrent MarkReads share a transaction, yet each is answered
-//! for itself, in the order its user sent them, and the read-event log stays gap-free with
-//! one event per MarkRead that changed something.
+//! for itself, as if applied alone in queue order, and the read-event log stays gap-free
+//! with one event per MarkRead that changed something.
 //!
 //! As in `group_commit`, the test holds the read-event log's head (`burst_behind`) so that
 //! the first MarkRead's batch waits at it while the others queue: no assertion depends on
