@@ -7,6 +7,7 @@
 pub mod ceiling;
 pub mod identity;
 pub mod load;
+pub mod relay;
 pub mod report;
 pub mod scenarios;
 pub mod servers;

@@ -75,10 +75,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // As in gateway's main.rs: its calls are served on threads of their own; the runtime it
     // is started on only accepts connections and watches health.
+    // The relay, the floor under the gateway's hop, runs on one such thread too.
     let runtime = if matches!(
         cli.command,
         Some(Command::Serve {
-            role: bench::servers::Role::Gateway,
+            role: Role::Gateway | Role::Relay,
             ..
         })
     ) {

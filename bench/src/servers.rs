@@ -17,7 +17,7 @@ use clap::{Parser, ValueEnum};
 use tokio::{net::TcpListener, process::Child};
 use tonic::transport::Channel;
 
-use crate::ceiling;
+use crate::{ceiling, relay};
 
 /// What a child process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,6 +27,8 @@ pub enum Role {
     Notification,
     Conversation,
     Gateway,
+    /// A byte relay in front of another server: the floor of one proxy hop.
+    Relay,
 }
 
 impl Role {
@@ -36,6 +38,7 @@ impl Role {
             Role::Notification => "notification-svc",
             Role::Conversation => "conversation-svc",
             Role::Gateway => "gateway",
+            Role::Relay => "relay",
         }
     }
 }
@@ -66,6 +69,11 @@ pub async fn serve_role(role: Role, args: Vec<String>) -> anyhow::Result<()> {
             switchboard::telemetry::init(config.log_format);
             let listener = TcpListener::bind(config.listen).await?;
             gateway::serve(config, listener, shutdown).await
+        }
+        Role::Relay => {
+            let config = relay::Config::try_parse_from(argv)?;
+            let listener = TcpListener::bind(config.listen).await?;
+            relay::serve(config.upstream, listener, shutdown).await
         }
     }
 }

@@ -39,10 +39,12 @@ async fn runs_every_scenario(backend: Backend) {
         ("list", "ceiling"),
         ("list-unloaded", "ceiling"),
         ("empty-unloaded", "gateway"),
+        ("empty-unloaded", "relay"),
         ("list", "direct"),
         ("list", "gateway"),
         ("list-unloaded", "direct"),
         ("list-unloaded", "gateway"),
+        ("list-unloaded", "relay"),
         ("send", "direct"),
         ("send", "gateway"),
         ("mark-read", "direct"),
@@ -88,6 +90,15 @@ async fn runs_every_scenario(backend: Backend) {
         .expect("gateway list row");
     assert_eq!(gateway_list.compared_to.as_deref(), Some("direct"));
     assert_eq!(report.targets.len(), 7, "{:?}", report.targets);
+    // The added-latency target names the floor a byte relay measured in the same turns.
+    assert!(
+        report
+            .targets
+            .iter()
+            .any(|t| t.target.starts_with("gateway adds") && t.measured.contains("byte relay")),
+        "{:?}",
+        report.targets
+    );
 
     let json: serde_json::Value = serde_json::from_slice(
         &std::fs::read(out.join("latest.json")).expect("latest.json written"),

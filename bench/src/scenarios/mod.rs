@@ -175,6 +175,16 @@ async fn start_gateway(
     .await
 }
 
+/// A byte relay in front of `upstream` ([`crate::relay`]).
+pub async fn start_relay(settings: &Settings, upstream: &Server) -> anyhow::Result<Server> {
+    Server::start(
+        &settings.exe,
+        Role::Relay,
+        &args(&[("--upstream", &upstream.addr.to_string())]),
+    )
+    .await
+}
+
 /// One call in flight on one connection: latency without queueing.
 pub fn unloaded(load: LoadSpec) -> LoadSpec {
     LoadSpec {
@@ -229,9 +239,11 @@ pub async fn run_backend(
         "empty tonic service",
     ));
     if settings.wants("list-unloaded") {
-        // The round trip of an empty call, alone and with the gateway in front, in turn:
-        // what the proxy costs without a database behind it.
+        // The round trip of an empty call, alone, with the gateway in front and with a byte
+        // relay in front, in turn: what the proxy costs without a database behind it, and
+        // how much of that any extra hop costs.
         let gateway = start_gateway(settings, &ceiling.url(), &ceiling.url(), &secrets).await?;
+        let relay = start_relay(settings, &ceiling).await?;
         let (direct, through) = (secrets.direct(), secrets.gateway());
         let targets = vec![
             (
@@ -242,11 +254,17 @@ pub async fn run_backend(
                 unary::notification_clients(&gateway.url(), 1).await?,
                 through.users("l", unary::LIST_USERS, "")?,
             ),
+            (
+                unary::notification_clients(&relay.url(), 1).await?,
+                direct.users("l", unary::LIST_USERS, "")?,
+            ),
         ];
-        let servers: [&[&Server]; 2] = [&[&ceiling], &[&gateway, &ceiling]];
+        let servers: [&[&Server]; 3] = [&[&ceiling], &[&gateway, &ceiling], &[&relay, &ceiling]];
         let mut measured =
             unary::list_interleaved(unloaded(settings.load), targets, &servers, false).await;
-        let (Some(through), Some(direct)) = (measured.pop(), measured.pop()) else {
+        let (Some(relayed), Some(through), Some(direct)) =
+            (measured.pop(), measured.pop(), measured.pop())
+        else {
             anyhow::bail!("the interleaved run returned no measurements");
         };
         rows.push(row(
@@ -254,7 +272,7 @@ pub async fn run_backend(
             "list-unloaded",
             "ceiling",
             direct,
-            "1 call in flight, in turn with the gateway's",
+            "1 call in flight, in turn with the gateway's and the relay's",
         ));
         rows.push(row(
             backend,
@@ -263,7 +281,15 @@ pub async fn run_backend(
             through,
             "gateway in front of the empty service, 1 call in flight, in turn with the direct one",
         ));
+        rows.push(row(
+            backend,
+            "empty-unloaded",
+            "relay",
+            relayed,
+            "byte relay in front of the empty service, 1 call in flight, in turn with the others",
+        ));
         gateway.stop().await;
+        relay.stop().await;
     }
     ceiling.stop().await;
 
@@ -291,7 +317,7 @@ pub async fn run_backend(
 /// Scenarios measured by the closed-loop generator, comparable with the ceiling.
 const UNARY: [&str; 5] = ["list", "send", "mark-read", "conversation", "list-large"];
 
-/// Fills `ratio`: ceiling scenarios to the ceiling, gateway rows to their direct row.
+/// Fills `ratio`: ceiling scenarios to the ceiling, gateway and relay rows to their direct row.
 fn add_ratios(rows: &mut [Row]) {
     let ceiling = rows
         .iter()
@@ -309,7 +335,7 @@ fn add_ratios(rows: &mut [Row]) {
                 row.compared_to = Some("ceiling".into());
                 row.ratio = Some(row.rps / ceiling);
             }
-            "gateway" => {
+            "gateway" | "relay" => {
                 if let Some((_, rps)) = direct.iter().find(|(s, _)| *s == row.scenario) {
                     row.compared_to = Some("direct".into());
                     row.ratio = Some(row.rps / rps);

@@ -189,24 +189,35 @@ pub async fn all(
     }
 
     if settings.wants("list-unloaded") {
-        // One call at a time, direct and through the gateway in turn: the latency a proxy
-        // adds, without queueing and without the drift between two separate windows.
-        let targets = paths
+        // One call at a time, direct, through the gateway and through a byte relay in turn:
+        // the latency a proxy adds, and the part of it any extra hop costs on this machine,
+        // without queueing and without the drift between separate windows.
+        let relay = super::start_relay(settings, &stack.notification).await?;
+        let relayed = notification_clients(&relay.url(), 1).await?;
+        let mut targets = paths
             .iter()
             .map(|(path, clients, _)| Ok(((*clients).clone(), path.users("l", LIST_USERS, "")?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let servers: Vec<&[&Server]> = paths.iter().map(|(_, _, s)| s.as_slice()).collect();
+        targets.push((relayed, secrets.direct().users("l", LIST_USERS, "")?));
+        let mut servers: Vec<&[&Server]> = paths.iter().map(|(_, _, s)| s.as_slice()).collect();
+        let through_relay = [&relay, &stack.notification];
+        servers.push(&through_relay);
         let measured =
             list_interleaved(super::unloaded(settings.load), targets, &servers, true).await;
-        for ((path, _, _), measured) in paths.iter().zip(measured) {
+        let names = paths
+            .iter()
+            .map(|(path, _, _)| path.name())
+            .chain(["relay"]);
+        for (name, measured) in names.zip(measured) {
             rows.push(row(
                 backend,
                 "list-unloaded",
-                path.name(),
+                name,
                 measured,
-                "1 call in flight, direct and gateway in turn",
+                "1 call in flight; direct, gateway and byte relay in turn",
             ));
         }
+        relay.stop().await;
     }
 
     // mark-read marks what send created.
