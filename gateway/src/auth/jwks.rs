@@ -4,7 +4,10 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -24,6 +27,8 @@ type Keys = HashMap<String, (DecodingKey, Algorithm)>;
 #[derive(Clone)]
 pub struct Jwks {
     keys: Arc<RwLock<Keys>>,
+    /// Bumped after every reload, so verifications remembered under older keys miss.
+    generation: Arc<AtomicU64>,
 }
 
 impl Jwks {
@@ -36,8 +41,9 @@ impl Jwks {
         tracing::info!(path = %path.display(), keys = keys.len(), "JWKS loaded");
         let jwks = Jwks {
             keys: Arc::new(RwLock::new(keys)),
+            generation: Arc::new(AtomicU64::new(0)),
         };
-        let shared = jwks.keys.clone();
+        let (shared, generation) = (jwks.keys.clone(), jwks.generation.clone());
         tokio::spawn(async move {
             let mut last = contents;
             loop {
@@ -56,6 +62,7 @@ impl Jwks {
                     Ok(keys) => {
                         tracing::info!(path = %path.display(), keys = keys.len(), "JWKS reloaded");
                         *shared.write().unwrap_or_else(|p| p.into_inner()) = keys;
+                        generation.fetch_add(1, Ordering::Release);
                         last = contents;
                     }
                     // A half-written file is retried on the next tick.
@@ -66,6 +73,12 @@ impl Jwks {
             }
         });
         Ok(jwks)
+    }
+
+    /// Counts the reloads so far. Read it before looking a key up: a reload in between then
+    /// shows as a newer generation than the one a verification is remembered under.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The key with id `kid` and the one algorithm it may verify.

@@ -7,6 +7,7 @@
 
 mod jwks;
 mod layer;
+mod verified;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use switchboard::Caller;
 
 pub use jwks::Jwks;
 pub use layer::{AuthLayer, Authenticated};
+use verified::VerifiedTokens;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 30;
@@ -58,6 +60,10 @@ struct Claims {
     picture: String,
     #[serde(default)]
     scope: String,
+    /// Read only to know how long the verification may be remembered (the check itself
+    /// is jsonwebtoken's); a value that is not a whole number is simply not remembered.
+    #[serde(default)]
+    exp: serde_json::Value,
 }
 
 pub struct Authenticator {
@@ -65,6 +71,7 @@ pub struct Authenticator {
     jwks: Option<Jwks>,
     issuer: Option<String>,
     audience: Option<String>,
+    verified: VerifiedTokens,
 }
 
 impl Authenticator {
@@ -85,12 +92,19 @@ impl Authenticator {
             jwks,
             issuer,
             audience,
+            verified: VerifiedTokens::default(),
         })
     }
 
     /// The caller a request's `authorization` header proves, or why not.
     pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, AuthError> {
         let token = bearer(headers)?;
+        let now = verified::now();
+        // Read before verifying: see `VerifiedTokens::insert`.
+        let generation = self.jwks.as_ref().map_or(0, Jwks::generation);
+        if let Some(caller) = self.verified.get(token, now, generation) {
+            return Ok(caller);
+        }
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         let claims = match header.alg {
             Algorithm::HS256 => {
@@ -114,12 +128,18 @@ impl Authenticator {
         if claims.sub.is_empty() {
             return Err(AuthError::MissingClaim);
         }
-        Ok(Caller {
+        let caller = Caller {
             user_id: claims.sub,
             username: claims.preferred_username,
             avatar_url: claims.picture,
             scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
-        })
+        };
+        if let Some(exp) = claims.exp.as_u64() {
+            let valid_until = exp.saturating_add(LEEWAY_SECONDS);
+            self.verified
+                .insert(token, &caller, valid_until, generation, now);
+        }
+        Ok(caller)
     }
 
     fn verify(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<Claims, AuthError> {
