@@ -244,9 +244,16 @@ pub(crate) fn rewrite_metadata(
     headers.insert(identity::INTERNAL_TOKEN, internal_token.clone());
 }
 
+/// `x-switchboard` as a prefix, in any case and with `_` for `-`. Compared in place, as it
+/// runs on every header of every call.
 fn looks_like_ours(name: &str) -> bool {
-    let normalized = name.to_ascii_lowercase().replace('_', "-");
-    normalized.starts_with("x-switchboard")
+    const PREFIX: &[u8] = b"x-switchboard";
+    let name = name.as_bytes();
+    name.len() >= PREFIX.len()
+        && name.iter().zip(PREFIX).all(|(&byte, &want)| {
+            let byte = byte.to_ascii_lowercase();
+            want == if byte == b'_' { b'-' } else { byte }
+        })
 }
 
 #[cfg(test)]
@@ -299,5 +306,21 @@ mod tests {
         assert_eq!(headers["x-switchboard-user-id"], "alice");
         assert_eq!(headers["x-switchboard-internal-token"], "real");
         assert_eq!(headers["x-switchboard-scopes"], "");
+    }
+
+    #[test]
+    fn our_prefix_is_recognised_in_any_case_and_with_underscores() {
+        for name in [
+            "x-switchboard-user-id",
+            "X-Switchboard-User-Id",
+            "x_switchboard_scopes",
+            "X_SWITCHBOARD",
+            "x-switchboardish",
+        ] {
+            assert!(looks_like_ours(name), "{name}");
+        }
+        for name in ["x-switchboar", "x-client-version", "switchboard", ""] {
+            assert!(!looks_like_ours(name), "{name}");
+        }
     }
 }
