@@ -278,6 +278,22 @@ pub fn ids(notifications: &[pb::Notification]) -> Vec<String> {
     notifications.iter().map(|n| n.id.clone()).collect()
 }
 
+/// Sends and returns the ids of the created notifications.
+pub async fn sent_ids(client: &mut Client, request: pb::SendRequest) -> Vec<String> {
+    ids(&send(client, request).await)
+}
+
+pub async fn subscribe(
+    client: &mut Client,
+    request: pb::SubscribeRequest,
+) -> tonic::Streaming<pb::SubscribeResponse> {
+    client
+        .subscribe(request)
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
 /// A write transaction opened next to the service that holds what every write of one log
 /// needs: on SQLite the database's write lock (`BEGIN IMMEDIATE`), on PostgreSQL the head
 /// row of `log` (`notifications` for Sends, `read_events` for MarkReads that mark
@@ -358,8 +374,9 @@ pub async fn burst_behind<T: Send + 'static>(
 }
 
 /// `(key, seq)` of every entry of one commit-ordered log in log order, and the log's head:
-/// `notifications` keyed by id, `read_events` by user.
-pub async fn log_of(database_url: &str, log: &str) -> (Vec<(String, i64)>, i64) {
+/// `notifications` keyed by id, `read_events` by user. Asserts what every log must be:
+/// positions 1..=head, no gap, no repeat.
+pub async fn gap_free_log(database_url: &str, log: &str) -> (Vec<(String, i64)>, i64) {
     let key = if log == "notifications" {
         "id"
     } else {
@@ -367,7 +384,7 @@ pub async fn log_of(database_url: &str, log: &str) -> (Vec<(String, i64)>, i64) 
     };
     let rows_query = sqlx::AssertSqlSafe(format!("SELECT {key}, seq FROM {log} ORDER BY seq"));
     let head_query = "SELECT seq FROM feed_heads WHERE name = $1";
-    if database_url.starts_with("sqlite:") {
+    let (rows, head): (Vec<(String, i64)>, i64) = if database_url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
         let rows = sqlx::query_as(rows_query).fetch_all(&pool).await.unwrap();
         let head = sqlx::query_scalar(head_query).bind(log).fetch_one(&pool);
@@ -377,5 +394,12 @@ pub async fn log_of(database_url: &str, log: &str) -> (Vec<(String, i64)>, i64) 
         let rows = sqlx::query_as(rows_query).fetch_all(&pool).await.unwrap();
         let head = sqlx::query_scalar(head_query).bind(log).fetch_one(&pool);
         (rows, head.await.unwrap())
-    }
+    };
+    let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=head).collect::<Vec<_>>(),
+        "{log}: positions are contiguous"
+    );
+    (rows, head)
 }

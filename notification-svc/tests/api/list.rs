@@ -95,7 +95,7 @@ async fn pages_cover_everything_once(backend: Backend) {
         } else {
             send_to(&["alice"], &format!("n{i}"))
         };
-        sent.extend(ids(&send(&mut service, request).await));
+        sent.extend(sent_ids(&mut service, request).await);
     }
     let mut alice = app.user("alice");
     let mut seen = Vec::new();

@@ -106,7 +106,7 @@ async fn resuming_under_concurrent_writers_on_two_replicas_loses_nothing() {
                 } else {
                     send_to(&["alice"], &format!("w{writer} n{i}"))
                 };
-                sent.extend(ids(&send(&mut client, request).await));
+                sent.extend(sent_ids(&mut client, request).await);
             }
             sent
         }));
@@ -207,17 +207,10 @@ async fn overlapping_mark_reads_on_two_replicas_all_succeed() {
     let mut targets = Vec::new();
     for round in 0..5 {
         for i in 0..20 {
-            targets.extend(ids(&send(
-                &mut service,
-                send_to(&["alice"], &format!("{round}.{i}")),
-            )
-            .await));
+            targets
+                .extend(sent_ids(&mut service, send_to(&["alice"], &format!("{round}.{i}"))).await);
         }
-        targets.extend(ids(&send(
-            &mut a.user("ops"),
-            broadcast(&format!("news {round}")),
-        )
-        .await));
+        targets.extend(sent_ids(&mut a.user("ops"), broadcast(&format!("news {round}"))).await);
         let mut calls = Vec::new();
         for (replica, order) in [(&a, false), (&b, true)] {
             let mut ids = targets.clone();

@@ -7,17 +7,6 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn subscribe(
-    client: &mut Client,
-    request: pb::SubscribeRequest,
-) -> Streaming<pb::SubscribeResponse> {
-    client
-        .subscribe(request)
-        .await
-        .expect("subscribe")
-        .into_inner()
-}
-
 /// The next event other than a heartbeat.
 async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> Event {
     // One deadline for the whole wait, so heartbeats cannot keep it alive forever.
@@ -93,11 +82,7 @@ async fn resume_has_no_gap_and_no_duplicate_under_concurrent_sends(backend: Back
         async move {
             let mut sent = Vec::new();
             for i in 0..total {
-                sent.extend(ids(&send(
-                    &mut service,
-                    send_to(&["alice"], &format!("n{i}")),
-                )
-                .await));
+                sent.extend(sent_ids(&mut service, send_to(&["alice"], &format!("n{i}"))).await);
             }
             sent
         }
@@ -242,7 +227,7 @@ async fn a_subscriber_that_does_not_read_still_gets_every_notification(backend: 
             let mut sent = Vec::new();
             for i in 0..total / 6 {
                 let request = send_to(&["alice"], &format!("w{worker} n{i} {PADDING}"));
-                sent.extend(ids(&send(&mut service, request).await));
+                sent.extend(sent_ids(&mut service, request).await);
             }
             sent
         }));

@@ -120,13 +120,13 @@ async fn counters_follow_a_random_history(backend: Backend) {
                 },
                 ..send_to(&recipients, &context)
             };
-            sent.extend(ids(&send(&mut service, request).await));
+            sent.extend(sent_ids(&mut service, request).await);
         } else if roll < 50 {
             let request = pb::SendRequest {
                 category: rng.pick(&CATEGORIES).to_string(),
                 ..broadcast(&context)
             };
-            sent.extend(ids(&send(&mut service, request).await));
+            sent.extend(sent_ids(&mut service, request).await);
         } else {
             let request = if roll < 85 && !sent.is_empty() {
                 let mut chosen: Vec<String> =
