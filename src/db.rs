@@ -88,6 +88,11 @@ pub fn limit(n: usize) -> String {
     format!(" LIMIT {n}")
 }
 
+/// A fixed statement with its [`limit`] appended, ready for `sqlx::query_as`.
+pub fn limited(statement: &str, n: usize) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("{statement}{}", limit(n)))
+}
+
 /// Connects to `url` and runs the matching migrations.
 pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Database> {
     if url.starts_with("sqlite:") {

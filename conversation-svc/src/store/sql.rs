@@ -185,7 +185,7 @@ impl From<ConversationRow> for Conversation {
 macro_rules! impl_conversation_store {
     ($store:ty, $db:ty) => {
         use async_trait::async_trait;
-        use sqlx::{AssertSqlSafe, QueryBuilder};
+        use sqlx::QueryBuilder;
         use switchboard::Error;
         use uuid::Uuid;
 
@@ -444,14 +444,11 @@ macro_rules! impl_conversation_store {
                 now: i64,
                 limit: usize,
             ) -> Result<Vec<PendingNotification>, Error> {
-                let rows: Vec<OutboxRow> = sqlx::query_as(AssertSqlSafe(format!(
-                    "{}{}",
-                    sql::DUE_OUTBOX,
-                    switchboard::db::limit(limit)
-                )))
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?;
+                let rows: Vec<OutboxRow> =
+                    sqlx::query_as(switchboard::db::limited(sql::DUE_OUTBOX, limit))
+                        .bind(now)
+                        .fetch_all(&self.pool)
+                        .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 

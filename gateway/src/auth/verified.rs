@@ -7,11 +7,7 @@
 //! key generation, and every entry made under an earlier one misses. Only successes are
 //! kept. The issuer, audience and HS256 secret are fixed for the life of the process.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, sync::Mutex};
 
 use switchboard::Caller;
 
@@ -82,9 +78,7 @@ impl VerifiedTokens {
 
 /// Unix time in seconds, as token claims count it.
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(switchboard::time::now_micros() / 1_000_000).unwrap_or(0)
 }
 
 #[cfg(test)]

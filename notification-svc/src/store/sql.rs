@@ -225,7 +225,7 @@ macro_rules! impl_notification_store {
         use std::collections::BTreeMap;
 
         use async_trait::async_trait;
-        use sqlx::{AssertSqlSafe, QueryBuilder};
+        use sqlx::QueryBuilder;
         use switchboard::Error;
         use uuid::Uuid;
 
@@ -736,14 +736,11 @@ macro_rules! impl_notification_store {
             }
 
             async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<Notification>, Error> {
-                let rows: Vec<NotificationRow> = sqlx::query_as(AssertSqlSafe(format!(
-                    "{}{}",
-                    sql::TAIL,
-                    switchboard::db::limit(limit)
-                )))
-                .bind(after_seq)
-                .fetch_all(&self.pool)
-                .await?;
+                let rows: Vec<NotificationRow> =
+                    sqlx::query_as(switchboard::db::limited(sql::TAIL, limit))
+                        .bind(after_seq)
+                        .fetch_all(&self.pool)
+                        .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
@@ -752,14 +749,11 @@ macro_rules! impl_notification_store {
                 after_seq: i64,
                 limit: usize,
             ) -> Result<Vec<ReadEvent>, Error> {
-                let rows: Vec<ReadEventRow> = sqlx::query_as(AssertSqlSafe(format!(
-                    "{}{}",
-                    sql::TAIL_READS,
-                    switchboard::db::limit(limit)
-                )))
-                .bind(after_seq)
-                .fetch_all(&self.pool)
-                .await?;
+                let rows: Vec<ReadEventRow> =
+                    sqlx::query_as(switchboard::db::limited(sql::TAIL_READS, limit))
+                        .bind(after_seq)
+                        .fetch_all(&self.pool)
+                        .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
