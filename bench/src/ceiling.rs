@@ -13,7 +13,7 @@ use switchboard::proto::notification::v1::{
     notification_service_server::{NotificationService, NotificationServiceServer},
 };
 use tokio::net::TcpListener;
-use tonic::{Request, Response, Status, transport::server::TcpIncoming};
+use tonic::{Request, Response, Status};
 
 #[derive(Debug, Parser)]
 #[command(name = "ceiling")]
@@ -70,10 +70,7 @@ pub async fn serve(
     switchboard::grpc::server_builder()
         .add_service(health)
         .add_service(NotificationServiceServer::new(Ceiling))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(switchboard::grpc::incoming(listener), shutdown)
         .await?;
     Ok(())
 }

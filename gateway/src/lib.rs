@@ -12,6 +12,7 @@ mod logging;
 mod methods;
 pub mod proxy;
 mod ratelimit;
+mod upstream;
 mod workers;
 
 use std::{future::Future, sync::Arc};
@@ -28,6 +29,7 @@ pub use config::Config;
 use crate::{
     auth::{AuthLayer, Authenticator, Jwks},
     proxy::{Conversations, Forwarder, Notifications, Proxy, Upstream},
+    upstream::Replicas,
     workers::{WorkerError, Workers},
 };
 
@@ -103,9 +105,9 @@ pub async fn serve(
             (notification_addr.clone(), conversation_addr.clone());
         async move {
             let notifications =
-                grpc::balanced_channel(&notification_addr).map_err(WorkerError::Setup)?;
+                Replicas::connect_lazy(&notification_addr).map_err(WorkerError::Setup)?;
             let conversations =
-                grpc::balanced_channel(&conversation_addr).map_err(WorkerError::Setup)?;
+                Replicas::connect_lazy(&conversation_addr).map_err(WorkerError::Setup)?;
             grpc::server_builder()
                 .add_service(health)
                 .add_service(reflection_v1)

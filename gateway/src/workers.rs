@@ -25,6 +25,8 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use switchboard::coalesce::CoalescedIo;
+
 /// Why serving stopped on a worker thread.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -44,7 +46,7 @@ pub struct Incoming {
 }
 
 impl futures::Stream for Incoming {
-    type Item = io::Result<TcpStream>;
+    type Item = io::Result<CoalescedIo<TcpStream>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.connections.poll_recv(cx).map(|next| {
@@ -52,7 +54,7 @@ impl futures::Stream for Incoming {
                 // Registered with this thread's runtime, where it is first polled.
                 let stream = TcpStream::from_std(stream)?;
                 stream.set_nodelay(true)?;
-                Ok(stream)
+                Ok(CoalescedIo::new(stream))
             })
         })
     }

@@ -19,7 +19,6 @@ use switchboard::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
 
@@ -148,7 +147,7 @@ pub async fn serve_shared(
     ])?;
 
     let local_addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = grpc::incoming(listener);
     let server = grpc::server_builder()
         // Every call but health must carry the internal token.
         .layer(InternalAuthLayer::new(&config.internal_token))
