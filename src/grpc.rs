@@ -1,12 +1,10 @@
 //! gRPC server plumbing every binary shares: limits, reflection, shutdown signal.
 
-use std::{io, time::Duration};
+use std::time::Duration;
 
-use futures::{Stream, TryStreamExt};
-use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::{Channel, Endpoint, Server, server::TcpIncoming};
+use tonic::transport::{Channel, Endpoint, Server};
 
-use crate::{coalesce::CoalescedIo, proto::FILE_DESCRIPTOR_SET};
+use crate::proto::FILE_DESCRIPTOR_SET;
 
 /// Largest request a server decodes. Generous for the biggest legitimate request (1000
 /// recipient ids plus 2000 characters of content is well under 100 KiB) and small enough
@@ -23,16 +21,6 @@ pub fn server_builder() -> Server {
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true)
-}
-
-/// The connections `listener` accepts, as a server takes them: no Nagle delay, and each
-/// turn's writes coalesced into one ([`CoalescedIo`]).
-pub fn incoming(
-    listener: TcpListener,
-) -> impl Stream<Item = io::Result<CoalescedIo<TcpStream>>> + Send + 'static {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map_ok(CoalescedIo::new)
 }
 
 /// Server reflection v1 and v1alpha: grpcurl up to 1.8 only speaks v1alpha, newer clients v1.
@@ -173,16 +161,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// balanced across those that are up. Connects lazily and reconnects on its own, so a
 /// service starts while its upstream is down and recovers when it is back.
 pub fn balanced_channel(addresses: &str) -> anyhow::Result<Channel> {
-    let endpoints = endpoints(addresses)?;
-    match endpoints.as_slice() {
-        [one] => Ok(one.connect_lazy()),
-        _ => Ok(Channel::balance_list(endpoints.into_iter())),
-    }
-}
-
-/// The endpoints of `addresses` (comma-separated `http://host:port`, at least one), with the
-/// connect timeout, no-delay and keep-alive every client of an upstream uses.
-pub fn endpoints(addresses: &str) -> anyhow::Result<Vec<Endpoint>> {
     let endpoints = addresses
         .split(',')
         .map(str::trim)
@@ -199,8 +177,11 @@ pub fn endpoints(addresses: &str) -> anyhow::Result<Vec<Endpoint>> {
                 .map_err(|err| anyhow::anyhow!("invalid upstream address {address:?}: {err}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(!endpoints.is_empty(), "no upstream address given");
-    Ok(endpoints)
+    match endpoints.as_slice() {
+        [] => anyhow::bail!("no upstream address given"),
+        [one] => Ok(one.connect_lazy()),
+        _ => Ok(Channel::balance_list(endpoints.into_iter())),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C, whichever comes first.

@@ -5,7 +5,6 @@
 //! `tonic::Status`, telemetry, database connect + migrate, page tokens and the gRPC server
 //! plumbing (health, reflection, limits, shutdown).
 
-pub mod coalesce;
 pub mod codec;
 pub mod db;
 pub mod error;

@@ -13,7 +13,7 @@ use switchboard::proto::notification::v1::{
     notification_service_server::{NotificationService, NotificationServiceServer},
 };
 use tokio::net::TcpListener;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 
 #[derive(Debug, Parser)]
 #[command(name = "ceiling")]
@@ -70,7 +70,10 @@ pub async fn serve(
     switchboard::grpc::server_builder()
         .add_service(health)
         .add_service(NotificationServiceServer::new(Ceiling))
-        .serve_with_incoming_shutdown(switchboard::grpc::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

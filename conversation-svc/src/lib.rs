@@ -18,6 +18,7 @@ use switchboard::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
 
@@ -59,7 +60,7 @@ pub async fn serve(
         grpc::reflection_services(&[<Server as tonic::server::NamedService>::NAME])?;
 
     let local_addr = listener.local_addr()?;
-    let incoming = grpc::incoming(listener);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = grpc::server_builder()
         // Every call but health must carry the internal token.
         .layer(InternalAuthLayer::new(&config.internal_token))

@@ -12,7 +12,7 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// notification-svc replicas: comma-separated `http://host:port`, calls dealt in turn.
+    /// notification-svc replicas: comma-separated `http://host:port`, balanced.
     #[arg(
         long,
         env = "NOTIFICATION_SVC_ADDR",
@@ -20,7 +20,7 @@ pub struct Config {
     )]
     pub notification_addr: String,
 
-    /// conversation-svc replicas: comma-separated `http://host:port`, calls dealt in turn.
+    /// conversation-svc replicas: comma-separated `http://host:port`, balanced.
     #[arg(
         long,
         env = "CONVERSATION_SVC_ADDR",

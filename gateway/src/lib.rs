@@ -12,7 +12,6 @@ mod logging;
 mod methods;
 pub mod proxy;
 mod ratelimit;
-mod upstream;
 mod workers;
 
 use std::{future::Future, sync::Arc};
@@ -29,7 +28,6 @@ pub use config::Config;
 use crate::{
     auth::{AuthLayer, Authenticator, Jwks},
     proxy::{Conversations, Forwarder, Notifications, Proxy, Upstream},
-    upstream::Replicas,
     workers::{WorkerError, Workers},
 };
 
@@ -105,9 +103,9 @@ pub async fn serve(
             (notification_addr.clone(), conversation_addr.clone());
         async move {
             let notifications =
-                Replicas::connect_lazy(&notification_addr).map_err(WorkerError::Setup)?;
+                grpc::balanced_channel(&notification_addr).map_err(WorkerError::Setup)?;
             let conversations =
-                Replicas::connect_lazy(&conversation_addr).map_err(WorkerError::Setup)?;
+                grpc::balanced_channel(&conversation_addr).map_err(WorkerError::Setup)?;
             grpc::server_builder()
                 .add_service(health)
                 .add_service(reflection_v1)

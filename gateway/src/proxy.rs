@@ -24,7 +24,7 @@ use switchboard::{
 use tonic::{Status, body::Body, server::NamedService, transport::Channel};
 use tower::{Service, ServiceExt};
 
-use crate::{deadline, logging::LoggedBody, ratelimit::RateLimiter, upstream::Replicas};
+use crate::{deadline, logging::LoggedBody, ratelimit::RateLimiter};
 
 /// How long a streaming call may wait for the upstream's response headers. Unary calls use
 /// their deadline instead.
@@ -57,9 +57,9 @@ impl Upstream for Conversations {
         switchboard::proto::conversation::v1::conversation_service_server::SERVICE_NAME;
 }
 
-/// Forwards every call under `/<U::NAME>/` to a replica of `U`.
+/// Forwards every call under `/<U::NAME>/` to `channel`.
 pub struct Proxy<U> {
-    replicas: Replicas,
+    channel: Channel,
     forwarder: Arc<Forwarder>,
     upstream: PhantomData<fn() -> U>,
 }
@@ -67,7 +67,7 @@ pub struct Proxy<U> {
 impl<U> Clone for Proxy<U> {
     fn clone(&self) -> Self {
         Self {
-            replicas: self.replicas.clone(),
+            channel: self.channel.clone(),
             forwarder: self.forwarder.clone(),
             upstream: PhantomData,
         }
@@ -75,9 +75,9 @@ impl<U> Clone for Proxy<U> {
 }
 
 impl<U: Upstream> Proxy<U> {
-    pub fn new(replicas: Replicas, forwarder: Arc<Forwarder>) -> Self {
+    pub fn new(channel: Channel, forwarder: Arc<Forwarder>) -> Self {
         Self {
-            replicas,
+            channel,
             forwarder,
             upstream: PhantomData,
         }
@@ -99,7 +99,7 @@ impl<U: Upstream> Service<http::Request<Body>> for Proxy<U> {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let channel = self.replicas.next();
+        let channel = self.channel.clone();
         let forwarder = self.forwarder.clone();
         Box::pin(async move { Ok(forwarder.forward(channel, request).await) })
     }

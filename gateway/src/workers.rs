@@ -25,8 +25,6 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use switchboard::coalesce::CoalescedIo;
-
 /// Why serving stopped on a worker thread.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -46,7 +44,7 @@ pub struct Incoming {
 }
 
 impl futures::Stream for Incoming {
-    type Item = io::Result<CoalescedIo<TcpStream>>;
+    type Item = io::Result<TcpStream>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.connections.poll_recv(cx).map(|next| {
@@ -54,7 +52,7 @@ impl futures::Stream for Incoming {
                 // Registered with this thread's runtime, where it is first polled.
                 let stream = TcpStream::from_std(stream)?;
                 stream.set_nodelay(true)?;
-                Ok(CoalescedIo::new(stream))
+                Ok(stream)
             })
         })
     }

@@ -1,6 +1,6 @@
 //! Server streaming through the gateway.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use e2e::*;
 use switchboard::proto::notification::v1::{self as npb, subscribe_response::Event};
@@ -140,16 +140,19 @@ async fn eventually_health(addr: std::net::SocketAddr, expected: ServingStatus) 
     panic!("gateway health never became {expected:?}");
 }
 
-/// A second gateway for `app`'s services, listening on `listen`, with its own notification-svc
-/// addresses.
-fn gateway_in_front_of(
-    app: &E2e,
-    listen: SocketAddr,
-    notification_addr: String,
-) -> gateway::Config {
-    gateway::Config {
-        listen,
-        notification_addr,
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_upstream_fails_fast_and_calls_succeed_once_it_is_back() {
+    let app = start(Backend::Sqlite).await;
+    // A port with nothing listening, where notification-svc will start later.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let later = free.local_addr().unwrap();
+    drop(free);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = gateway::Config {
+        listen: addr,
+        notification_addr: format!("http://{later}"),
         conversation_addr: format!("http://{}", app.conversation),
         internal_token: app.secrets.internal_token.clone(),
         jwt_secret: Some(app.secrets.jwt_secret.clone()),
@@ -164,73 +167,7 @@ fn gateway_in_front_of(
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(1),
         worker_threads: 0,
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_are_dealt_to_the_replicas_in_turn_and_a_down_one_fails_fast() {
-    let app = start(Backend::Sqlite).await;
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let down = free.local_addr().unwrap();
-    drop(free);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let replicas = format!("http://{}, http://{down}", app.notification);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gateway::serve(
-        gateway_in_front_of(&app, addr, replicas),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    // One connection: its calls stay on one gateway worker, which deals them in turn.
-    let mut client =
-        NotificationServiceClient::with_interceptor(channel(addr), bearer(&app.token("gail", "")));
-
-    let started = std::time::Instant::now();
-    let mut answered = Vec::new();
-    for _ in 0..6 {
-        answered.push(match client.list(npb::ListRequest::default()).await {
-            Ok(_) => Code::Ok,
-            Err(status) => status.code(),
-        });
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the down replica failed fast: {:?}",
-        started.elapsed()
-    );
-    let up = answered[0];
-    let other = if up == Code::Ok {
-        Code::Unavailable
-    } else {
-        Code::Ok
     };
-    assert!(
-        answered
-            .iter()
-            .enumerate()
-            .all(|(i, code)| *code == if i % 2 == 0 { up } else { other }),
-        "alternating between the live replica and the down one: {answered:?}"
-    );
-
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    app.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_down_upstream_fails_fast_and_calls_succeed_once_it_is_back() {
-    let app = start(Backend::Sqlite).await;
-    // A port with nothing listening, where notification-svc will start later.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let later = free.local_addr().unwrap();
-    drop(free);
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = gateway_in_front_of(&app, addr, format!("http://{later}"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway::serve(config, listener, async {
         let _ = stopped.await;
