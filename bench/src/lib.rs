@@ -11,6 +11,7 @@ pub mod relay;
 pub mod report;
 pub mod scenarios;
 pub mod servers;
+pub mod stalls;
 pub mod targets;
 
 use std::path::Path;

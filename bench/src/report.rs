@@ -32,6 +32,9 @@ pub struct Row {
     /// `idle-streams` only: server RSS per open stream, KiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kib_per_stream: Option<f64>,
+    /// `fanout-direct` only: how late a 1 ms sleep woke on this host in the same window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_stalls: Option<crate::stalls::Stalls>,
     pub note: String,
 }
 

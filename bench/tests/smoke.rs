@@ -82,6 +82,15 @@ async fn runs_every_scenario(backend: Backend) {
         .find(|r| r.scenario == "idle-streams")
         .expect("idle row");
     assert!(idle.kib_per_stream.is_some());
+    // Direct deliveries are reported beside how late the host woke a sleeping thread.
+    let direct = report
+        .rows
+        .iter()
+        .find(|r| r.scenario == "fanout-direct")
+        .expect("fanout-direct row");
+    let stalls = direct.host_stalls.expect("the stall probe ran");
+    assert!(stalls.naps > 0, "{stalls:?}");
+    assert!(direct.note.contains("a 1 ms sleep woke"), "{}", direct.note);
     // Gateway rows are compared with their direct twin, direct rows with the ceiling.
     let gateway_list = report
         .rows

@@ -21,6 +21,7 @@ use crate::{
     load::{Measured, Percentiles, histogram},
     report::Row,
     servers::Usage,
+    stalls::StallProbe,
 };
 
 /// One copy received: by which subscriber, its category, its latency in microseconds.
@@ -144,6 +145,7 @@ pub async fn run(
     });
 
     // Direct notifications at a steady rate to random subscribers.
+    let probe = StallProbe::start();
     let before = server.usage();
     let started = Instant::now();
     let total = settings.direct_rate as u64 * settings.direct_seconds;
@@ -174,13 +176,16 @@ pub async fn run(
         Duration::from_secs(10),
     )
     .await;
+    let stalls = probe.finish();
     rows.push(Row {
         note: format!(
-            "{} /s for {} s to random subscribers: {} of {total} delivered",
+            "{} /s for {} s to random subscribers: {} of {total} delivered; meanwhile {}",
             settings.direct_rate,
             settings.direct_seconds,
-            direct.len()
+            direct.len(),
+            stalls.describe()
         ),
+        host_stalls: Some(stalls),
         ..stream_row(
             backend,
             "fanout-direct",
@@ -254,6 +259,7 @@ fn stream_row(
         compared_to: None,
         ratio: None,
         kib_per_stream: None,
+        host_stalls: None,
         note: String::new(),
     }
 }

@@ -419,6 +419,7 @@ pub fn row(
         compared_to: None,
         ratio: None,
         kib_per_stream: None,
+        host_stalls: None,
         note,
     }
 }
