@@ -91,6 +91,16 @@ async fn runs_every_scenario(backend: Backend) {
     let stalls = direct.host_stalls.expect("the stall probe ran");
     assert!(stalls.naps > 0, "{stalls:?}");
     assert!(direct.note.contains("a 1 ms sleep woke"), "{}", direct.note);
+    assert!(direct.note.contains(&stalls.describe()), "{}", direct.note);
+    assert!(
+        report
+            .targets
+            .iter()
+            .any(|t| t.target.starts_with("direct notifications")
+                && t.measured.contains(&stalls.describe())),
+        "{:?}",
+        report.targets
+    );
     // Gateway rows are compared with their direct twin, direct rows with the ceiling.
     let gateway_list = report
         .rows
