@@ -26,8 +26,13 @@ pub enum Error {
     PermissionDenied(String),
     #[error("not found: {0}")]
     NotFound(String),
-    #[error("resource exhausted: {0}")]
-    ResourceExhausted(String),
+    /// A limit was reached; the caller is told when trying again makes sense
+    /// (`google.rpc.RetryInfo`), so it backs off instead of hammering.
+    #[error("resource exhausted: {message}")]
+    ResourceExhausted {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// A position outside what is kept (a resume point past retention).
     #[error("out of range: {0}")]
     OutOfRange(String),
@@ -143,7 +148,14 @@ impl From<Error> for Status {
             Error::Unauthenticated(reason) => Status::unauthenticated(reason),
             Error::PermissionDenied(reason) => Status::permission_denied(reason),
             Error::NotFound(what) => Status::not_found(what),
-            Error::ResourceExhausted(what) => Status::resource_exhausted(what),
+            Error::ResourceExhausted {
+                message,
+                retry_after,
+            } => Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             Error::OutOfRange(what) => Status::out_of_range(what),
             Error::Unavailable(reason) => Status::unavailable(reason),
             Error::Internal(err) => {
@@ -174,6 +186,22 @@ mod tests {
             .map(|f| f.field.clone())
             .collect();
         assert_eq!(fields, ["category", "content"]);
+    }
+
+    #[test]
+    fn resource_exhausted_says_when_to_retry() {
+        let status: Status = Error::ResourceExhausted {
+            message: "slow down".into(),
+            retry_after: std::time::Duration::from_millis(1500),
+        }
+        .into();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), "slow down");
+        let retry = status.get_error_details().retry_info().cloned();
+        assert_eq!(
+            retry.and_then(|r| r.retry_delay),
+            Some(std::time::Duration::from_millis(1500))
+        );
     }
 
     #[test]

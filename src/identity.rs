@@ -33,6 +33,24 @@ pub mod scope {
     pub const SEND_AS: &str = "notifications:send_as";
 }
 
+/// The scopes of a space-separated list (a token's `scope` claim, the `x-switchboard-scopes`
+/// metadata). RFC 6749 §3.3: scope names are separated by single spaces (0x20) and made of
+/// printable ASCII other than `"` and `\`. Any other character, including other whitespace
+/// (TAB, LF, U+00A0, ...), is part of a name, and a name holding one matches no scope this
+/// system grants, so it is dropped: `"notifications:send\nnotifications:broadcast"` grants
+/// nothing.
+pub fn parse_scopes(list: &str) -> BTreeSet<String> {
+    list.split(' ')
+        .filter(|name| !name.is_empty() && name.bytes().all(is_scope_char))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_char(byte: u8) -> bool {
+    matches!(byte, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
+}
+
 /// Refuses to start a server without an internal token: an empty one would make every
 /// backend refuse every call (or, worse, a gateway inject nothing worth trusting).
 pub fn require_internal_token(token: &str) -> anyhow::Result<()> {
@@ -71,10 +89,15 @@ impl Caller {
         if user_id.len() > 200 {
             return Err(Error::Unauthenticated(format!("{USER_ID} is too long")));
         }
-        let scopes = text(SCOPES)?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
+        // Scopes are read without the control-character check: a scope name holding one is
+        // simply not a scope (see `parse_scopes`), it does not make the whole identity invalid.
+        let scopes = match metadata.get(SCOPES) {
+            None => BTreeSet::new(),
+            Some(value) => parse_scopes(
+                &decode_value(value.as_encoded_bytes())
+                    .ok_or_else(|| Error::Unauthenticated(format!("{SCOPES} is not valid text")))?,
+            ),
+        };
         Ok(Caller {
             user_id,
             username: text(USERNAME)?,
@@ -292,6 +315,30 @@ mod tests {
         assert!(caller.has_scope(scope::SEND));
         assert!(caller.has_scope(scope::BROADCAST));
         assert!(caller.require_scope(scope::SEND_AS).is_err());
+    }
+
+    #[test]
+    fn scopes_split_on_single_spaces_only() {
+        for separator in ["\n", "\t", "\r", "\u{b}", "\u{c}", "\u{a0}", "\u{2003}"] {
+            let list = format!("notifications:send{separator}notifications:broadcast");
+            assert!(
+                parse_scopes(&list).is_empty(),
+                "{separator:?} split the list"
+            );
+            let md = metadata(&[(USER_ID, "u1"), (SCOPES, &encode_value(&list))]);
+            let caller = Caller::from_metadata(&md).expect("scopes never invalidate a caller");
+            assert!(
+                caller.scopes.is_empty(),
+                "{separator:?}: {:?}",
+                caller.scopes
+            );
+            assert!(caller.require_scope(scope::BROADCAST).is_err());
+        }
+        let list = format!("a {} b\\c \"d\" e", scope::SEND);
+        assert_eq!(
+            parse_scopes(&list).into_iter().collect::<Vec<_>>(),
+            ["a", "e", scope::SEND]
+        );
     }
 
     #[test]

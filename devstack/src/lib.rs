@@ -124,6 +124,8 @@ pub struct StackConfig {
     pub notification: SocketAddr,
     pub conversation: SocketAddr,
     pub heartbeat_interval: Duration,
+    /// The `iss` and `aud` the gateway requires, when set.
+    pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwks_file: Option<PathBuf>,
     /// The gateway's cap on unary calls.
@@ -131,6 +133,8 @@ pub struct StackConfig {
     /// The gateway's per-user rate (calls/s) and burst for Send and SendMessage.
     pub send_rate: f64,
     pub send_burst: u32,
+    /// The gateway's own rates for tokens with these scopes (`--scope-rate`).
+    pub scope_rates: Vec<gateway::ratelimit::ScopeRate>,
 }
 
 /// A running stack.
@@ -202,11 +206,12 @@ impl Stack {
                 internal_token: token,
                 jwt_secret: Some(config.secrets.jwt_secret.clone()),
                 jwks_file: config.jwks_file.clone(),
-                jwt_issuer: None,
+                jwt_issuer: config.jwt_issuer.clone(),
                 jwt_audience: config.jwt_audience.clone(),
                 unary_timeout: config.unary_timeout,
                 send_rate: config.send_rate,
                 send_burst: config.send_burst,
+                scope_rates: config.scope_rates.clone(),
                 rate_limited_methods: vec![
                     "/switchboard.notification.v1.NotificationService/Send".into(),
                     "/switchboard.conversation.v1.ConversationService/SendMessage".into(),

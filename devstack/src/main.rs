@@ -101,11 +101,13 @@ async fn main() -> anyhow::Result<()> {
                 notification,
                 conversation,
                 heartbeat_interval: Duration::from_secs(15),
+                jwt_issuer: None,
                 jwt_audience: None,
                 jwks_file: None,
                 unary_timeout: Duration::from_secs(30),
                 send_rate: 20.0,
                 send_burst: 40,
+                scope_rates: Vec::new(),
             })
             .await?;
             println!();

@@ -61,6 +61,12 @@ pub struct Config {
     #[arg(long, env = "SEND_BURST", default_value_t = 40)]
     pub send_burst: u32,
 
+    /// Callers whose token carries SCOPE get their own rate instead of the per-user one:
+    /// `SCOPE=RATE[:BURST]` (burst defaults to twice the rate), comma-separated, first match
+    /// wins; e.g. `notifications:send=500:1000` for service tokens.
+    #[arg(long = "scope-rate", env = "SCOPE_RATES", value_delimiter = ',')]
+    pub scope_rates: Vec<crate::ratelimit::ScopeRate>,
+
     /// Methods under the per-user rate limit (full paths, comma-separated).
     #[arg(
         long,

@@ -11,7 +11,7 @@ mod health;
 mod logging;
 mod methods;
 pub mod proxy;
-mod ratelimit;
+pub mod ratelimit;
 mod workers;
 
 use std::{future::Future, sync::Arc};
@@ -57,8 +57,11 @@ pub async fn serve(
         streaming: Arc::new(methods::server_streaming()?),
         unary_timeout: config.unary_timeout,
         rate_limit: ratelimit::RateLimiter::new(
-            config.send_rate,
-            config.send_burst,
+            ratelimit::Rate {
+                per_second: config.send_rate,
+                burst: config.send_burst,
+            },
+            config.scope_rates.clone(),
             config
                 .rate_limited_methods
                 .iter()

@@ -118,7 +118,8 @@ impl Forwarder {
         let Some(caller) = request.extensions_mut().remove::<Caller>() else {
             return respond(Status::unauthenticated("not authenticated"), &request_id);
         };
-        if let Err(status) = self.rate_limit.check(&method, &caller.user_id) {
+        if let Err(err) = self.rate_limit.check(&method, &caller) {
+            let status = Status::from(err);
             tracing::info!(%method, caller = %caller.user_id, status = ?status.code(), %request_id, "call refused");
             return respond(status, &request_id);
         }

@@ -14,6 +14,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use tokio::sync::mpsc;
@@ -118,6 +119,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// When a client refused for the server's stream cap may try again: soon, since streams come
+/// and go all the time and a balancer may send the retry to another replica.
+const SERVER_FULL_RETRY: Duration = Duration::from_secs(1);
+
+/// When a client refused for its user's stream cap may try again: one of that user's own
+/// streams (a closed tab, a dead laptop found by keepalive) has to end first, which takes a
+/// while; retrying sooner only adds load.
+const USER_FULL_RETRY: Duration = Duration::from_secs(10);
+
 impl Hub {
     pub fn with_limits(limits: Limits) -> Self {
         Hub {
@@ -130,16 +140,20 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, user_id: &str) -> Result<Subscription, Error> {
         let mut inner = lock(&self.inner);
         if inner.total >= self.limits.total {
-            return Err(Error::ResourceExhausted(
-                "too many open Subscribe streams on this server; retry later".into(),
-            ));
+            return Err(Error::ResourceExhausted {
+                message: "too many open Subscribe streams on this server; retry later".into(),
+                retry_after: SERVER_FULL_RETRY,
+            });
         }
         let open = inner.by_user.get(user_id).map_or(0, Vec::len);
         if open >= self.limits.per_user {
-            return Err(Error::ResourceExhausted(format!(
-                "at most {} open Subscribe streams per user",
-                self.limits.per_user
-            )));
+            return Err(Error::ResourceExhausted {
+                message: format!(
+                    "at most {} open Subscribe streams per user",
+                    self.limits.per_user
+                ),
+                retry_after: USER_FULL_RETRY,
+            });
         }
         let (queue, events) = mpsc::channel(SUBSCRIBER_QUEUE);
         inner.total += 1;
@@ -275,12 +289,12 @@ mod tests {
         let _a2 = hub.subscribe("alice").unwrap();
         assert!(matches!(
             hub.subscribe("alice"),
-            Err(Error::ResourceExhausted(_))
+            Err(Error::ResourceExhausted { .. })
         ));
         let _b1 = hub.subscribe("bob").unwrap();
         assert!(matches!(
             hub.subscribe("carol"),
-            Err(Error::ResourceExhausted(_))
+            Err(Error::ResourceExhausted { .. })
         ));
         drop(a1);
         hub.subscribe("carol")

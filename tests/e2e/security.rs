@@ -153,19 +153,178 @@ async fn a_rotated_jwks_file_is_picked_up_without_a_restart() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audience_is_checked_when_configured() {
-    let app = start_with(Backend::Sqlite, |c| c.jwt_audience = Some(AUDIENCE.into())).await;
-    let secret = app.secrets.jwt_secret.clone();
-    list_as(&app, &sign_hs256(&secret, &claims("alice", "")))
+/// A Send as `claims` would make it: refused or not, it must leave bob's inbox as it was.
+async fn send_with(app: &E2e, token: &str) -> Result<npb::SendResponse, tonic::Status> {
+    app.notifications(token)
+        .send(npb::SendRequest {
+            recipient_ids: vec!["id-bob".into()],
+            category: "forged".into(),
+            content: "from a token minted elsewhere".into(),
+            ..Default::default()
+        })
         .await
-        .expect("right audience");
-    let mut other = claims("alice", "");
-    other["aud"] = json!("another-service");
-    assert_refused(
-        list_as(&app, &sign_hs256(&secret, &other)).await,
-        "audience",
+        .map(|r| r.into_inner())
+}
+
+async fn bobs_inbox(app: &E2e) -> usize {
+    list_as(app, &app.token("bob", ""))
+        .await
+        .expect("bob lists")
+        .notifications
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_audience_and_issuer_are_required_and_must_match() {
+    let app = start_with(Backend::Sqlite, |c| {
+        c.jwt_audience = Some(AUDIENCE.into());
+        c.jwt_issuer = Some(ISSUER.into());
+    })
+    .await;
+    let secret = app.secrets.jwt_secret.clone();
+    let with = |claim: &str, value: Option<serde_json::Value>| {
+        let mut claims = claims("ci", "notifications:send");
+        match value {
+            Some(value) => claims[claim] = value,
+            None => {
+                claims.as_object_mut().unwrap().remove(claim);
+            }
+        }
+        sign_hs256(&secret, &claims)
+    };
+    send_with(
+        &app,
+        &with("aud", Some(json!([AUDIENCE, "another-service"]))),
+    )
+    .await
+    .expect("an array holding the audience");
+    let accepted = bobs_inbox(&app).await;
+    assert_eq!(accepted, 1);
+
+    let refused_audiences = [
+        None,
+        Some(json!(null)),
+        Some(json!(123)),
+        Some(json!({"aud": AUDIENCE})),
+        Some(json!("another-service")),
+        Some(json!(["another-service"])),
+        Some(json!([AUDIENCE, 7])),
+        Some(json!([])),
+    ];
+    for aud in refused_audiences {
+        let status = send_with(&app, &with("aud", aud.clone()))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "aud {aud:?}: {status:?}"
+        );
+        assert!(
+            status.message().contains("audience"),
+            "aud {aud:?}: {status:?}"
+        );
+    }
+    for iss in [
+        None,
+        Some(json!(null)),
+        Some(json!(42)),
+        Some(json!("https://evil.example")),
+    ] {
+        let status = send_with(&app, &with("iss", iss.clone()))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "iss {iss:?}: {status:?}"
+        );
+        assert!(
+            status.message().contains("issuer"),
+            "iss {iss:?}: {status:?}"
+        );
+    }
+    assert_eq!(
+        bobs_inbox(&app).await,
+        accepted,
+        "nothing refused was forwarded"
     );
+    app.stop().await;
+}
+
+/// An HS256 token with exactly `header` as its protected header.
+fn hs256_with_header(
+    secret: &str,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> String {
+    let signing_input = format!("{}.{}", b64(header), b64(claims));
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &key,
+        jsonwebtoken::Algorithm::HS256,
+    )
+    .expect("sign");
+    format!("{signing_input}.{signature}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_with_critical_extensions_is_refused() {
+    let app = start(Backend::Sqlite).await;
+    let secret = app.secrets.jwt_secret.clone();
+    let claims = claims("ci", "notifications:send");
+    let plain = hs256_with_header(&secret, &json!({"alg": "HS256", "typ": "JWT"}), &claims);
+    send_with(&app, &plain).await.expect("no crit: accepted");
+    for header in [
+        json!({"alg": "HS256", "crit": ["x-unknown"], "x-unknown": 1}),
+        json!({"alg": "HS256", "crit": []}),
+        json!({"alg": "HS256", "crit": ["b64"], "b64": false}),
+    ] {
+        let token = hs256_with_header(&secret, &header, &claims);
+        let status = send_with(&app, &token).await.expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{header}: {status:?}");
+        assert!(status.message().contains("crit"), "{header}: {status:?}");
+    }
+    assert_eq!(bobs_inbox(&app).await, 1, "nothing refused was forwarded");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_are_separated_by_single_spaces_only() {
+    let app = start(Backend::Sqlite).await;
+    for separator in ["\n", "\t", "\r", "\u{b}", "\u{c}", "\u{a0}", "\u{2003}"] {
+        let scopes = format!("notifications:send{separator}notifications:broadcast");
+        let mut client = app.notifications(&app.token("ci", &scopes));
+        let status = client
+            .send(npb::SendRequest {
+                broadcast: true,
+                category: "forged".into(),
+                content: "to everyone".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("no broadcast scope");
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{separator:?}: {status:?}"
+        );
+        let status = send_with(&app, &app.token("ci", &scopes))
+            .await
+            .expect_err("no send scope either");
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{separator:?}: {status:?}"
+        );
+    }
+    assert_eq!(bobs_inbox(&app).await, 0);
+    let both = app.token("ci", "notifications:send notifications:broadcast");
+    send_with(&app, &both)
+        .await
+        .expect("space-separated scopes");
+    assert_eq!(bobs_inbox(&app).await, 1);
     app.stop().await;
 }
 
@@ -248,6 +407,15 @@ async fn sends_are_rate_limited_per_user() {
     }
     let status = ci.send(request()).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // The refusal says when the bucket holds a call again: 1 / 0.01 per second at most.
+    let retry = tonic_types::StatusExt::get_error_details(&status)
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo on a rate-limited call");
+    assert!(
+        retry > Duration::from_secs(90) && retry <= Duration::from_secs(100),
+        "{retry:?}"
+    );
     // Reads are not limited, and other users have their own budget.
     ci.list(npb::ListRequest::default())
         .await
@@ -264,6 +432,48 @@ async fn sends_are_rate_limited_per_user() {
         4,
         "the refused Send created nothing"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_with_a_configured_scope_have_their_own_rate() {
+    let app = start_with(Backend::Sqlite, |c| {
+        c.send_rate = 0.01;
+        c.send_burst = 1;
+        c.scope_rates = vec!["notifications:send=0.01:20".parse().expect("scope rate")];
+    })
+    .await;
+    let request = || npb::SendRequest {
+        recipient_ids: vec!["id-bob".into()],
+        category: "build".into(),
+        content: "run finished".into(),
+        ..Default::default()
+    };
+    // A CI system's service token reports many runs; a person's token is held to the default.
+    let mut ci = app.notifications(&app.token("ci", "notifications:send"));
+    for run in 0..20 {
+        ci.send(request())
+            .await
+            .unwrap_or_else(|s| panic!("run {run}: {s:?}"));
+    }
+    let status = ci.send(request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let mut alice = app.conversations(&app.token("alice", ""));
+    let mut sends = 0;
+    for _ in 0..3 {
+        let status = alice
+            .send_message(switchboard::proto::conversation::v1::SendMessageRequest {
+                conversation_id: uuid::Uuid::now_v7().to_string(),
+                content: "hi".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        if status.code() != Code::ResourceExhausted {
+            sends += 1;
+        }
+    }
+    assert_eq!(sends, 1, "the default burst of one, then refused");
     app.stop().await;
 }
 

@@ -25,6 +25,7 @@ pub use notification_svc::Hub;
 pub use switchboard::testing::Backend;
 
 pub const AUDIENCE: &str = "switchboard-e2e";
+pub const ISSUER: &str = "https://id.switchboard-e2e.example";
 
 /// Adds `authorization: Bearer <token>` to every call, as a real client does.
 #[derive(Clone)]
@@ -115,6 +116,7 @@ pub fn claims(username: &str, scopes: &str) -> Value {
         "picture": format!("https://avatars.example/{username}.png"),
         "scope": scopes,
         "aud": AUDIENCE,
+        "iss": ISSUER,
         "iat": now(),
         "exp": now() + 3600,
     })
@@ -181,12 +183,14 @@ pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut StackConfi
         notification: any_port,
         conversation: any_port,
         heartbeat_interval: Duration::from_secs(15),
+        jwt_issuer: None,
         jwt_audience: None,
         jwks_file: Some(jwks_file.clone()),
         unary_timeout: Duration::from_secs(30),
         // High enough that only the rate-limit test meets the limit.
         send_rate: 1000.0,
         send_burst: 1000,
+        scope_rates: Vec::new(),
     };
     configure(&mut config);
     let stack = Stack::start(config).await.expect("stack starts");

@@ -3,7 +3,10 @@
 //! HS256 tokens are checked against the shared secret; RS256, ES256 and EdDSA tokens against
 //! the JWKS key their `kid` names, and only with the algorithm that key is for (so a public
 //! key can never be used as an HMAC secret, and `alg: none` never parses). `exp` and `sub`
-//! are required, `nbf` honoured, `iss`/`aud` checked when configured, with a small leeway.
+//! are required, `nbf` honoured, with a small leeway. A configured issuer or audience makes
+//! `iss`/`aud` required (jsonwebtoken alone only checks a claim that is present and a
+//! string). A header with `crit` is refused: no JWS extension is implemented (RFC 7515
+//! §4.1.11), and jsonwebtoken ignores the parameter.
 
 mod jwks;
 mod layer;
@@ -41,9 +44,11 @@ pub enum AuthError {
     Expired,
     #[error("token not yet valid")]
     NotYetValid,
-    #[error("wrong token issuer")]
+    #[error("token header names critical extensions (crit), none of which is supported")]
+    CriticalExtension,
+    #[error("missing or wrong token issuer")]
     WrongIssuer,
-    #[error("wrong token audience")]
+    #[error("missing or wrong token audience")]
     WrongAudience,
     #[error("token lacks a required claim (exp, sub)")]
     MissingClaim,
@@ -106,6 +111,9 @@ impl Authenticator {
             return Ok(caller);
         }
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(AuthError::CriticalExtension);
+        }
         let claims = match header.alg {
             Algorithm::HS256 => {
                 let key = self
@@ -132,7 +140,7 @@ impl Authenticator {
             user_id: claims.sub,
             username: claims.preferred_username,
             avatar_url: claims.picture,
-            scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+            scopes: switchboard::identity::parse_scopes(&claims.scope),
         };
         if let Some(exp) = claims.exp.as_u64() {
             let valid_until = exp.saturating_add(LEEWAY_SECONDS);
@@ -146,15 +154,24 @@ impl Authenticator {
         let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A required claim must be present and parse (a string, or for `aud` an array of
+        // strings); only then does jsonwebtoken compare it.
+        let mut required = vec!["exp", "sub"];
         match &self.issuer {
-            Some(issuer) => validation.set_issuer(&[issuer]),
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &self.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         decode::<Claims>(token, key, &validation)
             .map(|data| data.claims)
             .map_err(|err| match err.kind() {
@@ -163,7 +180,11 @@ impl Authenticator {
                 ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
                 ErrorKind::InvalidAudience => AuthError::WrongAudience,
-                ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
+                ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+                    "iss" => AuthError::WrongIssuer,
+                    "aud" => AuthError::WrongAudience,
+                    _ => AuthError::MissingClaim,
+                },
                 ErrorKind::InvalidAlgorithm => AuthError::AlgorithmMismatch,
                 _ => AuthError::Malformed,
             })
