@@ -15,13 +15,13 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// Largest page a List may ask for.
 pub const MAX_PAGE_SIZE: usize = 500;
 
-/// Validates a requested page size: 0 means the default; negative or above the maximum is
-/// refused.
+/// Validates a requested page size: 0 means the default; above the maximum is coerced to it
+/// (AIP-158: a client asking for "as many as you give" gets a full page, not an error);
+/// negative is refused.
 pub fn page_size(value: i32) -> Result<usize, String> {
     match usize::try_from(value) {
         Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(n) if n <= MAX_PAGE_SIZE => Ok(n),
-        Ok(_) => Err(format!("at most {MAX_PAGE_SIZE}")),
+        Ok(n) => Ok(n.min(MAX_PAGE_SIZE)),
         Err(_) => Err("must not be negative".into()),
     }
 }
@@ -73,7 +73,8 @@ mod tests {
     fn page_sizes() {
         assert_eq!(page_size(0), Ok(DEFAULT_PAGE_SIZE));
         assert_eq!(page_size(500), Ok(500));
-        assert!(page_size(501).is_err());
+        assert_eq!(page_size(501), Ok(MAX_PAGE_SIZE));
+        assert_eq!(page_size(i32::MAX), Ok(MAX_PAGE_SIZE));
         assert!(page_size(-1).is_err());
     }
 

@@ -189,7 +189,7 @@ async fn messages_page_newest_first_with_mine_set(backend: Backend) {
         (
             pb::ListMessagesRequest {
                 conversation_id: id.clone(),
-                page_size: 501,
+                page_size: -1,
                 ..Default::default()
             },
             "page_size",
@@ -256,7 +256,33 @@ async fn a_repeated_idempotency_key_returns_the_original_message(backend: Backen
     assert_eq!(listed.messages.len(), 1);
 }
 
+/// AIP-158: a page size above the maximum is coerced to it, not refused.
+async fn a_page_size_over_the_maximum_lists_the_maximum(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sign_in(&["bob"]).await;
+    let mut alice = app.user("alice");
+    let conversation = conversation_with(&mut alice, "bob").await;
+    let max = switchboard::page_token::MAX_PAGE_SIZE;
+    for i in 0..=max {
+        send_message(&mut alice, &conversation.id, &format!("m{i}")).await;
+    }
+    for page_size in [501, i32::MAX] {
+        let page = alice
+            .list_messages(pb::ListMessagesRequest {
+                conversation_id: conversation.id.clone(),
+                page_size,
+                ..Default::default()
+            })
+            .await
+            .expect("list messages")
+            .into_inner();
+        assert_eq!(page.messages.len(), max, "page_size {page_size}");
+        assert!(!page.next_page_token.is_empty(), "one more follows");
+    }
+}
+
 switchboard::both_backends!(
+    a_page_size_over_the_maximum_lists_the_maximum,
     sending_stores_a_trimmed_message_even_when_notifying_fails,
     content_is_validated,
     unread_counts_follow_both_sides,

@@ -165,13 +165,6 @@ async fn page_size_and_tokens_are_validated(backend: Backend) {
     let bad = [
         (
             pb::ListRequest {
-                page_size: 501,
-                ..Default::default()
-            },
-            "page_size",
-        ),
-        (
-            pb::ListRequest {
                 page_size: -1,
                 ..Default::default()
             },
@@ -241,7 +234,49 @@ async fn page_size_and_tokens_are_validated(backend: Backend) {
     assert_eq!(max.notifications.len(), 3);
 }
 
+/// AIP-158: a page size above the maximum is coerced to it, not refused.
+async fn a_page_size_over_the_maximum_lists_the_maximum(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let max = switchboard::page_token::MAX_PAGE_SIZE;
+    let mut senders = Vec::new();
+    for worker in 0..4 {
+        let mut service = app.user("service");
+        senders.push(tokio::spawn(async move {
+            for i in (worker..=max).step_by(4) {
+                send(&mut service, send_to(&["alice"], &format!("n{i}"))).await;
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    let mut alice = app.user("alice");
+    for page_size in [501, 10_000, i32::MAX] {
+        let page = list(
+            &mut alice,
+            pb::ListRequest {
+                page_size,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(page.notifications.len(), max, "page_size {page_size}");
+        assert!(!page.next_page_token.is_empty(), "one more follows");
+        let rest = list(
+            &mut alice,
+            pb::ListRequest {
+                page_size,
+                page_token: page.next_page_token,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(rest.notifications.len(), 1);
+    }
+}
+
 switchboard::both_backends!(
+    a_page_size_over_the_maximum_lists_the_maximum,
     shows_own_and_broadcast_newest_first,
     filters_by_state_and_category_with_totals_ignoring_them,
     pages_cover_everything_once,
