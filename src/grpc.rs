@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::Server;
 
 use crate::proto::FILE_DESCRIPTOR_SET;
 
@@ -153,36 +153,9 @@ pub fn watch_database(
 /// How often a service checks that its database answers.
 const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long connecting to an upstream may take: a replica that is down must fail calls fast
-/// (UNAVAILABLE) rather than hold them.
+/// How long connecting to an upstream (or checking its health) may take: a replica that is
+/// down must fail calls fast (UNAVAILABLE) rather than hold them.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A client channel to `addresses`, a comma-separated list of `http://host:port` replicas,
-/// balanced across those that are up. Connects lazily and reconnects on its own, so a
-/// service starts while its upstream is down and recovers when it is back.
-pub fn balanced_channel(addresses: &str) -> anyhow::Result<Channel> {
-    let endpoints = addresses
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(|address| {
-            Endpoint::from_shared(address.to_owned())
-                .map(|e| {
-                    e.connect_timeout(CONNECT_TIMEOUT)
-                        .tcp_nodelay(true)
-                        .http2_keep_alive_interval(Duration::from_secs(30))
-                        .keep_alive_timeout(Duration::from_secs(10))
-                        .keep_alive_while_idle(true)
-                })
-                .map_err(|err| anyhow::anyhow!("invalid upstream address {address:?}: {err}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    match endpoints.as_slice() {
-        [] => anyhow::bail!("no upstream address given"),
-        [one] => Ok(one.connect_lazy()),
-        _ => Ok(Channel::balance_list(endpoints.into_iter())),
-    }
-}
 
 /// Resolves on SIGTERM or Ctrl-C, whichever comes first.
 ///

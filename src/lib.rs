@@ -3,7 +3,7 @@
 //! Everything two services would otherwise each write lives here once: the generated
 //! contracts, identity metadata and the internal-token check, error mapping to
 //! `tonic::Status`, telemetry, database connect + migrate, page tokens and the gRPC server
-//! plumbing (health, reflection, limits, shutdown).
+//! plumbing (health, reflection, limits, shutdown, calls to replicas).
 
 pub mod codec;
 pub mod db;
@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod identity;
 pub mod page_token;
 pub mod proto;
+pub mod replicas;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -10,6 +10,7 @@ pub mod notifier;
 pub mod store;
 pub mod users;
 
+use anyhow::Context;
 use std::future::Future;
 
 use switchboard::{
@@ -43,7 +44,8 @@ pub async fn serve(
         &config.notification_addr,
         &config.internal_token,
         stop.clone(),
-    )?;
+    )
+    .context("--notification-addr")?;
     let api = ConversationApi::new(store, relay);
 
     let (health, health_service) = tonic_health::server::health_reporter();

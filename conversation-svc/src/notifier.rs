@@ -14,6 +14,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use switchboard::replicas::Replicas;
 use switchboard::{
     Caller,
     identity::{ForwardIdentity, scope},
@@ -24,7 +25,7 @@ use switchboard::{
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic::service::interceptor::InterceptedService;
 
 use crate::{
     domain::{NOTIFICATION_CATEGORY, PendingNotification},
@@ -45,7 +46,7 @@ const BATCH: usize = 100;
 /// Longest wait between two attempts at one entry.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-type Client = NotificationServiceClient<InterceptedService<Channel, ForwardIdentity>>;
+type Client = NotificationServiceClient<InterceptedService<Replicas, ForwardIdentity>>;
 
 /// Wakes the relay after a message was stored.
 #[derive(Clone, Default)]
@@ -66,7 +67,10 @@ impl Relay {
         internal_token: &str,
         stop: CancellationToken,
     ) -> anyhow::Result<Relay> {
-        let channel = switchboard::grpc::balanced_channel(addresses)?;
+        let channel = Replicas::connect(
+            addresses,
+            switchboard::proto::notification::v1::notification_service_server::SERVICE_NAME,
+        )?;
         let identity = Caller {
             user_id: SERVICE_USER_ID.to_owned(),
             username: String::new(),

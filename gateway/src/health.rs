@@ -3,19 +3,20 @@
 
 use std::time::Duration;
 
+use switchboard::replicas::Replicas;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic_health::{
     ServingStatus,
     pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
     server::HealthReporter,
 };
 
-/// Polls `service` on `channel` every `interval` and mirrors the answer under its name.
+/// Polls `service` on `replicas` every `interval` and mirrors the answer under its name (a
+/// check goes to a replica that is up, so it says SERVING while any one serves).
 pub fn watch(
     reporter: HealthReporter,
     service: &'static str,
-    channel: Channel,
+    channel: Replicas,
     interval: Duration,
     stop: CancellationToken,
 ) {

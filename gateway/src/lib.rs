@@ -18,7 +18,7 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use http::HeaderValue;
-use switchboard::grpc;
+use switchboard::{grpc, replicas::Replicas};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
@@ -54,7 +54,7 @@ pub async fn serve(
     let forwarder = Arc::new(Forwarder {
         internal_token: HeaderValue::from_str(&config.internal_token)
             .context("the internal token must be printable ASCII")?,
-        streaming: Arc::new(methods::server_streaming()?),
+        methods: Arc::new(methods::Methods::from_descriptors()?),
         unary_timeout: config.unary_timeout,
         rate_limit: ratelimit::RateLimiter::new(
             ratelimit::Rate {
@@ -69,10 +69,10 @@ pub async fn serve(
         ),
     });
     // Checked here so a bad address stops start-up; each worker opens its own channels.
-    let notifications =
-        grpc::balanced_channel(&config.notification_addr).context("--notification-addr")?;
-    let conversations =
-        grpc::balanced_channel(&config.conversation_addr).context("--conversation-addr")?;
+    let notifications = Replicas::connect(&config.notification_addr, Notifications::NAME)
+        .context("--notification-addr")?;
+    let conversations = Replicas::connect(&config.conversation_addr, Conversations::NAME)
+        .context("--conversation-addr")?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for (name, channel) in [
@@ -105,10 +105,10 @@ pub async fn serve(
         let (notification_addr, conversation_addr) =
             (notification_addr.clone(), conversation_addr.clone());
         async move {
-            let notifications =
-                grpc::balanced_channel(&notification_addr).map_err(WorkerError::Setup)?;
-            let conversations =
-                grpc::balanced_channel(&conversation_addr).map_err(WorkerError::Setup)?;
+            let notifications = Replicas::connect(&notification_addr, Notifications::NAME)
+                .map_err(WorkerError::Setup)?;
+            let conversations = Replicas::connect(&conversation_addr, Conversations::NAME)
+                .map_err(WorkerError::Setup)?;
             grpc::server_builder()
                 .add_service(health)
                 .add_service(reflection_v1)

@@ -6,7 +6,6 @@
 //! one, so a cancelled Subscribe frees its stream on the backend.
 
 use std::{
-    collections::HashSet,
     convert::Infallible,
     future::Future,
     marker::PhantomData,
@@ -20,11 +19,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use switchboard::{
     Caller,
     identity::{self, encode_value},
+    replicas::{CallError, Replicas, chain},
 };
-use tonic::{Status, body::Body, server::NamedService, transport::Channel};
-use tower::{Service, ServiceExt};
+use tonic::{Status, body::Body, server::NamedService};
+use tower::Service;
 
-use crate::{deadline, logging::LoggedBody, ratelimit::RateLimiter};
+use crate::{deadline, logging::LoggedBody, methods::Methods, ratelimit::RateLimiter};
 
 /// How long a streaming call may wait for the upstream's response headers. Unary calls use
 /// their deadline instead.
@@ -33,8 +33,8 @@ const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything the forwarding of one call needs.
 pub struct Forwarder {
     pub internal_token: HeaderValue,
-    /// `/package.Service/Method` paths of server-streaming methods, from the descriptors.
-    pub streaming: Arc<HashSet<String>>,
+    /// Which methods stream, from the descriptors.
+    pub methods: Arc<Methods>,
     pub unary_timeout: Duration,
     /// Per-user limit on the calls that create things for others.
     pub rate_limit: RateLimiter,
@@ -57,9 +57,9 @@ impl Upstream for Conversations {
         switchboard::proto::conversation::v1::conversation_service_server::SERVICE_NAME;
 }
 
-/// Forwards every call under `/<U::NAME>/` to `channel`.
+/// Forwards every call under `/<U::NAME>/` to one of `replicas`.
 pub struct Proxy<U> {
-    channel: Channel,
+    replicas: Replicas,
     forwarder: Arc<Forwarder>,
     upstream: PhantomData<fn() -> U>,
 }
@@ -67,7 +67,7 @@ pub struct Proxy<U> {
 impl<U> Clone for Proxy<U> {
     fn clone(&self) -> Self {
         Self {
-            channel: self.channel.clone(),
+            replicas: self.replicas.clone(),
             forwarder: self.forwarder.clone(),
             upstream: PhantomData,
         }
@@ -75,9 +75,9 @@ impl<U> Clone for Proxy<U> {
 }
 
 impl<U: Upstream> Proxy<U> {
-    pub fn new(channel: Channel, forwarder: Arc<Forwarder>) -> Self {
+    pub fn new(replicas: Replicas, forwarder: Arc<Forwarder>) -> Self {
         Self {
-            channel,
+            replicas,
             forwarder,
             upstream: PhantomData,
         }
@@ -99,16 +99,16 @@ impl<U: Upstream> Service<http::Request<Body>> for Proxy<U> {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let channel = self.channel.clone();
+        let replicas = self.replicas.clone();
         let forwarder = self.forwarder.clone();
-        Box::pin(async move { Ok(forwarder.forward(channel, request).await) })
+        Box::pin(async move { Ok(forwarder.forward(&replicas, request).await) })
     }
 }
 
 impl Forwarder {
     async fn forward(
         &self,
-        channel: Channel,
+        replicas: &Replicas,
         mut request: http::Request<Body>,
     ) -> http::Response<Body> {
         let started = Instant::now();
@@ -130,7 +130,8 @@ impl Forwarder {
             &request_id,
         );
 
-        let streaming = self.streaming.contains(&method);
+        let streaming = self.methods.server_streams(&method);
+        let replayable = !self.methods.client_streams(&method);
         let wait = if streaming {
             STREAM_OPEN_TIMEOUT
         } else {
@@ -138,11 +139,7 @@ impl Forwarder {
             deadline::set(request.headers_mut(), deadline);
             deadline
         };
-        let call = async move {
-            let mut channel = channel;
-            channel.ready().await?;
-            channel.call(request).await
-        };
+        let call = replicas.call(request, replayable);
         let log = LogContext {
             method,
             caller: caller.user_id,
@@ -159,8 +156,16 @@ impl Forwarder {
                 let status = parts.headers.get("grpc-status").cloned();
                 http::Response::from_parts(parts, Body::new(LoggedBody::new(body, status, log)))
             }
+            Ok(Err(CallError::TooLarge)) => log.finish(
+                Status::resource_exhausted("request larger than the servers accept"),
+                &request_id,
+            ),
+            Ok(Err(CallError::Request(err))) => log.finish(
+                Status::cancelled(format!("request failed: {err}")),
+                &request_id,
+            ),
             Ok(Err(err)) => {
-                tracing::warn!(method = %log.method, error = %err, "upstream unreachable");
+                tracing::warn!(method = %log.method, error = %chain(&err), "upstream unreachable");
                 log.finish(Status::unavailable("upstream unavailable"), &request_id)
             }
             Err(_) if streaming => {

@@ -4,3 +4,4 @@ mod external_clients;
 mod security;
 mod seed_story;
 mod streaming;
+mod upstream_faults;

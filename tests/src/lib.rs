@@ -1,6 +1,8 @@
 //! Helpers of the end-to-end tests: the whole stack through `devstack` on its own ports and
 //! databases, tokens of every kind, and clients that talk to the gateway only.
 
+pub mod processes;
+
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use devstack::{Secrets, Stack, StackConfig, Storage};
