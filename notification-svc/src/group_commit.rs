@@ -14,9 +14,12 @@
 //! that fails with a database error is committed again one write at a time, so one write the
 //! database refuses fails alone and each caller gets its own answer.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -250,7 +253,12 @@ async fn run<B: Batch>(
             rows += B::rows(&next.item);
             pending.push(next);
         }
-        commit(&batch, &feed, &stats, pending).await;
+        if let Some(fault) = commit(&batch, &feed, &stats, pending).await {
+            // Whatever queued while that batch waited for the database would wait as long
+            // again only to fail the same way (a Send behind a failing batch took twice the
+            // pool's acquire timeout, 4 s): it is answered now, and callers retry.
+            fail_queued(&mut requests, &mut carried, &fault);
+        }
     }
     // Stopped: refuse new writes and tell everyone still queued, rather than leave them to
     // their deadlines.
@@ -263,33 +271,100 @@ async fn run<B: Batch>(
     }
 }
 
+/// How many times a batch the database aborted (deadlock, serialization failure: rolled
+/// back whole, through no fault of its writes) is tried again before its callers are told
+/// ABORTED.
+const ABORTED_RETRIES: usize = 2;
+
+/// Builds one kind of [`Error`] from its reason (`Error::Unavailable`, ...).
+type MakeError = fn(String) -> Error;
+
+/// When the database, not one of the writes, is the problem (unreachable, storage failing,
+/// a conflict that rolled the batch back): how to build the error every caller gets.
+fn database_fault(err: &Error) -> Option<(MakeError, &str)> {
+    match err {
+        Error::Unavailable(reason) => Some((Error::Unavailable, reason)),
+        Error::StorageFailing(reason) => Some((Error::StorageFailing, reason)),
+        Error::Aborted(reason) => Some((Error::Aborted, reason)),
+        _ => None,
+    }
+}
+
+/// Answers every write queued right now (and the one carried over) with `fault`.
+fn fail_queued<B: Batch>(
+    requests: &mut mpsc::Receiver<Request<B>>,
+    carried: &mut Option<Request<B>>,
+    fault: &Error,
+) {
+    let Some((fault, reason)) = database_fault(fault) else {
+        return;
+    };
+    let queued = carried
+        .take()
+        .into_iter()
+        .chain(std::iter::from_fn(|| requests.try_recv().ok()));
+    for request in queued {
+        let _ = request.reply.send(Err(fault(reason.to_owned())));
+    }
+}
+
+/// How long a batch must have waited for a database that then failed it for the writes queued
+/// meanwhile to be failed with it: the database is not answering (the pool's acquire timed
+/// out), and another attempt would wait as long. A batch that failed at once (a refused
+/// connection) costs the next one little, so it gets its own attempt.
+const SLOW_FAILURE: Duration = Duration::from_millis(250);
+
 /// Commits one batch and answers its callers (a caller that went away is no reason to undo
 /// anything: a retried Send with its idempotency key finds the committed one, a MarkRead
-/// marks nothing twice).
-async fn commit<B: Batch>(batch: &B, feed: &Feed, stats: &CommitStats, pending: Vec<Request<B>>) {
+/// marks nothing twice). Returns the error when the database could not take writes at all
+/// after keeping the batch waiting ([`SLOW_FAILURE`]), so what queued meanwhile is answered
+/// at once rather than after as long a wait again.
+async fn commit<B: Batch>(
+    batch: &B,
+    feed: &Feed,
+    stats: &CommitStats,
+    pending: Vec<Request<B>>,
+) -> Option<Error> {
     let (items, replies): (Vec<B::Item>, Vec<Reply<B>>) =
         pending.into_iter().map(|r| (r.item, r.reply)).unzip();
     let now = now_micros();
-    let results: Vec<Result<B::Done, Error>> = match batch.commit(&items, now).await {
+    let started = Instant::now();
+    let mut attempt = batch.commit(&items, now).await;
+    for _ in 0..ABORTED_RETRIES {
+        match attempt {
+            Err(Error::Aborted(_)) => attempt = batch.commit(&items, now).await,
+            _ => break,
+        }
+    }
+    let mut unavailable = None;
+    let results: Vec<Result<B::Done, Error>> = match attempt {
         Ok(done) => {
             tracing::debug!(writes = done.len(), "batch committed");
             stats.record_commit(done.len());
             done.into_iter().map(Ok).collect()
         }
-        // The database is out of reach, or the connection died (possibly during COMMIT, so
-        // the batch may be stored): retrying here could store Sends twice and would only
-        // multiply the wait. Every caller gets UNAVAILABLE and may retry.
-        Err(Error::Unavailable(reason)) => items
-            .iter()
-            .map(|_| Err(Error::Unavailable(reason.clone())))
-            .collect(),
-        Err(err) if items.len() == 1 => vec![Err(err)],
-        // The database refused the batch (and rolled it back): find the write it refused.
-        Err(err) => {
-            tracing::warn!(error = ?err, writes = items.len(), "batch refused; committing its writes one by one");
-            stats.refused.fetch_add(1, Ordering::AcqRel);
-            one_by_one(batch, stats, &items, now).await
-        }
+        Err(err) => match database_fault(&err) {
+            // The database is out of reach, its storage refuses writes, or it rolled the
+            // batch back again and again: no write is at fault. Retrying each alone could
+            // store Sends twice (the connection may have died during COMMIT) and would only
+            // multiply the wait. Every caller gets the error and may retry.
+            Some((fault, reason)) => {
+                if !matches!(err, Error::Aborted(_)) && started.elapsed() >= SLOW_FAILURE {
+                    unavailable = Some(fault(reason.to_owned()));
+                }
+                items
+                    .iter()
+                    .map(|_| Err(fault(reason.to_owned())))
+                    .collect()
+            }
+            None if items.len() == 1 => vec![Err(err)],
+            // The database refused the batch (and rolled it back): find the write it refused.
+            None => {
+                tracing::warn!(error = ?err, writes = items.len(), "batch refused; committing its writes one by one");
+                stats.refused.fetch_add(1, Ordering::AcqRel);
+                one_by_one(batch, stats, &items, now).await
+            }
+        },
     };
     // One transaction per batch (or per write when retried one by one), each in position
     // order: the feed hears them in that order.
@@ -300,6 +375,7 @@ async fn commit<B: Batch>(batch: &B, feed: &Feed, stats: &CommitStats, pending: 
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
     }
+    unavailable
 }
 
 async fn one_by_one<B: Batch>(
@@ -309,11 +385,12 @@ async fn one_by_one<B: Batch>(
     now: i64,
 ) -> Vec<Result<B::Done, Error>> {
     let mut results = Vec::with_capacity(items.len());
-    // Once the database is out of reach the rest would only wait to fail the same way.
-    let mut unreachable: Option<String> = None;
+    // Once the database is out of reach (or its storage fails) the rest would only wait to
+    // fail the same way.
+    let mut unreachable: Option<(MakeError, String)> = None;
     for item in items {
-        if let Some(reason) = &unreachable {
-            results.push(Err(Error::Unavailable(reason.clone())));
+        if let Some((fault, reason)) = &unreachable {
+            results.push(Err(fault(reason.clone())));
             continue;
         }
         let result = batch
@@ -326,7 +403,9 @@ async fn one_by_one<B: Batch>(
             });
         match &result {
             Ok(_) => stats.record_commit(1),
-            Err(Error::Unavailable(reason)) => unreachable = Some(reason.clone()),
+            Err(err @ (Error::Unavailable(_) | Error::StorageFailing(_))) => {
+                unreachable = database_fault(err).map(|(fault, reason)| (fault, reason.to_owned()));
+            }
             Err(_) => {}
         }
         results.push(result);
@@ -353,6 +432,8 @@ mod tests {
         batches: Mutex<Vec<Vec<usize>>>,
         entered: mpsc::UnboundedSender<()>,
         fail_with_unavailable: bool,
+        /// Errors the next batches fail with, in order, before the store works again.
+        failures: Mutex<std::collections::VecDeque<Error>>,
     }
 
     #[async_trait]
@@ -366,6 +447,9 @@ mod tests {
             let _open = self.gate.acquire().await.unwrap();
             if self.fail_with_unavailable {
                 return Err(Error::Unavailable("down".into()));
+            }
+            if let Some(err) = self.failures.lock().unwrap().pop_front() {
+                return Err(err);
             }
             Ok(sends
                 .iter()
@@ -393,6 +477,7 @@ mod tests {
             batches: Mutex::default(),
             entered: entered_tx,
             fail_with_unavailable,
+            failures: Mutex::default(),
         });
         let stats = Arc::new(CommitStats::default());
         let stop = CancellationToken::new();
@@ -514,5 +599,77 @@ mod tests {
             matches!(late, Err(Error::Unavailable(_))),
             "refused, not hung"
         );
+    }
+
+    /// A database that kept the batch waiting before failing it (an acquire timeout) would
+    /// keep the next batch waiting as long: what queued meanwhile fails with the first, so no
+    /// Send takes twice the timeout.
+    #[tokio::test]
+    async fn writes_queued_behind_a_batch_the_database_failed_slowly_fail_with_it() {
+        let mut h = harness(true);
+        let first = h.occupy().await;
+        let rest: Vec<_> = (0..5).map(|_| h.submit(send_to(1))).collect();
+        h.until_submitted(6).await;
+        tokio::time::sleep(SLOW_FAILURE).await;
+        h.store.gate.add_permits(1);
+        for sent in std::iter::once(first).chain(rest) {
+            assert!(matches!(sent.await.unwrap(), Err(Error::Unavailable(_))));
+        }
+        assert_eq!(
+            h.batches().len(),
+            1,
+            "the queued Sends were not tried again"
+        );
+    }
+
+    /// Storage that refuses writes (disk full) is no write's fault: the batch is not split
+    /// into one transaction per Send, each failing the same way.
+    #[tokio::test]
+    async fn failing_storage_fails_the_batch_without_retrying_each_send() {
+        let mut h = harness(false);
+        let first = h.occupy().await;
+        let rest: Vec<_> = (0..5).map(|_| h.submit(send_to(1))).collect();
+        h.until_submitted(6).await;
+        h.store.failures.lock().unwrap().extend([
+            Error::StorageFailing("full".into()),
+            Error::StorageFailing("full".into()),
+        ]);
+        h.store.gate.add_permits(1);
+        for sent in std::iter::once(first).chain(rest) {
+            assert!(matches!(sent.await.unwrap(), Err(Error::StorageFailing(_))));
+        }
+        assert_eq!(h.batches().len(), 2, "one attempt per batch, none per send");
+        assert_eq!(h.stats.refused(), 0);
+    }
+
+    /// A batch the database aborted (deadlock, serialization failure) was rolled back whole
+    /// through no fault of its writes: it is tried again as it is.
+    #[tokio::test]
+    async fn an_aborted_batch_is_tried_again_whole() {
+        let mut h = harness(false);
+        h.store.failures.lock().unwrap().extend([
+            Error::Aborted("deadlock".into()),
+            Error::Aborted("serialization".into()),
+        ]);
+        let first = h.occupy().await;
+        h.store.gate.add_permits(1);
+        assert!(first.await.unwrap().is_ok());
+        assert_eq!(h.batches().len(), 3, "tried three times");
+        assert_eq!(h.stats.refused(), 0, "not split into single writes");
+        assert_eq!(h.stats.committed(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_aborted_again_and_again_answers_aborted() {
+        let mut h = harness(false);
+        h.store
+            .failures
+            .lock()
+            .unwrap()
+            .extend((0..=ABORTED_RETRIES).map(|_| Error::Aborted("deadlock".into())));
+        let first = h.occupy().await;
+        h.store.gate.add_permits(1);
+        assert!(matches!(first.await.unwrap(), Err(Error::Aborted(_))));
+        assert_eq!(h.batches().len(), ABORTED_RETRIES + 1);
     }
 }
