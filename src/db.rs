@@ -4,15 +4,27 @@
 //! is for replicas sharing one database. Each service ships one migration set per backend and
 //! hands both here; the matching one runs before the service accepts calls.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    pin::Pin,
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use sqlx::{
-    PgPool, Postgres, Sqlite, SqlitePool, Transaction,
+    Connection, PgPool, Postgres, Sqlite, SqlitePool, Transaction,
     migrate::Migrator,
+    pool::PoolConnectionMetadata,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
+use tokio::sync::Notify;
 
 /// A connected, migrated database.
 #[derive(Debug, Clone)]
@@ -36,6 +48,101 @@ pub enum Database {
 pub struct SqlitePools {
     pub read: SqlitePool,
     pub write: SqlitePool,
+    /// Whether writes are failing for want of working storage (see [`WriteHealth`]).
+    pub writes: WriteHealth,
+}
+
+/// Whether a SQLite database's storage is refusing writes (disk full, I/O errors): health
+/// must turn NOT_SERVING while writes cannot succeed, which reads and a `SELECT 1` do not
+/// show.
+///
+/// A write that failed so ([`crate::Error::StorageFailing`]), or a WAL checkpoint that did,
+/// marks the storage failing. A write that succeeds clears the mark, and so does the health
+/// watcher's probe ([`Database::writable`]), which matters most: no balancer sends writes to
+/// a replica that says NOT_SERVING, so without the probe it would never come back. The
+/// probe asks for more than one small write, because one small write does succeed on a full
+/// disk: it reuses the WAL space a failed larger write had taken.
+#[derive(Debug, Clone)]
+pub struct WriteHealth {
+    failing: Arc<AtomicBool>,
+    changed: Arc<Notify>,
+    /// A file beside the database, written and removed by the space probe.
+    space_probe: Arc<PathBuf>,
+}
+
+/// What the probe must be able to write beside the database before writes count as working
+/// again after a storage failure: room for the WAL of many large batches, so a replica that
+/// turns SERVING does not fail its next writes.
+const SPACE_PROBE_BYTES: usize = 1 << 20;
+
+impl WriteHealth {
+    fn new(database_file: &Path) -> Self {
+        let mut probe = database_file.as_os_str().to_owned();
+        probe.push("-space-probe");
+        WriteHealth {
+            failing: Arc::default(),
+            changed: Arc::default(),
+            space_probe: Arc::new(PathBuf::from(probe)),
+        }
+    }
+
+    /// Notes what a write's result says about the storage; passes it through.
+    pub fn record<T>(&self, result: Result<T, crate::Error>) -> Result<T, crate::Error> {
+        match &result {
+            // A load first: most writes succeed, and need not write the shared flag.
+            Ok(_) if self.failing.load(Ordering::Acquire) => self.set(false),
+            Err(crate::Error::StorageFailing(_)) => self.set(true),
+            _ => {}
+        }
+        result
+    }
+
+    /// Notes a WAL checkpoint that failed for want of storage (a full disk usually shows
+    /// there first: the WAL cannot be copied into a database file that cannot grow).
+    fn record_checkpoint(&self, result: &Result<(), sqlx::Error>) {
+        if let Err(err) = result
+            && matches!(
+                crate::error::classify(err),
+                crate::error::DbFault::DiskFull | crate::error::DbFault::StorageIo
+            )
+        {
+            self.set(true);
+        }
+    }
+
+    /// Whether the storage last failed a write or checkpoint, with no success since.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    /// Resolves at the next change of [`WriteHealth::failing`], so health follows at once
+    /// rather than at its next tick.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    fn set(&self, failing: bool) {
+        if self.failing.swap(failing, Ordering::AcqRel) != failing {
+            if failing {
+                tracing::error!("SQLite storage full or failing: writes fail, health NOT_SERVING");
+            } else {
+                tracing::info!("SQLite writes succeed again");
+            }
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Whether [`SPACE_PROBE_BYTES`] can be written beside the database (then removed).
+    async fn room_to_write(&self) -> bool {
+        let path = self.space_probe.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let written = std::fs::write(&*path, vec![0u8; SPACE_PROBE_BYTES]);
+            let _ = std::fs::remove_file(&*path);
+            written
+        })
+        .await;
+        matches!(written, Ok(Ok(())))
+    }
 }
 
 /// A service's migrations, one set per backend.
@@ -98,8 +205,9 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("invalid SQLite URL {url}"))?;
+        let database_file = options.get_filename().to_path_buf();
         // A data directory that does not exist yet is created, like the file itself.
-        if let Some(dir) = options.get_filename().parent()
+        if let Some(dir) = database_file.parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)
@@ -128,6 +236,7 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(SQLITE_BUSY_TIMEOUT)
+            .before_acquire(outside_any_transaction)
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open SQLite database {url}"))?;
@@ -139,10 +248,15 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .before_acquire(outside_any_transaction)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open SQLite database {url}"))?;
-        let pools = SqlitePools { read, write };
+        let pools = SqlitePools {
+            read,
+            write,
+            writes: WriteHealth::new(&database_file),
+        };
         spawn_checkpointer(pools.clone());
         Ok(Database::Sqlite(pools))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -150,6 +264,7 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .before_acquire(outside_any_transaction)
             .connect_with(options)
             .await
             .context("cannot connect to PostgreSQL")?;
@@ -162,6 +277,27 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
     } else {
         anyhow::bail!("unsupported database URL {url:?}: use sqlite:<file> or postgres://...")
     }
+}
+
+/// The pools' check of an idle connection before handing it out: one still inside a
+/// transaction is closed (the pool opens a fresh one) instead of failing every later write
+/// with "begin_with at non-zero transaction depth".
+///
+/// A transaction dropped without COMMIT, or whose COMMIT failed, is rolled back when its
+/// connection returns to the pool. When that ROLLBACK fails too (SQLite rolls back by itself
+/// on a full disk, so ROLLBACK finds no transaction), sqlx still counts the transaction as
+/// open; on SQLite's single write connection that stopped every write until a restart.
+/// Reading the depth here is exact: the pool tests a returned connection (which waits for
+/// the queued ROLLBACK) before it can be handed out again.
+fn outside_any_transaction<C: Connection>(
+    connection: &mut C,
+    _: PoolConnectionMetadata,
+) -> Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    let clean = !connection.is_in_transaction();
+    if !clean {
+        tracing::warn!("a pooled connection was left inside a failed transaction; reopening it");
+    }
+    Box::pin(std::future::ready(Ok(clean)))
 }
 
 /// Checkpoints the WAL every [`SQLITE_CHECKPOINT_INTERVAL`] from a task of its own, until the
@@ -198,13 +334,13 @@ fn spawn_checkpointer(pools: SqlitePools) {
                 if pool.is_closed() {
                     return;
                 }
-                if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                let result = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                     .execute(pool)
                     .await
-                {
-                    // Not fatal: the automatic checkpoint is still there as a safety net.
-                    tracing::warn!(error = %err, "SQLite WAL checkpoint failed");
-                }
+                    .map(|_| ());
+                // Not fatal in itself (the automatic checkpoint is still there as a safety
+                // net), but a full disk shows here first; logged when it starts and stops.
+                pools.writes.record_checkpoint(&result);
             }
         }
     });
@@ -228,6 +364,37 @@ impl Database {
         )
     }
 
+    /// Whether writes can succeed: false after the SQLite storage failed a write or a
+    /// checkpoint ([`WriteHealth`]), until [`SPACE_PROBE_BYTES`] can be written beside the
+    /// database and a real write succeeds (a header rewrite that changes nothing, one page in
+    /// the WAL). Always true on PostgreSQL, whose storage is the server's (its disk-full
+    /// errors still fail calls with UNAVAILABLE).
+    pub async fn writable(&self) -> bool {
+        let Database::Sqlite(pools) = self else {
+            return true;
+        };
+        if !pools.writes.failing() {
+            return true;
+        }
+        if !pools.writes.room_to_write().await {
+            return false;
+        }
+        let probe = tokio::time::timeout(WRITE_PROBE_TIMEOUT, probe_write(&pools.write)).await;
+        let result = match probe {
+            Ok(result) => result.map_err(crate::Error::from),
+            Err(_) => Err(crate::Error::Unavailable("write probe timed out".into())),
+        };
+        pools.writes.record(result).is_ok()
+    }
+
+    /// The write health of a SQLite database (none on PostgreSQL).
+    pub fn write_health(&self) -> Option<&WriteHealth> {
+        match self {
+            Database::Sqlite(pools) => Some(&pools.writes),
+            Database::Postgres(_) => None,
+        }
+    }
+
     /// "sqlite" or "postgres", for logs.
     pub fn backend_name(&self) -> &'static str {
         match self {
@@ -246,6 +413,25 @@ impl Database {
             Database::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// How long [`Database::writable`]'s probe may wait for the write connection.
+const WRITE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A real write that changes nothing: `user_version` set to what it is (no migration uses
+/// it) rewrites the database header, so the commit appends a page to the WAL and fails
+/// while the disk is full.
+async fn probe_write(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut tx = sqlite_begin_write(pool).await?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA user_version = {version}"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }
 
 /// Starts a SQLite write transaction. Write transactions that read first must take the write

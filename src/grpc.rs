@@ -115,9 +115,10 @@ where
 }
 
 /// Mirrors the database's reachability into health: `service` and the server as a whole turn
-/// NOT_SERVING while the database does not answer and SERVING again when it does, so
-/// balancers route around a replica that cannot work. Stops (leaving the status alone) when
-/// `stop` is cancelled, since shutdown sets its own.
+/// NOT_SERVING while the database does not answer, or (SQLite) while its storage refuses
+/// writes, and SERVING again when it works, so balancers route around a replica that cannot
+/// work. Stops (leaving the status alone) when `stop` is cancelled, since shutdown sets its
+/// own.
 pub fn watch_database(
     database: crate::db::Database,
     health: tonic_health::server::HealthReporter,
@@ -127,7 +128,7 @@ pub fn watch_database(
     tokio::spawn(async move {
         let mut last = None;
         loop {
-            let up = database.ping().await;
+            let up = database.ping().await && database.writable().await;
             if stop.is_cancelled() {
                 return;
             }
@@ -135,15 +136,24 @@ pub fn watch_database(
                 let status = if up {
                     tonic_health::ServingStatus::Serving
                 } else {
-                    tracing::warn!("database unreachable; reporting NOT_SERVING");
+                    tracing::warn!("database unreachable or not writable; reporting NOT_SERVING");
                     tonic_health::ServingStatus::NotServing
                 };
                 health.set_service_status(service, status).await;
                 health.set_service_status("", status).await;
                 last = Some(up);
             }
+            // A write that failed for want of storage is reported at once, not at the next
+            // tick.
+            let write_failed = async {
+                match database.write_health() {
+                    Some(writes) => writes.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = stop.cancelled() => return,
+                () = write_failed => {}
                 () = tokio::time::sleep(DATABASE_CHECK_INTERVAL) => {}
             }
         }

@@ -177,3 +177,75 @@ pub async fn next_notification(
         }
     }
 }
+
+/// A small tmpfs of the test's own, so a test can fill the disk under a database; unmounted
+/// when dropped (also when the test panics).
+pub struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    /// Mounts a tmpfs of `megabytes` MiB on a fresh directory. Mounting needs root (or
+    /// CAP_SYS_ADMIN); where it is refused the test cannot run: that is said loudly on stderr
+    /// and `None` returned so the test skips, except under `CI=true`, where it panics, since a
+    /// CI run must not pass a test it did not run.
+    pub fn mount(megabytes: u32) -> Option<SmallFilesystem> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(output) if output.status.success() => Some(SmallFilesystem { dir }),
+            other => {
+                let why = match other {
+                    Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                    Err(err) => err.to_string(),
+                };
+                let message = format!("cannot mount a tmpfs ({why}): this test needs root");
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("{message}; CI=true, so this is a failure, not a skip");
+                }
+                // Straight to stderr: the test harness captures `eprintln!` of passing tests,
+                // and a skip must not be silent.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {message}\n");
+                None
+            }
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the filesystem with one file (`filler`) until a write fails for lack of space;
+    /// returns its path, for [`std::fs::remove_file`] to give the space back.
+    pub fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("create filler");
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(err) if err.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(err) => panic!("filling the tmpfs: {err}"),
+            }
+        }
+        // The last partial chunk: byte by byte up to the very end.
+        while let Ok(1) = file.write(&[0]) {}
+        path
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        // Lazy: a database connection still closing must not keep the mount around.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

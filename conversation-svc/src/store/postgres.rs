@@ -11,6 +11,12 @@ impl PostgresStore {
         Self { pool }
     }
 
+    /// Writes say nothing to health on PostgreSQL: its storage is the server's, and health
+    /// follows whether the server answers.
+    fn wrote<T>(&self, result: Result<T, switchboard::Error>) -> Result<T, switchboard::Error> {
+        result
+    }
+
     /// READ COMMITTED: every race is settled by a unique key (the participant pair, the
     /// idempotency key, the username) or a single conditional UPDATE, not by isolation.
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {

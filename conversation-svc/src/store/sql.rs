@@ -236,9 +236,10 @@ macro_rules! impl_conversation_store {
             tx.commit().await
         }
 
-        #[async_trait]
-        impl ConversationStore for $store {
-            async fn record_user(&self, user: &User, now: i64) -> Result<(), Error> {
+        // The writes, apart from the trait methods, which tell the store what each result
+        // says about the storage (`wrote`: on SQLite, health follows it).
+        impl $store {
+            async fn record_user_tx(&self, user: &User, now: i64) -> Result<(), Error> {
                 let key = (!user.username.is_empty()).then(|| username_key(&user.username));
                 // Two ids claiming one username at the same moment: the loser of the unique
                 // index retries, releasing the name from the winner (newest claim wins).
@@ -253,15 +254,7 @@ macro_rules! impl_conversation_store {
                 }
             }
 
-            async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
-                let row: Option<UserRow> = sqlx::query_as(sql::FIND_USER)
-                    .bind(username_key(username))
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.map(Into::into))
-            }
-
-            async fn create_conversation(
+            async fn create_conversation_tx(
                 &self,
                 caller_id: &str,
                 other_id: &str,
@@ -302,39 +295,7 @@ macro_rules! impl_conversation_store {
                 Ok((conversation, created))
             }
 
-            async fn conversation(
-                &self,
-                user_id: &str,
-                id: &str,
-            ) -> Result<Option<Conversation>, Error> {
-                let mut conn = self.pool.acquire().await?;
-                conversation_of(&mut *conn, user_id, id).await
-            }
-
-            async fn conversations(
-                &self,
-                user_id: &str,
-                after: Option<&ConversationCursor>,
-                limit: usize,
-            ) -> Result<Vec<Conversation>, Error> {
-                let mut qb = QueryBuilder::<$db>::new(sql::SELECT_CONVERSATION);
-                qb.push_bind(user_id.to_owned());
-                if let Some(after) = after {
-                    qb.push(" AND (p.last_activity_at < ");
-                    qb.push_bind(after.last_activity_at);
-                    qb.push(" OR (p.last_activity_at = ");
-                    qb.push_bind(after.last_activity_at);
-                    qb.push(" AND p.conversation_id < ");
-                    qb.push_bind(after.id.clone());
-                    qb.push("))");
-                }
-                qb.push(" ORDER BY p.last_activity_at DESC, p.conversation_id DESC");
-                qb.push(switchboard::db::limit(limit));
-                let rows: Vec<ConversationRow> = qb.build_query_as().fetch_all(&self.pool).await?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
-
-            async fn send_message(&self, new: &NewMessage, now: i64) -> Result<Sent, Error> {
+            async fn send_message_tx(&self, new: &NewMessage, now: i64) -> Result<Sent, Error> {
                 let mut tx = self.begin_write().await?;
                 let recipient_id: Option<String> = sqlx::query_scalar(sql::OTHER_PARTICIPANT)
                     .bind(&new.conversation_id)
@@ -410,6 +371,101 @@ macro_rules! impl_conversation_store {
                 })
             }
 
+            async fn notification_delivered_tx(&self, message_id: &str) -> Result<(), Error> {
+                sqlx::query(sql::DELETE_OUTBOX)
+                    .bind(message_id)
+                    .execute(self.write_pool())
+                    .await?;
+                Ok(())
+            }
+
+            async fn notification_failed_tx(
+                &self,
+                message_id: &str,
+                retry_at: i64,
+            ) -> Result<(), Error> {
+                sqlx::query(sql::RETRY_OUTBOX)
+                    .bind(message_id)
+                    .bind(retry_at)
+                    .execute(self.write_pool())
+                    .await?;
+                Ok(())
+            }
+
+            async fn mark_read_tx(
+                &self,
+                user_id: &str,
+                conversation_id: &str,
+            ) -> Result<bool, Error> {
+                let marked = sqlx::query(sql::MARK_READ)
+                    .bind(conversation_id)
+                    .bind(user_id)
+                    .execute(self.write_pool())
+                    .await?
+                    .rows_affected();
+                Ok(marked == 1)
+            }
+        }
+
+        #[async_trait]
+        impl ConversationStore for $store {
+            async fn record_user(&self, user: &User, now: i64) -> Result<(), Error> {
+                self.wrote(self.record_user_tx(user, now).await)
+            }
+
+            async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
+                let row: Option<UserRow> = sqlx::query_as(sql::FIND_USER)
+                    .bind(username_key(username))
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn create_conversation(
+                &self,
+                caller_id: &str,
+                other_id: &str,
+                now: i64,
+            ) -> Result<(Conversation, bool), Error> {
+                self.wrote(self.create_conversation_tx(caller_id, other_id, now).await)
+            }
+
+            async fn conversation(
+                &self,
+                user_id: &str,
+                id: &str,
+            ) -> Result<Option<Conversation>, Error> {
+                let mut conn = self.pool.acquire().await?;
+                conversation_of(&mut *conn, user_id, id).await
+            }
+
+            async fn conversations(
+                &self,
+                user_id: &str,
+                after: Option<&ConversationCursor>,
+                limit: usize,
+            ) -> Result<Vec<Conversation>, Error> {
+                let mut qb = QueryBuilder::<$db>::new(sql::SELECT_CONVERSATION);
+                qb.push_bind(user_id.to_owned());
+                if let Some(after) = after {
+                    qb.push(" AND (p.last_activity_at < ");
+                    qb.push_bind(after.last_activity_at);
+                    qb.push(" OR (p.last_activity_at = ");
+                    qb.push_bind(after.last_activity_at);
+                    qb.push(" AND p.conversation_id < ");
+                    qb.push_bind(after.id.clone());
+                    qb.push("))");
+                }
+                qb.push(" ORDER BY p.last_activity_at DESC, p.conversation_id DESC");
+                qb.push(switchboard::db::limit(limit));
+                let rows: Vec<ConversationRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn send_message(&self, new: &NewMessage, now: i64) -> Result<Sent, Error> {
+                self.wrote(self.send_message_tx(new, now).await)
+            }
+
             async fn messages(
                 &self,
                 user_id: &str,
@@ -453,11 +509,7 @@ macro_rules! impl_conversation_store {
             }
 
             async fn notification_delivered(&self, message_id: &str) -> Result<(), Error> {
-                sqlx::query(sql::DELETE_OUTBOX)
-                    .bind(message_id)
-                    .execute(self.write_pool())
-                    .await?;
-                Ok(())
+                self.wrote(self.notification_delivered_tx(message_id).await)
             }
 
             async fn notification_failed(
@@ -465,22 +517,11 @@ macro_rules! impl_conversation_store {
                 message_id: &str,
                 retry_at: i64,
             ) -> Result<(), Error> {
-                sqlx::query(sql::RETRY_OUTBOX)
-                    .bind(message_id)
-                    .bind(retry_at)
-                    .execute(self.write_pool())
-                    .await?;
-                Ok(())
+                self.wrote(self.notification_failed_tx(message_id, retry_at).await)
             }
 
             async fn mark_read(&self, user_id: &str, conversation_id: &str) -> Result<bool, Error> {
-                let marked = sqlx::query(sql::MARK_READ)
-                    .bind(conversation_id)
-                    .bind(user_id)
-                    .execute(self.write_pool())
-                    .await?
-                    .rows_affected();
-                Ok(marked == 1)
+                self.wrote(self.mark_read_tx(user_id, conversation_id).await)
             }
         }
     };

@@ -33,7 +33,8 @@ struct Running {
     addr: SocketAddr,
     database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
-    _database: TestDatabase,
+    /// None when the test manages the database itself.
+    _database: Option<TestDatabase>,
 }
 
 impl Drop for Running {
@@ -78,8 +79,27 @@ async fn bind() -> (TcpListener, SocketAddr) {
     (listener, addr)
 }
 
+/// conversation-svc on a database the test manages itself (`url`), and a real
+/// notification-svc on a fresh SQLite database.
+pub async fn spawn_app_with_notifications_on(url: &str) -> TestApp {
+    telemetry::init_for_tests();
+    let notifications = start_notifications(Backend::Sqlite).await;
+    let conversations =
+        start_conversations_on(url.to_owned(), format!("http://{}", notifications.addr)).await;
+    TestApp {
+        conversations,
+        notifications: Some(notifications),
+    }
+}
+
 async fn start_conversations(backend: Backend, notification_addr: String) -> Running {
     let (database, database_url) = TestDatabase::create(backend, "conversations.db").await;
+    let mut running = start_conversations_on(database_url, notification_addr).await;
+    running._database = Some(database);
+    running
+}
+
+async fn start_conversations_on(database_url: String, notification_addr: String) -> Running {
     let config = conversation_svc::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url,
@@ -99,7 +119,7 @@ async fn start_conversations(backend: Backend, notification_addr: String) -> Run
         addr,
         database_url,
         shutdown: Some(shutdown),
-        _database: database,
+        _database: None,
     }
 }
 
@@ -127,7 +147,7 @@ async fn start_notifications(backend: Backend) -> Running {
         addr,
         database_url,
         shutdown: Some(shutdown),
-        _database: database,
+        _database: Some(database),
     }
 }
 
@@ -165,6 +185,19 @@ pub fn person(username: &str) -> Caller {
 impl TestApp {
     pub fn addr(&self) -> SocketAddr {
         self.conversations.addr
+    }
+
+    /// The health of conversation-svc's service, as a balancer sees it.
+    pub async fn health(&self) -> tonic_health::pb::health_check_response::ServingStatus {
+        let mut client =
+            tonic_health::pb::health_client::HealthClient::new(channel(self.conversations.addr));
+        client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "switchboard.conversation.v1.ConversationService".into(),
+            })
+            .await
+            .map(|r| r.into_inner().status())
+            .unwrap_or(tonic_health::pb::health_check_response::ServingStatus::Unknown)
     }
 
     /// When the store last wrote `user_id`'s profile: read straight from the database, to

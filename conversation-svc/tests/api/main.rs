@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod create;
+mod disk_full;
 mod get_and_list;
 mod hostile;
 mod messages;

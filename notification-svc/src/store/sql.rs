@@ -443,9 +443,14 @@ macro_rules! impl_notification_store {
             })
         }
 
-        #[async_trait]
-        impl MarkBatches for $store {
-            async fn mark_batch(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error> {
+        // The write transactions, apart from the trait methods below, which tell the store
+        // what each result says about the storage (`wrote`: on SQLite, health follows it).
+        impl $store {
+            async fn mark_batch_tx(
+                &self,
+                marks: &[NewMark],
+                now: i64,
+            ) -> Result<Vec<Marked>, Error> {
                 let mut tx = self.begin_write().await?;
                 // Before any row: two replicas' batches could otherwise take one user's rows in
                 // opposite orders and deadlock.
@@ -515,11 +520,8 @@ macro_rules! impl_notification_store {
                 tx.commit().await?;
                 Ok(marked)
             }
-        }
 
-        #[async_trait]
-        impl SendBatches for $store {
-            async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
+            async fn send_batch_tx(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
                 let mut tx = self.begin_write().await?;
                 // Minted up front (cheap) so a send's id is at hand wherever its key is
                 // claimed; ids of sends that turn out to be repeats are simply unused.
@@ -660,6 +662,56 @@ macro_rules! impl_notification_store {
                 }
                 Ok(sent)
             }
+
+            async fn prune_tx(&self, before: i64) -> Result<u64, Error> {
+                let mut tx = self.begin_write().await?;
+                <$store>::lock_prunable(&mut tx, before).await?;
+                for statement in sql::PRUNE_COUNTERS {
+                    sqlx::query(statement)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(
+                    "DELETE FROM broadcast_reads WHERE notification_id IN \
+                     (SELECT id FROM notifications WHERE created_at < $1)",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+                let pruned = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                for table in ["read_events", "idempotency_keys"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE created_at < $1"
+                    )))
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for statement in sql::DROP_ZERO_COUNTERS {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(pruned)
+            }
+        }
+
+        #[async_trait]
+        impl MarkBatches for $store {
+            async fn mark_batch(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error> {
+                self.wrote(self.mark_batch_tx(marks, now).await)
+            }
+        }
+
+        #[async_trait]
+        impl SendBatches for $store {
+            async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
+                self.wrote(self.send_batch_tx(sends, now).await)
+            }
         }
 
         #[async_trait]
@@ -765,39 +817,7 @@ macro_rules! impl_notification_store {
             }
 
             async fn prune(&self, before: i64) -> Result<u64, Error> {
-                let mut tx = self.begin_write().await?;
-                <$store>::lock_prunable(&mut tx, before).await?;
-                for statement in sql::PRUNE_COUNTERS {
-                    sqlx::query(statement)
-                        .bind(before)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query(
-                    "DELETE FROM broadcast_reads WHERE notification_id IN \
-                     (SELECT id FROM notifications WHERE created_at < $1)",
-                )
-                .bind(before)
-                .execute(&mut *tx)
-                .await?;
-                let pruned = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                for table in ["read_events", "idempotency_keys"] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DELETE FROM {table} WHERE created_at < $1"
-                    )))
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for statement in sql::DROP_ZERO_COUNTERS {
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(pruned)
+                self.wrote(self.prune_tx(before).await)
             }
 
             async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error> {

@@ -1,13 +1,15 @@
 //! SQLite backend.
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
-use switchboard::db::{self, SqlitePools};
+use switchboard::db::{self, SqlitePools, WriteHealth};
 
 pub struct SqliteStore {
     /// Reads.
     pool: SqlitePool,
     /// Writes: one connection (see [`SqlitePools`]).
     writer: SqlitePool,
+    /// What writes say about the storage, for health.
+    writes: WriteHealth,
 }
 
 impl SqliteStore {
@@ -15,7 +17,14 @@ impl SqliteStore {
         Self {
             pool: pools.read,
             writer: pools.write,
+            writes: pools.writes,
         }
+    }
+
+    /// Passes a write's result through, noting whether the storage took it: a full disk
+    /// turns health NOT_SERVING until a write succeeds again.
+    fn wrote<T>(&self, result: Result<T, switchboard::Error>) -> Result<T, switchboard::Error> {
+        self.writes.record(result)
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {

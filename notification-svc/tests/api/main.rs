@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod binary;
 mod database_outage;
+mod disk_full;
 mod external_client;
 mod faults;
 mod group_commit;
