@@ -347,23 +347,6 @@ fn spawn_checkpointer(pools: SqlitePools) {
 }
 
 impl Database {
-    /// Whether the database answers a trivial query within a second.
-    pub async fn ping(&self) -> bool {
-        let query = async {
-            match self {
-                Database::Sqlite(pools) => sqlx::query("SELECT 1")
-                    .execute(&pools.read)
-                    .await
-                    .map(|_| ()),
-                Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
-            }
-        };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), query).await,
-            Ok(Ok(()))
-        )
-    }
-
     /// Whether writes can succeed: false after the SQLite storage failed a write or a
     /// checkpoint ([`WriteHealth`]), until [`SPACE_PROBE_BYTES`] can be written beside the
     /// database and a real write succeeds (a header rewrite that changes nothing, one page in
@@ -411,6 +394,68 @@ impl Database {
                 pools.write.close().await;
             }
             Database::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// What the health watcher asks the database: whether it answers, and (SQLite) whether it
+/// takes writes ([`Database::writable`]).
+///
+/// On PostgreSQL it asks on a connection of its own, outside the pool, so an outage shows at
+/// once: through the pool, a `SELECT 1` on a stopped server waited out its whole timeout,
+/// because the pool retries a refused connection until its acquire deadline; on its own
+/// connection the query fails as the server closes it, and reconnecting is refused at once.
+/// It also keeps a busy pool from looking like a dead database.
+pub struct HealthProbe {
+    database: Database,
+    /// PostgreSQL only: opened on first use and after every failure.
+    connection: Option<sqlx::PgConnection>,
+}
+
+/// How long the database may take to answer the health probe: a server that does not answer
+/// (a network partition, no refusal) is down after this long.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl HealthProbe {
+    pub fn new(database: Database) -> Self {
+        HealthProbe {
+            database,
+            connection: None,
+        }
+    }
+
+    /// Whether the database answers within [`PING_TIMEOUT`] and takes writes.
+    pub async fn check(&mut self) -> bool {
+        self.answers().await && self.database.writable().await
+    }
+
+    async fn answers(&mut self) -> bool {
+        let HealthProbe {
+            database,
+            connection,
+        } = self;
+        match database {
+            Database::Sqlite(pools) => matches!(
+                tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&pools.read))
+                    .await,
+                Ok(Ok(_))
+            ),
+            Database::Postgres(pool) => {
+                let ping = async {
+                    let connection = match connection {
+                        Some(connection) => connection,
+                        None => connection.insert(
+                            sqlx::PgConnection::connect_with(&pool.connect_options()).await?,
+                        ),
+                    };
+                    sqlx::query("SELECT 1").execute(&mut *connection).await
+                };
+                let answered = matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)));
+                if !answered {
+                    *connection = None;
+                }
+                answered
+            }
         }
     }
 }

@@ -124,6 +124,25 @@ async fn health(app: &TestApp) -> ServingStatus {
         .unwrap_or(ServingStatus::Unknown)
 }
 
+/// When health first says NOT_SERVING, polled every 10 ms (for up to 10 s).
+async fn until_not_serving(channel: tonic::transport::Channel) -> std::time::Instant {
+    let mut client = HealthClient::new(channel);
+    let request = HealthCheckRequest {
+        service: "switchboard.notification.v1.NotificationService".into(),
+    };
+    for _ in 0..1000 {
+        let status = client
+            .check(request.clone())
+            .await
+            .map(|r| r.into_inner().status());
+        if matches!(status, Ok(ServingStatus::NotServing)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::time::Instant::now()
+}
+
 async fn eventually_health(app: &TestApp, expected: ServingStatus) {
     for _ in 0..100 {
         if health(app).await == expected {
@@ -144,17 +163,58 @@ async fn a_database_outage_fails_fast_and_recovers_without_a_restart() {
 
     pg.stop();
     let started = std::time::Instant::now();
+    // Health is watched beside the failing Send, so each is timed from the stop alone.
+    let watched = {
+        let channel = app.channel();
+        tokio::spawn(async move { until_not_serving(channel).await })
+    };
+    // Sends that arrive while the first is still waiting for the database queue behind it
+    // (group commit); each must still fail within the acquire timeout of its own start.
+    let later: Vec<_> = [200, 500, 800]
+        .into_iter()
+        .map(|delay| {
+            let mut service = service.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let started = std::time::Instant::now();
+                let result = service.send(send_to(&["alice"], "during, later")).await;
+                (started.elapsed(), result.map(|_| ()))
+            })
+        })
+        .collect();
     let status = service
         .send(send_to(&["alice"], "during"))
         .await
         .unwrap_err();
+    let failed_after = started.elapsed();
+    let not_serving_after = watched.await.expect("health watcher") - started;
+    eprintln!(
+        "outage: Send failed after {failed_after:?} ({status:?}); health NOT_SERVING after {not_serving_after:?}"
+    );
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "failed fast: {:?}",
-        started.elapsed()
+        failed_after < Duration::from_secs(4),
+        "failed fast: {failed_after:?}"
     );
-    eventually_health(&app, ServingStatus::NotServing).await;
+    // README: "connection acquisition times out after 2 s", "NOT_SERVING within a second".
+    assert!(
+        failed_after < Duration::from_millis(2500),
+        "failed within the acquire timeout: {failed_after:?}"
+    );
+    assert!(
+        not_serving_after < Duration::from_secs(1),
+        "NOT_SERVING within a second: {not_serving_after:?}"
+    );
+    for sent in later {
+        let (took, result) = sent.await.expect("later Send");
+        eprintln!("outage: a later Send failed after {took:?}");
+        let status = result.expect_err("fails during the outage");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            took < Duration::from_millis(2500),
+            "a Send queued behind a failing one failed within the acquire timeout: {took:?}"
+        );
+    }
 
     pg.start();
     eventually_health(&app, ServingStatus::Serving).await;
