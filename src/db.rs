@@ -261,6 +261,7 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
         Ok(Database::Sqlite(pools))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
+        first_postgres_connection(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -277,6 +278,52 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
     } else {
         anyhow::bail!("unsupported database URL {url:?}: use sqlite:<file> or postgres://...")
     }
+}
+
+/// Connects once, outside any pool, so a server that cannot be reached is reported with where
+/// and why (the pool says only `pool timed out`): the host, port, database and user, never
+/// the password, and the cause (connection refused, authentication failed, unknown
+/// database). A refused connection is retried for [`ACQUIRE_TIMEOUT`], as the pool would,
+/// so a service may start a moment before its database.
+async fn first_postgres_connection(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let target = postgres_target(options);
+    let deadline = tokio::time::Instant::now() + ACQUIRE_TIMEOUT;
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, sqlx::PgConnection::connect_with(options));
+        let err = match attempt.await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                return Ok(());
+            }
+            Ok(Err(err)) => err,
+            Err(_) => anyhow::bail!(
+                "cannot connect to PostgreSQL at {target}: no answer within {ACQUIRE_TIMEOUT:?}"
+            ),
+        };
+        let refused = matches!(&err, sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+        if !refused || tokio::time::Instant::now() + CONNECT_RETRY >= deadline {
+            let cause = match &err {
+                sqlx::Error::Io(io) => io.to_string(),
+                sqlx::Error::Database(db) => db.message().to_owned(),
+                other => other.to_string(),
+            };
+            anyhow::bail!("cannot connect to PostgreSQL at {target}: {cause}");
+        }
+        tokio::time::sleep(CONNECT_RETRY).await;
+    }
+}
+
+/// Pause between two start-up connection attempts to a server that refused.
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
+
+/// `host:port/database as user` (or the socket), for messages: everything but the password.
+fn postgres_target(options: &PgConnectOptions) -> String {
+    let place = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let database = options.get_database().unwrap_or(options.get_username());
+    format!("{place}/{database} as {}", options.get_username())
 }
 
 /// The pools' check of an idle connection before handing it out: one still inside a
@@ -503,6 +550,69 @@ mod tests {
     use crate::testing::{Backend, TestDatabase};
 
     static NO_MIGRATIONS: Migrator = Migrator::DEFAULT;
+
+    fn no_migrations() -> Migrations {
+        Migrations {
+            sqlite: &NO_MIGRATIONS,
+            postgres: &NO_MIGRATIONS,
+        }
+    }
+
+    async fn connect_error(url: &str) -> String {
+        let started = std::time::Instant::now();
+        let err = connect(url, &no_migrations())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} must not connect"));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "gave up in time: {:?}",
+            started.elapsed()
+        );
+        format!("{err:#}")
+    }
+
+    /// Said `pool timed out`, naming neither the server nor the cause.
+    #[tokio::test]
+    async fn an_unreachable_postgres_is_named_with_the_cause() {
+        let message = connect_error("postgres://postgres:hunter2@127.0.0.1:1/switchboard").await;
+        assert!(
+            message.contains("127.0.0.1:1/switchboard as postgres"),
+            "{message}"
+        );
+        assert!(
+            message.to_lowercase().contains("connection refused"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "no password: {message}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_postgres_database_or_user_is_named() {
+        let admin = std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let options = PgConnectOptions::from_str(&admin).expect("TEST_POSTGRES_URL");
+        let server = format!("{}:{}", options.get_host(), options.get_port());
+        let message = connect_error(&format!(
+            "postgres://postgres:hunter2@{server}/sb_no_such_database"
+        ))
+        .await;
+        assert!(
+            message.contains(&format!("{server}/sb_no_such_database as postgres")),
+            "{message}"
+        );
+        assert!(
+            message.contains("database \"sb_no_such_database\" does not exist"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "no password: {message}");
+        // With trust authentication, an unknown role is what authentication refuses.
+        let message = connect_error(&format!("postgres://sb_no_such_user@{server}/postgres")).await;
+        assert!(
+            message.contains("role \"sb_no_such_user\" does not exist"),
+            "{message}"
+        );
+    }
 
     /// The memory map is what List over a long history relies on; SQLite clamps a larger
     /// request to its compile-time maximum without an error, so this fails if the build flag
