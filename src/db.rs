@@ -147,8 +147,55 @@ impl WriteHealth {
 
 /// A service's migrations, one set per backend.
 pub struct Migrations {
+    /// The service they belong to (`notification-svc`), for messages and
+    /// [`SERVICE_TABLES`].
+    pub service: &'static str,
     pub sqlite: &'static Migrator,
     pub postgres: &'static Migrator,
+}
+
+/// Tables only one service creates: how a database that belongs to another service is told
+/// apart before migrating it. The services' environment names are shared (`DATABASE_URL`),
+/// so one exported value points both at one database; sqlx then only says that migrations
+/// are missing or modified (both number theirs from 1).
+pub const SERVICE_TABLES: &[(&str, &[&str])] = &[
+    ("notification-svc", &["notifications", "feed_heads"]),
+    ("conversation-svc", &["conversations", "outbox"]),
+];
+
+/// Refuses a database holding another service's tables, saying whose it is.
+fn check_owner(service: &str, tables: &[String]) -> anyhow::Result<()> {
+    for (owner, owned) in SERVICE_TABLES {
+        if *owner == service {
+            continue;
+        }
+        let found: Vec<&str> = owned
+            .iter()
+            .copied()
+            .filter(|table| tables.iter().any(|t| t == table))
+            .collect();
+        if !found.is_empty() {
+            anyhow::bail!(
+                "this database belongs to {owner} (it has its tables {}); give {service} its own \
+                 database (--database-url, or DATABASE_URL set for that process only)",
+                found.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a failed migration means, in words: a migration the binary does not know was
+/// applied by another service or a newer build of this one.
+fn migration_failed(service: &str, err: sqlx::migrate::MigrateError) -> anyhow::Error {
+    match err {
+        sqlx::migrate::MigrateError::VersionMissing(version) => anyhow::anyhow!(
+            "migrations failed: the database has migration {version}, which this {service} does \
+             not know: another service or a newer {service} migrated it; give {service} its own \
+             database"
+        ),
+        other => anyhow::Error::new(other).context("migrations failed"),
+    }
 }
 
 /// How long a call waits for a pooled connection before failing with UNAVAILABLE: long
@@ -240,11 +287,18 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open SQLite database {url}"))?;
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&write)
+                .await
+                .with_context(|| format!("cannot read SQLite database {url}"))?;
+        check_owner(migrations.service, &tables)?;
         migrations
             .sqlite
             .run(&write)
             .await
-            .context("SQLite migrations failed")?;
+            .map_err(|err| migration_failed(migrations.service, err))
+            .context("SQLite")?;
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -269,11 +323,20 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
             .connect_with(options)
             .await
             .context("cannot connect to PostgreSQL")?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema()",
+        )
+        .fetch_all(&pool)
+        .await
+        .context("cannot list the PostgreSQL database's tables")?;
+        check_owner(migrations.service, &tables)?;
         migrations
             .postgres
             .run(&pool)
             .await
-            .context("PostgreSQL migrations failed")?;
+            .map_err(|err| migration_failed(migrations.service, err))
+            .context("PostgreSQL")?;
         Ok(Database::Postgres(pool))
     } else {
         anyhow::bail!("unsupported database URL {url:?}: use sqlite:<file> or postgres://...")
@@ -553,6 +616,7 @@ mod tests {
 
     fn no_migrations() -> Migrations {
         Migrations {
+            service: "test-svc",
             sqlite: &NO_MIGRATIONS,
             postgres: &NO_MIGRATIONS,
         }
@@ -570,6 +634,27 @@ mod tests {
             started.elapsed()
         );
         format!("{err:#}")
+    }
+
+    #[test]
+    fn a_database_with_another_services_tables_is_refused_by_name() {
+        let tables = ["_sqlx_migrations", "users", "conversations", "outbox"].map(String::from);
+        let err = check_owner("notification-svc", &tables).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "this database belongs to conversation-svc (it has its tables conversations, \
+             outbox); give notification-svc its own database (--database-url, or DATABASE_URL \
+             set for that process only)"
+        );
+        assert!(check_owner("conversation-svc", &tables).is_ok());
+        let tables = ["notifications", "feed_heads"].map(String::from);
+        let err = check_owner("conversation-svc", &tables).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("this database belongs to notification-svc"),
+            "{err}"
+        );
+        assert!(check_owner("notification-svc", &[]).is_ok());
     }
 
     /// Said `pool timed out`, naming neither the server nor the cause.
@@ -621,6 +706,7 @@ mod tests {
     async fn sqlite_connections_map_the_whole_database() {
         let (_test_database, url) = TestDatabase::create(Backend::Sqlite, "mmap.db").await;
         let migrations = Migrations {
+            service: "test-svc",
             sqlite: &NO_MIGRATIONS,
             postgres: &NO_MIGRATIONS,
         };

@@ -18,6 +18,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations {
+    service: "conversation-svc",
     sqlite: &sqlx::migrate!("./migrations/sqlite"),
     postgres: &sqlx::migrate!("./migrations/postgres"),
 };

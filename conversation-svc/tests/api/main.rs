@@ -12,4 +12,5 @@ mod hostile;
 mod messages;
 mod notify;
 mod outbox;
+mod shared_database;
 mod users;

@@ -26,6 +26,7 @@ pub use sqlite::SqliteStore;
 
 /// Migrations of this service, one set per backend, embedded in the binary.
 pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations {
+    service: "notification-svc",
     sqlite: &sqlx::migrate!("./migrations/sqlite"),
     postgres: &sqlx::migrate!("./migrations/postgres"),
 };
