@@ -1,7 +1,9 @@
-//! gRPC server plumbing every binary shares: limits, reflection, shutdown signal.
+//! gRPC server plumbing every binary shares: limits, reflection, listeners, shutdown signal.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
+use anyhow::Context;
+use tokio::net::TcpListener;
 use tonic::transport::Server;
 
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -52,6 +54,14 @@ pub fn reflection_services(
         builder
     };
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
+
+/// Binds `addr` for `what` (a service's name). The error names both: the bare OS error
+/// ("Address already in use") says neither which address nor which of several listeners.
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{what} cannot listen on {addr}"))
 }
 
 /// The standard health service's name.

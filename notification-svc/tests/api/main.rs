@@ -13,6 +13,7 @@ mod faults;
 mod group_commit;
 mod hostile;
 mod list;
+mod listen;
 mod mark_batching;
 mod mark_read;
 mod replicas;
