@@ -2,6 +2,7 @@
 //! notification-svc, conversation-svc and the gateway, each started through its own `serve`
 //! on its own port, talking to each other only over gRPC. Production runs the three binaries.
 
+pub mod postgres;
 pub mod token;
 
 use std::{
@@ -15,8 +16,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use notification_svc::Hub;
 use serde::{Deserialize, Serialize};
-use switchboard::telemetry::LogFormat;
-use tokio::{net::TcpListener, task::JoinSet};
+use switchboard::{grpc::bind, telemetry::LogFormat};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Secrets of a dev stack, generated once per data directory and kept there so tokens stay
@@ -32,12 +33,32 @@ impl Secrets {
         data_dir.join("dev-secrets.json")
     }
 
+    /// Reads the data directory's secrets, failing when there are none: `devstack token`
+    /// must sign with the secret the running stack has, never with a new one of its own.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Secrets> {
+        let path = Secrets::file(data_dir);
+        match std::fs::read(&path) {
+            Ok(contents) => serde_json::from_slice(&contents)
+                .with_context(|| format!("invalid {}", path.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let shown = std::path::absolute(&path).unwrap_or(path);
+                anyhow::bail!(
+                    "no dev secrets at {}: `devstack up` creates them in its data directory, \
+                     and a token signed with any other secret is refused (invalid signature). \
+                     Run this where `devstack up` runs, pass --data-dir <its data directory>, \
+                     or pass --jwt-secret (env SWITCHBOARD_JWT_SECRET) with the gateway's secret.",
+                    shown.display()
+                )
+            }
+            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
     /// Reads the data directory's secrets, creating them if there are none.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secrets> {
         let path = Secrets::file(data_dir);
-        if let Ok(contents) = std::fs::read(&path) {
-            return serde_json::from_slice(&contents)
-                .with_context(|| format!("invalid {}", path.display()));
+        if path.exists() {
+            return Secrets::load(data_dir);
         }
         let random = || {
             format!(
@@ -64,6 +85,8 @@ pub enum Storage {
     Sqlite(PathBuf),
     /// Databases `switchboard_notifications` and `switchboard_conversations` on this
     /// PostgreSQL server (created if missing), e.g. `postgres://postgres@127.0.0.1:5432`.
+    /// A database in the URL (`.../mydb`) is only where they are created from
+    /// (`postgres::derive_urls`).
     Postgres(String),
     /// Exactly these database URLs (tests make their own).
     Databases {
@@ -79,14 +102,12 @@ impl Storage {
                 format!("sqlite:{}", dir.join("notifications.db").display()),
                 format!("sqlite:{}", dir.join("conversations.db").display()),
             )),
-            Storage::Postgres(server) => {
-                let server = server.trim_end_matches('/');
-                let mut urls = Vec::new();
-                for name in ["switchboard_notifications", "switchboard_conversations"] {
-                    create_database(server, name).await?;
-                    urls.push(format!("{server}/{name}"));
+            Storage::Postgres(url) => {
+                let urls = postgres::derive_urls(url)?;
+                for name in postgres::DATABASES {
+                    create_database(&urls.admin, name).await?;
                 }
-                Ok((urls.remove(0), urls.remove(0)))
+                Ok((urls.notification, urls.conversation))
             }
             Storage::Databases {
                 notification,
@@ -96,10 +117,9 @@ impl Storage {
     }
 }
 
-async fn create_database(server: &str, name: &str) -> anyhow::Result<()> {
+async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
-    let admin_url = format!("{server}/postgres");
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
+    let mut admin = sqlx::PgConnection::connect(admin_url)
         .await
         .with_context(|| format!("cannot connect to {admin_url}"))?;
     let exists: bool =
@@ -151,10 +171,11 @@ pub struct Stack {
 impl Stack {
     /// Binds the three listeners (port 0 picks free ones) and starts the three services.
     pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
+        // Listeners first: a port in use fails before any database is created.
+        let notification = bind(config.notification, "notification-svc").await?;
+        let conversation = bind(config.conversation, "conversation-svc").await?;
+        let gateway = bind(config.gateway, "gateway").await?;
         let (notification_db, conversation_db) = config.storage.database_urls().await?;
-        let notification = TcpListener::bind(config.notification).await?;
-        let conversation = TcpListener::bind(config.conversation).await?;
-        let gateway = TcpListener::bind(config.gateway).await?;
         let addrs = (
             notification.local_addr()?,
             conversation.local_addr()?,

@@ -20,7 +20,11 @@ enum Command {
         /// Where SQLite files and the dev secrets live.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
-        /// Use this PostgreSQL server instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432
+        /// Use this PostgreSQL server instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432.
+        /// The stack creates and uses its own databases there (switchboard_notifications,
+        /// switchboard_conversations); a database in the URL (.../mydb) is only the one it
+        /// connects to for creating them (default: postgres). User, password and query
+        /// string (?sslmode=...) are kept.
         #[arg(long)]
         postgres: Option<String>,
         /// Internal token (default: generated and kept in the data directory).
@@ -36,7 +40,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:50053")]
         conversation: SocketAddr,
     },
-    /// Print a token for a user, signed with the data directory's dev secret.
+    /// Print a token for a user, signed with the data directory's dev secret (refused when
+    /// the data directory has none) or with --jwt-secret.
     Token {
         /// The user id (`sub`).
         #[arg(long)]
@@ -53,9 +58,11 @@ enum Command {
         /// How long the token is valid.
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// The data directory of the running `devstack up` (relative to the current directory).
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
-        /// Sign with this secret instead of the data directory's.
+        /// Sign with this secret instead of the data directory's, e.g. the production
+        /// gateway's; no data directory is needed then.
         #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
     },
@@ -125,9 +132,12 @@ async fn main() -> anyhow::Result<()> {
                 stack.gateway
             );
             println!();
+            // Absolute, so the line works from any directory.
             println!(
-                "More users: cargo run -p devstack -- token --user bob --data-dir {}",
-                data_dir.display()
+                "More users: cargo run -q -p devstack -- token --user bob --data-dir {}",
+                std::path::absolute(&data_dir)
+                    .unwrap_or_else(|_| data_dir.clone())
+                    .display()
             );
             println!("Ctrl-C stops everything.");
             tokio::select! {
@@ -146,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let secret = match jwt_secret {
                 Some(secret) => secret,
-                None => Secrets::load_or_create(&data_dir)?.jwt_secret,
+                None => Secrets::load(&data_dir)?.jwt_secret,
             };
             let username = username.unwrap_or_else(|| user.clone());
             println!(

@@ -1,0 +1,313 @@
+//! The devstack binary as a newcomer runs it: from another directory, with its output
+//! captured, on ports that are taken.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{DecodingKey, Validation, decode};
+
+fn devstack(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_devstack"));
+    command
+        .current_dir(cwd)
+        // The caller's shell must not decide which secret signs.
+        .env_remove("SWITCHBOARD_JWT_SECRET")
+        .env_remove("SWITCHBOARD_INTERNAL_TOKEN")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR");
+    command
+}
+
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+/// The claims of `token` if it verifies with `secret`.
+fn verified_subject(token: &str, secret: &str) -> Option<String> {
+    let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    decode::<serde_json::Value>(
+        token.trim(),
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .ok()
+    .and_then(|data| data.claims["sub"].as_str().map(str::to_owned))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn token_without_a_secrets_file_is_refused_and_says_where_it_looked() {
+    let elsewhere = tempfile::tempdir().expect("temporary directory");
+    let output = devstack(elsewhere.path())
+        .args(["token", "--user", "bob"])
+        .output()
+        .expect("devstack runs");
+
+    assert!(!output.status.success(), "{output:?}");
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    let looked_at = std::fs::canonicalize(elsewhere.path())
+        .expect("canonical path")
+        .join("data")
+        .join("dev-secrets.json");
+    assert!(
+        stderr.contains(&looked_at.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+    assert!(stderr.contains("--jwt-secret"), "{stderr}");
+    // Nothing was created: a later `devstack up` here still starts from scratch.
+    assert!(!elsewhere.path().join("data").exists());
+}
+
+#[test]
+fn token_with_a_jwt_secret_needs_no_data_directory() {
+    let elsewhere = tempfile::tempdir().expect("temporary directory");
+    let flag = devstack(elsewhere.path())
+        .args(["token", "--user", "bob", "--jwt-secret", "prod-secret"])
+        .output()
+        .expect("devstack runs");
+    assert!(flag.status.success(), "{}", text(&flag.stderr));
+    assert_eq!(
+        verified_subject(&text(&flag.stdout), "prod-secret").as_deref(),
+        Some("bob")
+    );
+
+    let env = devstack(elsewhere.path())
+        .args(["token", "--user", "carol"])
+        .env("SWITCHBOARD_JWT_SECRET", "prod-secret")
+        .output()
+        .expect("devstack runs");
+    assert!(env.status.success(), "{}", text(&env.stderr));
+    assert_eq!(
+        verified_subject(&text(&env.stdout), "prod-secret").as_deref(),
+        Some("carol")
+    );
+    assert!(!elsewhere.path().join("data").exists());
+}
+
+#[test]
+fn token_signs_with_the_secret_of_the_data_directory_it_is_given() {
+    let stack_dir = tempfile::tempdir().expect("temporary directory");
+    let secrets = devstack::Secrets::load_or_create(stack_dir.path()).expect("secrets");
+    let elsewhere = tempfile::tempdir().expect("temporary directory");
+    let output = devstack(elsewhere.path())
+        .args(["token", "--user", "bob", "--data-dir"])
+        .arg(stack_dir.path())
+        .output()
+        .expect("devstack runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        verified_subject(&text(&output.stdout), &secrets.jwt_secret).as_deref(),
+        Some("bob")
+    );
+}
+
+/// A `devstack up` on free ports in its own data directory, with stdout and stderr read
+/// separately as lines arrive.
+struct Up {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Up {
+    fn start(data_dir: &Path, ports: [&str; 3]) -> Up {
+        let mut child = devstack(data_dir)
+            .args(["up", "--data-dir"])
+            .arg(data_dir)
+            .args(["--gateway", ports[0]])
+            .args(["--notification", ports[1]])
+            .args(["--conversation", ports[2]])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("devstack up starts");
+        let (stdout_tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = stdout_tx.send(line);
+            }
+        });
+        // Raw bytes, so an escape code cannot hide in a lossy conversion.
+        let (stderr_tx, stderr_lines) = mpsc::channel();
+        let mut err = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut chunk) {
+                all.extend_from_slice(&chunk[..n]);
+                let _ = stderr_tx.send(text(&chunk[..n]));
+            }
+            all
+        });
+        Up {
+            child,
+            stdout,
+            stderr: Some(stderr),
+            stderr_lines,
+        }
+    }
+
+    /// Stdout lines up to and including the first that contains `last`.
+    fn stdout_until(&self, last: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.contains(last);
+                    lines.push(line);
+                    if done {
+                        return lines;
+                    }
+                }
+                Err(err) => panic!("no {last:?} on stdout ({err}); got {lines:?}"),
+            }
+        }
+    }
+
+    /// Waits until stderr has shown `wanted` (logs of the services starting).
+    fn stderr_shows(&self, wanted: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = String::new();
+        while !seen.contains(wanted) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(chunk) => seen.push_str(&chunk),
+                Err(err) => panic!("no {wanted:?} on stderr ({err}); got {seen}"),
+            }
+        }
+    }
+
+    /// Ctrl-C, then everything else it printed on each stream.
+    fn interrupt(mut self) -> (Vec<String>, Vec<u8>) {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "devstack did not stop on Ctrl-C");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let rest = self.stdout.try_iter().collect();
+        let stderr = self
+            .stderr
+            .take()
+            .map(|reader| reader.join().expect("stderr reader"))
+            .unwrap_or_default();
+        (rest, stderr)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a text log line starts with: a timestamp, then the level.
+fn is_log_line(line: &str) -> bool {
+    ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+        .iter()
+        .any(|level| {
+            line.contains(&format!(" {level} ")) || line.contains(&format!("{level}\u{1b}"))
+        })
+}
+
+#[test]
+fn up_prints_only_its_banner_on_stdout_and_uncoloured_logs_on_stderr() {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let (gateway, notification, conversation) = (free_addr(), free_addr(), free_addr());
+    let up = Up::start(data.path(), [&gateway, &notification, &conversation]);
+
+    let mut stdout = up.stdout_until("Ctrl-C stops everything.");
+    up.stderr_shows("gateway listening");
+    let (rest, stderr) = up.interrupt();
+    stdout.extend(rest);
+
+    let logged: Vec<&String> = stdout.iter().filter(|l| is_log_line(l)).collect();
+    assert!(logged.is_empty(), "log lines on stdout: {logged:?}");
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.contains(&format!("gateway {gateway}"))),
+        "{stdout:?}"
+    );
+    let token = stdout
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("export TOKEN="))
+        .expect("the token line");
+    let secrets = devstack::Secrets::load(data.path()).expect("secrets kept");
+    assert_eq!(
+        verified_subject(token, &secrets.jwt_secret).as_deref(),
+        Some("dev")
+    );
+
+    assert!(
+        !stderr.contains(&0x1b),
+        "escape codes on a piped stderr: {}",
+        text(&stderr)
+    );
+    let stderr = text(&stderr);
+    assert!(
+        stderr.contains(" INFO ") && stderr.contains("notification-svc listening"),
+        "{stderr}"
+    );
+}
+
+/// `devstack up` with the listener at `taken` (gateway, notification-svc, conversation-svc)
+/// already bound elsewhere; its output and the address that was taken.
+fn up_with_one_port_taken(taken: usize) -> (Output, String) {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let occupied = TcpListener::bind("127.0.0.1:0").expect("a port to occupy");
+    let occupied_addr = occupied.local_addr().expect("address").to_string();
+    let mut ports = [free_addr(), free_addr(), free_addr()];
+    ports[taken] = occupied_addr.clone();
+    let [gateway, notification, conversation] = &ports;
+    let output = devstack(data.path())
+        .args(["up", "--data-dir"])
+        .arg(data.path())
+        .args(["--gateway", gateway])
+        .args(["--notification", notification])
+        .args(["--conversation", conversation])
+        .output()
+        .expect("devstack up runs");
+    drop(occupied);
+    (output, occupied_addr)
+}
+
+#[test]
+fn up_on_a_port_in_use_names_the_service_and_the_address() {
+    for (taken, service) in [
+        (0, "gateway"),
+        (1, "notification-svc"),
+        (2, "conversation-svc"),
+    ] {
+        let (output, addr) = up_with_one_port_taken(taken);
+        assert!(!output.status.success(), "{service}: {output:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{service} cannot listen on {addr}")),
+            "{service}: {stderr}"
+        );
+        assert!(stderr.contains("Address already in use"), "{stderr}");
+    }
+}
