@@ -21,8 +21,14 @@ pub use switchboard::testing::Backend;
 
 use report::Report;
 
-/// Runs the whole suite on `backends` and writes the report into `out`.
+/// Runs the suite on `backends` and writes the report into `out`. Only a run of every
+/// scenario replaces `latest.*`: one that `--only` cut short is written as
+/// `partial-<time>.*`, so a quick check never overwrites the committed results.
 pub async fn run(settings: &Settings, backends: &[Backend], out: &Path) -> anyhow::Result<Report> {
+    settings.check_only()?;
+    if backends.is_empty() {
+        anyhow::bail!("no backend to measure");
+    }
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut rows = Vec::new();
     let mut targets = Vec::new();
@@ -31,23 +37,16 @@ pub async fn run(settings: &Settings, backends: &[Backend], out: &Path) -> anyho
         scenarios::run_backend(settings, backend, &mut rows, &mut targets).await?;
     }
     let report = Report {
-        started_at: started_at.clone(),
+        started_at,
         machine: machine(),
-        settings: format!(
-            "{} connections, {} in flight, {:?} warm-up + {:?} per scenario, {} subscribers, {} × {} large history",
-            settings.load.connections,
-            settings.load.inflight,
-            settings.load.warmup,
-            settings.load.duration,
-            settings.subscribers,
-            settings.large_users,
-            settings.rows_per_user
-        ),
+        settings: settings.describe(),
+        backends: backends.iter().map(|b| b.name().to_owned()).collect(),
+        ran: report::ran(&rows),
+        partial: settings.leaves_scenarios_out(),
         rows,
         targets,
     };
-    let stem = format!("run-{}", started_at.replace(':', "-"));
-    report.write(out, &stem)?;
+    report.write(out)?;
     Ok(report)
 }
 

@@ -63,7 +63,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 100)]
     rows_per_user: usize,
     /// Only these scenarios (comma-separated: list, list-unloaded, send, mark-read,
-    /// conversation, fanout, list-large); the ceiling always runs.
+    /// conversation, fanout, list-large); the ceiling always runs. A run that leaves a
+    /// scenario out writes partial-<time>.* and leaves latest.* alone.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the JSON and markdown results go.
@@ -116,7 +117,18 @@ fn main() -> anyhow::Result<()> {
             };
             let report = runtime.block_on(bench::run(&settings, &run.backends, &run.out))?;
             println!("{}", report.markdown());
-            eprintln!("bench: results written to {}", run.out.display());
+            let written = run.out.join(report.file_stem());
+            if report.partial {
+                eprintln!(
+                    "bench: partial run written to {}.{{md,json}} (latest.* is left alone)",
+                    written.display()
+                );
+            } else {
+                eprintln!(
+                    "bench: results written to {}.{{md,json}} and latest.{{md,json}}",
+                    written.display()
+                );
+            }
             Ok(())
         }
     }

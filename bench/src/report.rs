@@ -51,9 +51,31 @@ pub struct Target {
 pub struct Report {
     pub started_at: String,
     pub machine: String,
+    /// The settings of the scenarios that ran, and only those.
     pub settings: String,
+    pub backends: Vec<String>,
+    /// What was measured: `ceiling`, then each scenario with a row of its own.
+    pub ran: Vec<String>,
+    /// `--only` left some scenario out: written as `partial-*`, never as `latest`.
+    pub partial: bool,
     pub rows: Vec<Row>,
     pub targets: Vec<Target>,
+}
+
+/// The names of what `rows` measured, in order, once each; the ceiling rows count as one.
+pub fn ran(rows: &[Row]) -> Vec<String> {
+    let mut ran: Vec<String> = Vec::new();
+    for row in rows {
+        let name = if row.path == "ceiling" {
+            "ceiling"
+        } else {
+            row.scenario.as_str()
+        };
+        if !ran.iter().any(|r| r == name) {
+            ran.push(name.to_owned());
+        }
+    }
+    ran
 }
 
 impl Report {
@@ -64,6 +86,17 @@ impl Report {
             out,
             "Machine: {}. Settings: {}.\n",
             self.machine, self.settings
+        );
+        let _ = writeln!(
+            out,
+            "Ran: {} on {}.{}\n",
+            self.ran.join(", "),
+            self.backends.join(", "),
+            if self.partial {
+                " A partial run (--only): not every scenario."
+            } else {
+                ""
+            }
         );
         let mut backends: Vec<&str> = self.rows.iter().map(|r| r.backend.as_str()).collect();
         backends.dedup();
@@ -118,12 +151,25 @@ impl Report {
         out
     }
 
-    /// Writes `<stem>.json` and `<stem>.md` into `dir`, and the same as `latest.*`.
-    pub fn write(&self, dir: &Path, stem: &str) -> anyhow::Result<()> {
+    /// `run-<time>` for a full run, `partial-<time>` for a partial one.
+    pub fn file_stem(&self) -> String {
+        let kind = if self.partial { "partial" } else { "run" };
+        format!("{kind}-{}", self.started_at.replace(':', "-"))
+    }
+
+    /// Writes `<stem>.json` and `<stem>.md` into `dir`, and, for a full run only, the same
+    /// as `latest.*`: the committed results are replaced only by results of the same kind.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         let json = serde_json::to_string_pretty(self)?;
         let markdown = self.markdown();
-        for name in [stem, "latest"] {
+        let stem = self.file_stem();
+        let names: &[&str] = if self.partial {
+            &[&stem]
+        } else {
+            &[&stem, "latest"]
+        };
+        for name in names {
             std::fs::write(dir.join(format!("{name}.json")), &json)?;
             std::fs::write(dir.join(format!("{name}.md")), &markdown)?;
         }

@@ -129,6 +129,99 @@ async fn runs_every_scenario(backend: Backend) {
     );
     let markdown = std::fs::read_to_string(out.join("latest.md")).expect("latest.md written");
     assert!(markdown.contains("| fanout-broadcast | direct |"));
+    // A full run says so, and its header has the settings of every scenario.
+    assert!(!report.partial);
+    assert!(out.join(format!("{}.md", report.file_stem())).exists());
+    assert!(markdown.contains("40 subscribers") && markdown.contains("30 × 5 large history"));
+    assert!(
+        markdown.contains(&format!("on {}.\n", backend.name())),
+        "{markdown}"
+    );
+}
+
+/// Every file in `dir`, by name.
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("results directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_run_leaves_latest_alone_and_names_only_what_ran() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (mut settings, out) = settings(dir.path());
+    settings.only = vec!["send".into()];
+    // What a checkout has: the committed results of a full run.
+    std::fs::write(out.join("latest.md"), "committed markdown").expect("write");
+    std::fs::write(out.join("latest.json"), "{\"committed\": true}").expect("write");
+
+    let report = bench::run(&settings, &[Backend::Sqlite], &out)
+        .await
+        .expect("the partial suite runs");
+
+    assert!(report.partial);
+    assert_eq!(report.ran, ["ceiling", "send"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("latest.md")).expect("latest.md"),
+        "committed markdown"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("latest.json")).expect("latest.json"),
+        "{\"committed\": true}"
+    );
+    let stem = report.file_stem();
+    assert!(stem.starts_with("partial-"), "{stem}");
+    assert_eq!(
+        files(&out),
+        [
+            "latest.json".to_owned(),
+            "latest.md".to_owned(),
+            format!("{stem}.json"),
+            format!("{stem}.md"),
+        ]
+    );
+
+    let markdown = std::fs::read_to_string(out.join(format!("{stem}.md"))).expect("partial md");
+    let header: String = markdown
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        header.contains("Ran: ceiling, send on sqlite. A partial run"),
+        "{header}"
+    );
+    assert!(header.contains("2 connections, 4 in flight"), "{header}");
+    for not_run in [
+        "subscribers",
+        "large history",
+        "fanout",
+        "list-large",
+        "postgres",
+    ] {
+        assert!(!header.contains(not_run), "{not_run} in {header}");
+    }
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join(format!("{stem}.json"))).expect("partial json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(json["partial"], true);
+    assert_eq!(json["ran"], serde_json::json!(["ceiling", "send"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_scenario_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (mut settings, out) = settings(dir.path());
+    settings.only = vec!["lsit".into()];
+    let err = bench::run(&settings, &[Backend::Sqlite], &out)
+        .await
+        .expect_err("a typo in --only is refused");
+    assert!(err.to_string().contains("\"lsit\""), "{err}");
+    assert!(files(&out).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

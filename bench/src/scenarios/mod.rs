@@ -40,9 +40,55 @@ pub struct Settings {
     pub only: Vec<String>,
 }
 
+/// Every name `--only` takes.
+pub const SCENARIOS: [&str; 7] = [
+    "list",
+    "list-unloaded",
+    "send",
+    "mark-read",
+    "conversation",
+    "fanout",
+    "list-large",
+];
+
 impl Settings {
     pub fn wants(&self, scenario: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
+
+    /// Refuses a name `--only` does not know: a typo would otherwise measure the ceiling alone.
+    pub fn check_only(&self) -> anyhow::Result<()> {
+        match self.only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
+            Some(unknown) => anyhow::bail!(
+                "unknown scenario {unknown:?} in --only (one of {})",
+                SCENARIOS.join(", ")
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `--only` leaves some scenario out.
+    pub fn leaves_scenarios_out(&self) -> bool {
+        SCENARIOS.iter().any(|s| !self.wants(s))
+    }
+
+    /// The settings of what runs: the load of every unary scenario and the ceiling, the
+    /// streams only when fan-out runs, the large history only when list-large does.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!(
+            "{} connections, {} in flight, {:?} warm-up + {:?} per scenario",
+            self.load.connections, self.load.inflight, self.load.warmup, self.load.duration
+        )];
+        if self.wants("fanout") {
+            parts.push(format!("{} subscribers", self.subscribers));
+        }
+        if self.wants("list-large") {
+            parts.push(format!(
+                "{} × {} large history",
+                self.large_users, self.rows_per_user
+            ));
+        }
+        parts.join(", ")
     }
 }
 
