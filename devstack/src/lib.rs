@@ -43,10 +43,11 @@ impl Secrets {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let shown = std::path::absolute(&path).unwrap_or(path);
                 anyhow::bail!(
-                    "no dev secrets at {}: `devstack up` creates them in its data directory, \
-                     and a token signed with any other secret is refused (invalid signature). \
-                     Run this where `devstack up` runs, pass --data-dir <its data directory>, \
-                     or pass --jwt-secret (env SWITCHBOARD_JWT_SECRET) with the gateway's secret.",
+                    "no dev secrets at {}\n\
+                     `devstack up` keeps them in its data directory, and a token signed with \
+                     any other secret is refused (invalid signature). Run this where \
+                     `devstack up` runs, pass --data-dir <its data directory>, or pass \
+                     --jwt-secret (env SWITCHBOARD_JWT_SECRET) with the gateway's secret.",
                     shown.display()
                 )
             }

@@ -36,7 +36,8 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
-    /// JWKS file with RS256/ES256/EdDSA public keys (chosen by `kid`); reloaded when it changes.
+    /// JWKS file with RS256/ES256/EdDSA public keys (chosen by `kid`); re-read every second
+    /// and reloaded when its contents change (an unreadable or invalid file keeps the keys).
     #[arg(long, env = "SWITCHBOARD_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
 
