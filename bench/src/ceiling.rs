@@ -58,7 +58,8 @@ impl NotificationService for Ceiling {
     }
 }
 
-/// Serves the empty service (and health, so start-up can be awaited like the others).
+/// Serves the empty service (and health, so start-up can be awaited like the others, and
+/// so a gateway in front of it keeps it in its balance as it does a real notification-svc).
 pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -66,6 +67,9 @@ pub async fn serve(
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    reporter
+        .set_serving::<NotificationServiceServer<Ceiling>>()
         .await;
     switchboard::grpc::server_builder()
         .add_service(health)
