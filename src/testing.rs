@@ -2,6 +2,16 @@
 //! `testing`): a temporary database per test on either backend, and a macro running one
 //! scenario on both.
 
+/// A free port on 127.0.0.1, as `host:port`, for a child process to listen on (the port is
+/// released before the child binds it; fine on a test machine).
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    format!("127.0.0.1:{port}")
+}
+
 /// The database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -6,7 +6,6 @@
 //! tests and a stale binary would test old code.
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::OnceLock,
@@ -44,14 +43,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A free port on 127.0.0.1, as `host:port`.
-pub fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    format!("127.0.0.1:{port}")
-}
+pub use switchboard::testing::free_addr;
 
 /// A running binary, killed when dropped.
 pub struct Process {

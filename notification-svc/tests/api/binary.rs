@@ -2,7 +2,6 @@
 //! (signals, a crash).
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -40,13 +39,7 @@ impl Drop for Running {
     }
 }
 
-pub fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    format!("127.0.0.1:{port}")
-}
+pub use switchboard::testing::free_addr;
 
 /// Starts the binary on `addr` (default: a free port) and waits until it accepts connections.
 pub fn start_binary(database_url: &str, addr: Option<String>) -> Running {
