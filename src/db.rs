@@ -57,9 +57,9 @@ pub struct SqlitePools {
 /// show.
 ///
 /// A write that failed so ([`crate::Error::StorageFailing`]), or a WAL checkpoint that did,
-/// marks the storage failing. A write that succeeds clears the mark, and so does the health
-/// watcher's probe ([`Database::writable`]), which matters most: no balancer sends writes to
-/// a replica that says NOT_SERVING, so without the probe it would never come back. The
+/// marks the storage failing. Only the health watcher's probe ([`Database::writable`])
+/// clears the mark: no balancer sends writes to a replica that says NOT_SERVING, so the probe
+/// is what brings it back. The
 /// probe asks for more than one small write, because one small write does succeed on a full
 /// disk: it reuses the WAL space a failed larger write had taken.
 #[derive(Debug, Clone)]
@@ -86,13 +86,14 @@ impl WriteHealth {
         }
     }
 
-    /// Notes what a write's result says about the storage; passes it through.
+    /// Notes a write that failed for want of storage; passes the result through. A write
+    /// that succeeds does not clear the mark: on a nearly full disk small writes (the outbox
+    /// marking a delivery, an idempotent repeat) still fit in WAL space a failed larger write
+    /// left, and let health flip back to SERVING while real writes keep failing. Only the
+    /// space probe ([`Database::writable`]) clears it.
     pub fn record<T>(&self, result: Result<T, crate::Error>) -> Result<T, crate::Error> {
-        match &result {
-            // A load first: most writes succeed, and need not write the shared flag.
-            Ok(_) if self.failing.load(Ordering::Acquire) => self.set(false),
-            Err(crate::Error::StorageFailing(_)) => self.set(true),
-            _ => {}
+        if let Err(crate::Error::StorageFailing(_)) = &result {
+            self.set(true);
         }
         result
     }
@@ -477,7 +478,11 @@ impl Database {
             Ok(result) => result.map_err(crate::Error::from),
             Err(_) => Err(crate::Error::Unavailable("write probe timed out".into())),
         };
-        pools.writes.record(result).is_ok()
+        let writable = pools.writes.record(result).is_ok();
+        if writable {
+            pools.writes.set(false);
+        }
+        writable
     }
 
     /// The write health of a SQLite database (none on PostgreSQL).
