@@ -93,6 +93,15 @@ impl Violations {
         }
     }
 
+    /// The validated `value` when nothing was recorded, else INVALID_ARGUMENT with every
+    /// violation, so a request's values exist only once all of it is valid. A `None` comes
+    /// from a failed [`Violations::check`], which recorded why; one without a violation is a
+    /// bug, answered as INTERNAL instead of with a made-up default.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, Error> {
+        self.into_result()?;
+        value.ok_or_else(|| anyhow::anyhow!("a refused field recorded no violation").into())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -262,6 +271,28 @@ mod tests {
             .map(|f| f.field.clone())
             .collect();
         assert_eq!(fields, ["category", "content"]);
+    }
+
+    #[test]
+    fn finish_gives_the_value_only_when_every_check_passed() {
+        let mut v = Violations::default();
+        let ok = v.check("a", Ok::<_, String>(1));
+        assert_eq!(v.finish(ok).unwrap(), 1);
+
+        let mut v = Violations::default();
+        let ok = v.check("a", Ok::<_, String>(1));
+        let bad = v.check("b", Err::<i32, _>("no".into()));
+        match v.finish(ok.zip(bad)) {
+            Err(Error::InvalidArgument(violations)) => assert_eq!(violations[0].field, "b"),
+            other => panic!("{other:?}"),
+        }
+
+        // A value missing without a recorded reason is a bug, not a default.
+        let missing: Option<i32> = None;
+        assert!(matches!(
+            Violations::default().finish(missing),
+            Err(Error::Internal(_))
+        ));
     }
 
     #[test]

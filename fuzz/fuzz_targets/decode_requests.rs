@@ -36,28 +36,29 @@ fuzz_target!(|data: &[u8]| {
         let _ = convert::subscribe(req);
     }
 
-    use conversation_svc::domain;
+    use conversation_svc::{api::convert as conversation, domain::User};
+    let author = User {
+        id: "fuzzer".into(),
+        username: "fuzzer".into(),
+        avatar_url: String::new(),
+    };
     if let Ok(req) = cpb::CreateRequest::decode(data) {
-        let _ = domain::username(&req.username);
+        let _ = conversation::create(&req);
     }
     if let Ok(req) = cpb::GetRequest::decode(data) {
-        let _ = domain::conversation_id(&req.id);
+        let _ = conversation::get(&req);
     }
     if let Ok(req) = cpb::SendMessageRequest::decode(data) {
-        let _ = domain::conversation_id(&req.conversation_id);
-        let _ = domain::content(&req.content);
-        let _ = domain::idempotency_key(&req.idempotency_key);
+        let _ = conversation::send_message(&author, req);
     }
     if let Ok(req) = cpb::ListRequest::decode(data) {
-        let _ = switchboard::page_token::page_size(req.page_size);
-        let _ = switchboard::page_token::decode("page_token", &req.page_token, "fuzz");
-        if let Some(position) = std::str::from_utf8(data).ok() {
-            let _ = domain::ConversationCursor::decode(position);
-        }
+        let _ = conversation::list(&caller(), &req);
     }
     if let Ok(req) = cpb::ListMessagesRequest::decode(data) {
-        let _ = domain::conversation_id(&req.conversation_id);
-        let _ = switchboard::page_token::page_size(req.page_size);
+        let _ = conversation::list_messages(&caller(), &req);
+    }
+    if let Ok(req) = cpb::MarkReadRequest::decode(data) {
+        let _ = conversation::mark_read(&req);
     }
     let _ = switchboard::identity::decode_value(data);
 });

@@ -1,22 +1,18 @@
 //! The tonic service: identify and record the caller, validate, call the store, encode.
 
-mod convert;
+/// Protobuf <-> domain conversion at the edge (public for the fuzz target).
+pub mod convert;
 
 use std::sync::Arc;
 
 use switchboard::{
-    Caller, Error, Violations, page_token,
+    Caller, Error,
     proto::conversation::v1::{self as pb, conversation_service_server::ConversationService},
     time::now_micros,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{
-    domain::{self, ConversationCursor, NewMessage, User},
-    notifier::Relay,
-    store::ConversationStore,
-    users::Directory,
-};
+use crate::{domain::User, notifier::Relay, store::ConversationStore, users::Directory};
 
 #[derive(Clone)]
 pub struct ConversationApi {
@@ -43,10 +39,6 @@ impl ConversationApi {
     }
 }
 
-fn conversation_id(v: &mut Violations, field: &str, value: &str) -> Option<String> {
-    v.check(field, domain::conversation_id(value))
-}
-
 #[tonic::async_trait]
 impl ConversationService for ConversationApi {
     async fn create(
@@ -54,8 +46,7 @@ impl ConversationService for ConversationApi {
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::CreateResponse>, Status> {
         let (caller, _) = self.caller(&request).await?;
-        let username = domain::username(&request.get_ref().username)
-            .map_err(|description| Error::invalid("username", description))?;
+        let username = convert::create(request.get_ref())?;
         let other = self
             .store
             .find_user_by_username(&username)
@@ -81,47 +72,12 @@ impl ConversationService for ConversationApi {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let (caller, _) = self.caller(&request).await?;
-        let req = request.into_inner();
-        let scope = format!("conversations|{}", caller.user_id);
-        let mut v = Violations::default();
-        let page_size = v
-            .check("page_size", page_token::page_size(req.page_size))
-            .unwrap_or(page_token::DEFAULT_PAGE_SIZE);
-        let after = match page_token::decode("page_token", &req.page_token, &scope) {
-            Ok(None) => None,
-            Ok(Some(position)) => {
-                let cursor = ConversationCursor::decode(&position);
-                if cursor.is_none() {
-                    v.add("page_token", "invalid page token");
-                }
-                cursor
-            }
-            Err(Error::InvalidArgument(violations)) => {
-                for violation in violations {
-                    v.add(violation.field, violation.description);
-                }
-                None
-            }
-            Err(other) => return Err(other.into()),
-        };
-        v.into_result()?;
-        let mut conversations = self
+        let paging = convert::list(&caller, request.get_ref())?;
+        let rows = self
             .store
-            .conversations(&caller.user_id, after.as_ref(), page_size + 1)
+            .conversations(&caller.user_id, paging.after.as_ref(), paging.fetch_limit())
             .await?;
-        let more = conversations.len() > page_size;
-        conversations.truncate(page_size);
-        let next_page_token = match conversations.last() {
-            Some(last) if more => page_token::encode(
-                &scope,
-                &ConversationCursor {
-                    last_activity_at: last.last_activity_at,
-                    id: last.id.clone(),
-                }
-                .encode(),
-            ),
-            _ => String::new(),
-        };
+        let (conversations, next_page_token) = paging.cut(rows, convert::list_position);
         Ok(Response::new(pb::ListResponse {
             conversations: conversations
                 .iter()
@@ -136,10 +92,7 @@ impl ConversationService for ConversationApi {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let (caller, _) = self.caller(&request).await?;
-        let mut v = Violations::default();
-        let id = conversation_id(&mut v, "id", &request.get_ref().id);
-        v.into_result()?;
-        let id = id.unwrap_or_default();
+        let id = convert::get(request.get_ref())?;
         let conversation = self
             .store
             .conversation(&caller.user_id, &id)
@@ -155,27 +108,7 @@ impl ConversationService for ConversationApi {
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let (caller, author) = self.caller(&request).await?;
-        let req = request.into_inner();
-        let mut v = Violations::default();
-        let conversation_id = conversation_id(&mut v, "conversation_id", &req.conversation_id);
-        let content = v.check("content", domain::content(&req.content));
-        let idempotency_key = v.check(
-            "idempotency_key",
-            domain::idempotency_key(&req.idempotency_key),
-        );
-        v.into_result()?;
-        let author_name = if author.username.is_empty() {
-            author.id.clone()
-        } else {
-            author.username.clone()
-        };
-        let new = NewMessage {
-            conversation_id: conversation_id.unwrap_or_default(),
-            sender_id: caller.user_id.clone(),
-            content: content.unwrap_or_default(),
-            idempotency_key: idempotency_key.flatten(),
-            author_name,
-        };
+        let new = convert::send_message(&author, request.into_inner())?;
         let sent = self.store.send_message(&new, now_micros()).await?;
         if sent.created {
             // The notification is in the outbox, committed with the message.
@@ -191,41 +124,18 @@ impl ConversationService for ConversationApi {
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
         let (caller, _) = self.caller(&request).await?;
-        let req = request.into_inner();
-        let mut v = Violations::default();
-        let id = conversation_id(&mut v, "conversation_id", &req.conversation_id);
-        let page_size = v
-            .check("page_size", page_token::page_size(req.page_size))
-            .unwrap_or(page_token::DEFAULT_PAGE_SIZE);
-        let id = id.unwrap_or_default();
-        let scope = format!("messages|{}|{id}", caller.user_id);
-        let before = match page_token::decode("page_token", &req.page_token, &scope) {
-            Ok(position) => position,
-            Err(Error::InvalidArgument(violations)) => {
-                for violation in violations {
-                    v.add(violation.field, violation.description);
-                }
-                None
-            }
-            Err(other) => return Err(other.into()),
-        };
-        if let Some(position) = &before
-            && domain::conversation_id(position).is_err()
-        {
-            v.add("page_token", "invalid page token");
-        }
-        v.into_result()?;
-        let mut messages = self
+        let list = convert::list_messages(&caller, request.get_ref())?;
+        let rows = self
             .store
-            .messages(&caller.user_id, &id, before.as_deref(), page_size + 1)
+            .messages(
+                &caller.user_id,
+                &list.conversation_id,
+                list.paging.after.as_deref(),
+                list.paging.fetch_limit(),
+            )
             .await?
             .ok_or_else(|| Error::NotFound("conversation not found".into()))?;
-        let more = messages.len() > page_size;
-        messages.truncate(page_size);
-        let next_page_token = match messages.last() {
-            Some(last) if more => page_token::encode(&scope, &last.id),
-            _ => String::new(),
-        };
+        let (messages, next_page_token) = list.paging.cut(rows, |last| last.id.clone());
         Ok(Response::new(pb::ListMessagesResponse {
             messages: messages
                 .iter()
@@ -240,14 +150,7 @@ impl ConversationService for ConversationApi {
         request: Request<pb::MarkReadRequest>,
     ) -> Result<Response<pb::MarkReadResponse>, Status> {
         let (caller, _) = self.caller(&request).await?;
-        let mut v = Violations::default();
-        let id = conversation_id(
-            &mut v,
-            "conversation_id",
-            &request.get_ref().conversation_id,
-        );
-        v.into_result()?;
-        let id = id.unwrap_or_default();
+        let id = convert::mark_read(request.get_ref())?;
         if !self.store.mark_read(&caller.user_id, &id).await? {
             return Err(Error::NotFound("conversation not found".into()).into());
         }

@@ -65,17 +65,12 @@ pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListQuery, Error> 
     };
     let category = optional_category(&mut v, "category", &req.category);
     let page_size = v.check("page_size", page_token::page_size(req.page_size));
-    let before_id =
-        match page_token::decode("page_token", &req.page_token, &list_scope(caller, req)) {
-            Ok(position) => position,
-            Err(Error::InvalidArgument(violations)) => {
-                for violation in violations {
-                    v.add(violation.field, violation.description);
-                }
-                None
-            }
-            Err(other) => return Err(other),
-        };
+    let before_id = v
+        .check(
+            "page_token",
+            page_token::decode(&req.page_token, &list_scope(caller, req)),
+        )
+        .flatten();
     // A decoded position must itself be an id, or the token was forged.
     if let Some(position) = &before_id
         && domain::notification_id(position).is_err()
