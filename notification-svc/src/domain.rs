@@ -172,17 +172,16 @@ pub enum ReadFilter {
 pub struct ListQuery {
     pub state: ReadFilter,
     pub category: Option<String>,
-    pub page_size: usize,
     /// List notifications strictly older (smaller id) than this one.
     pub before_id: Option<String>,
+    /// At most this many notifications (the api asks for one more than a page holds).
+    pub limit: usize,
 }
 
-/// One page of List, with the caller's unread totals.
+/// The newest notifications of a List (at most its `limit`), with the caller's unread totals.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub notifications: Vec<Notification>,
-    /// Set when more notifications follow the page.
-    pub next_after: Option<String>,
     pub unread: UnreadCounts,
 }
 

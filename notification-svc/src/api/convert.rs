@@ -1,7 +1,8 @@
 //! Protobuf <-> domain conversion: validation at the edge, so handlers see domain types.
 
 use switchboard::{
-    Caller, Error, Violations, page_token, proto::notification::v1 as pb, time::to_timestamp,
+    Caller, Error, Violations, page_token::Paging, proto::notification::v1 as pb,
+    time::to_timestamp,
 };
 
 use crate::domain::{
@@ -48,41 +49,45 @@ pub fn send(caller: &Caller, req: pb::SendRequest) -> Result<NewSend, Error> {
 }
 
 /// The page-token scope: a token is only valid for the caller and filters it was made for.
-pub fn list_scope(caller: &Caller, req: &pb::ListRequest) -> String {
+fn list_scope(caller: &Caller, req: &pb::ListRequest) -> String {
     format!("{}|{}|{}", caller.user_id, req.state, req.category)
 }
 
-pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListQuery, Error> {
+/// A validated List: what the store reads, and how its rows become a page.
+pub struct ListParams {
+    pub query: ListQuery,
+    pub paging: Paging<String>,
+}
+
+pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListParams, Error> {
     let mut v = Violations::default();
     let state = match pb::ReadState::try_from(req.state) {
-        Ok(pb::ReadState::Unspecified) => ReadFilter::All,
-        Ok(pb::ReadState::Unread) => ReadFilter::Unread,
-        Ok(pb::ReadState::Read) => ReadFilter::Read,
+        Ok(pb::ReadState::Unspecified) => Some(ReadFilter::All),
+        Ok(pb::ReadState::Unread) => Some(ReadFilter::Unread),
+        Ok(pb::ReadState::Read) => Some(ReadFilter::Read),
         Err(_) => {
             v.add("state", format!("unknown read state {}", req.state));
-            ReadFilter::All
+            None
         }
     };
-    let category = optional_category(&mut v, "category", &req.category);
-    let page_size = v.check("page_size", page_token::page_size(req.page_size));
-    let before_id = v
-        .check(
-            "page_token",
-            page_token::decode(&req.page_token, &list_scope(caller, req)),
-        )
-        .flatten();
+    let category = v.check("category", optional_category(&req.category));
     // A decoded position must itself be an id, or the token was forged.
-    if let Some(position) = &before_id
-        && domain::notification_id(position).is_err()
-    {
-        v.add("page_token", "invalid page token");
-    }
-    v.into_result()?;
-    Ok(ListQuery {
-        state,
-        category,
-        page_size: page_size.unwrap_or(page_token::DEFAULT_PAGE_SIZE),
-        before_id,
+    let paging = Paging::parse(
+        &mut v,
+        req.page_size,
+        &req.page_token,
+        list_scope(caller, req),
+        |position| domain::notification_id(position).ok(),
+    );
+    let ((state, category), paging) = v.finish(state.zip(category).zip(paging))?;
+    Ok(ListParams {
+        query: ListQuery {
+            state,
+            category,
+            before_id: paging.after.clone(),
+            limit: paging.fetch_limit(),
+        },
+        paging,
     })
 }
 
@@ -92,8 +97,8 @@ pub fn mark_read(req: pb::MarkReadRequest) -> Result<MarkTarget, Error> {
         if !req.ids.is_empty() {
             v.add("ids", "must be empty when all is set");
         }
-        let category = optional_category(&mut v, "category", &req.category);
-        MarkTarget::All { category }
+        v.check("category", optional_category(&req.category))
+            .map(|category| MarkTarget::All { category })
     } else {
         if req.ids.is_empty() {
             v.add("ids", "give at least one id, or set all");
@@ -103,6 +108,7 @@ pub fn mark_read(req: pb::MarkReadRequest) -> Result<MarkTarget, Error> {
         if !req.category.is_empty() {
             v.add("category", "only allowed together with all");
         }
+        // Each refused id is recorded; `finish` below then refuses the whole request.
         let mut ids: Vec<String> = req
             .ids
             .iter()
@@ -111,10 +117,9 @@ pub fn mark_read(req: pb::MarkReadRequest) -> Result<MarkTarget, Error> {
             .collect();
         ids.sort();
         ids.dedup();
-        MarkTarget::Ids(ids)
+        Some(MarkTarget::Ids(ids))
     };
-    v.into_result()?;
-    Ok(target)
+    v.finish(target)
 }
 
 /// A validated Subscribe request.
@@ -125,11 +130,10 @@ pub struct SubscribeParams {
 
 pub fn subscribe(req: pb::SubscribeRequest) -> Result<SubscribeParams, Error> {
     let mut v = Violations::default();
-    let resume_after = if req.resume_after.is_empty() {
-        None
-    } else {
-        v.check("resume_after", domain::notification_id(&req.resume_after))
-    };
+    let resume_after = v.check(
+        "resume_after",
+        optional(&req.resume_after, domain::notification_id),
+    );
     if req.categories.len() > MAX_SUBSCRIBE_CATEGORIES {
         v.add(
             "categories",
@@ -139,7 +143,7 @@ pub fn subscribe(req: pb::SubscribeRequest) -> Result<SubscribeParams, Error> {
     for (i, category) in req.categories.iter().enumerate() {
         v.check(&format!("categories[{i}]"), domain::category(category));
     }
-    v.into_result()?;
+    let resume_after = v.finish(resume_after)?;
     let mut categories = req.categories;
     categories.sort();
     categories.dedup();
@@ -149,12 +153,23 @@ pub fn subscribe(req: pb::SubscribeRequest) -> Result<SubscribeParams, Error> {
     })
 }
 
-fn optional_category(v: &mut Violations, field: &str, value: &str) -> Option<String> {
+/// An optional category filter: empty means none.
+fn optional_category(value: &str) -> Result<Option<String>, String> {
+    optional(value, |category| {
+        domain::category(category).map(|()| category.to_owned())
+    })
+}
+
+/// An optional field: empty means absent, anything else must pass `parse`.
+fn optional<T>(
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
     if value.is_empty() {
-        return None;
+        Ok(None)
+    } else {
+        parse(value).map(Some)
     }
-    v.check(field, domain::category(value))
-        .map(|()| value.to_owned())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
 use switchboard::{
-    Caller, Error, page_token,
+    Caller, Error,
     proto::notification::v1::{self as pb, notification_service_server::NotificationService},
     time::now_micros,
 };
@@ -111,19 +111,12 @@ impl NotificationService for NotificationApi {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
-        let req = request.into_inner();
-        let query = convert::list(&caller, &req)?;
-        let page = self.store.list(&caller.user_id, &query).await?;
-        let next_page_token = page
-            .next_after
-            .map(|after| page_token::encode(&convert::list_scope(&caller, &req), &after))
-            .unwrap_or_default();
+        let list = convert::list(&caller, request.get_ref())?;
+        let page = self.store.list(&caller.user_id, &list.query).await?;
+        let (notifications, next_page_token) =
+            list.paging.cut(page.notifications, |last| last.id.clone());
         Ok(Response::new(pb::ListResponse {
-            notifications: page
-                .notifications
-                .iter()
-                .map(convert::notification)
-                .collect(),
+            notifications: notifications.iter().map(convert::notification).collect(),
             next_page_token,
             total_unread: page.unread.total(),
             unread_by_category: page.unread.by_category.into_iter().collect(),

@@ -63,7 +63,7 @@ pub trait MarkBatches: Send + Sync + 'static {
 
 #[async_trait]
 pub trait NotificationStore: SendBatches + MarkBatches {
-    /// One page of the user's notifications, newest first, with unread totals.
+    /// At most `query.limit` of the user's notifications, newest first, with unread totals.
     async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error>;
 
     /// Marks notifications the user can see read (others are ignored) and, when anything

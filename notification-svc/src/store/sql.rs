@@ -722,8 +722,7 @@ macro_rules! impl_notification_store {
                 // most one page from its index and only the two pages are merged. A single
                 // `recipient_id = $1 OR recipient_id IS NULL` made SQLite sort the user's whole
                 // history and PostgreSQL walk the primary key through everyone's rows.
-                // One extra row tells whether another page follows.
-                let limit = query.page_size + 1;
+                let limit = query.limit;
                 let mut tx = self.begin_read().await?;
                 let mut qb = QueryBuilder::<$db>::new("SELECT * FROM (SELECT * FROM (");
                 qb.push(sql::SELECT_DIRECT);
@@ -740,21 +739,12 @@ macro_rules! impl_notification_store {
                 qb.push(switchboard::db::limit(limit));
                 qb.push(") AS broadcasts) AS visible ORDER BY id DESC");
                 qb.push(switchboard::db::limit(limit));
-                let mut rows: Vec<NotificationRow> =
-                    qb.build_query_as().fetch_all(&mut *tx).await?;
-                let more = rows.len() > query.page_size;
-                rows.truncate(query.page_size);
+                let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
                 let notifications: Vec<Notification> = rows.into_iter().map(Into::into).collect();
-                let next_after = if more {
-                    notifications.last().map(|n| n.id.clone())
-                } else {
-                    None
-                };
                 let unread = unread_counts(&mut *tx, user_id).await?;
                 tx.commit().await?;
                 Ok(Page {
                     notifications,
-                    next_after,
                     unread,
                 })
             }
