@@ -26,6 +26,9 @@ use sqlx::{
 };
 use tokio::sync::Notify;
 
+mod backend;
+pub use backend::{Backend, PostgresBackend, SqliteBackend};
+
 /// A connected, migrated database.
 #[derive(Debug, Clone)]
 pub enum Database {
