@@ -1,11 +1,11 @@
 //! The live feed: one task per process tails the commit-ordered logs (notifications and read
 //! events) and publishes every new entry to the hub, in order.
 //!
-//! Writers poke the task after they commit; on PostgreSQL every replica is also poked by
-//! `LISTEN` on the channel the writers `NOTIFY` (payload: the new head, a pointer only), so a
-//! stream on replica A sees what was sent through replica B. Because positions are handed
-//! out in commit order, "everything after my last position" is exact: a missed poke (a
-//! listener reconnecting) only delays delivery until the next poke or poll.
+//! Writers poke the task after they commit; every replica is also poked by the store's news
+//! of other processes' commits ([`News`]: on PostgreSQL, `LISTEN`/`NOTIFY`), so a stream on
+//! replica A sees what was sent through replica B. Because positions are handed out in
+//! commit order, "everything after my last position" is exact: a missed poke (a listener
+//! reconnecting) only delays delivery until the next poke or poll.
 //!
 //! This process's own Sends need no read-back: the group committer hands each committed
 //! batch over ([`Feed::committed`]), and when the batch starts right after the feed's
@@ -15,18 +15,16 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sqlx::postgres::PgListener;
-use switchboard::db::Database;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     domain::Notification,
     hub::Hub,
-    store::{FEED_CHANNEL, NotificationStore},
+    store::{News, NotificationStore},
 };
 
-/// Safety net when no poke arrives (a lost NOTIFY while a listener reconnects).
+/// Safety net when no poke arrives (news lost while a listener reconnects).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Rows per tail query.
@@ -77,11 +75,11 @@ impl Feed {
     pub async fn start(
         store: Arc<dyn NotificationStore>,
         hub: Arc<Hub>,
-        database: &Database,
         stop: CancellationToken,
     ) -> anyhow::Result<Feed> {
         let (feed, mut committed) = Feed::new();
         let (mut notifications, mut reads) = store.heads().await?;
+        let news = store.news().await?;
         tokio::spawn({
             let poke = feed.poke.clone();
             let stop = stop.clone();
@@ -104,10 +102,7 @@ impl Feed {
                 }
             }
         });
-        if let Database::Postgres(pool) = database {
-            let listener = PgListener::connect_with(pool).await?;
-            tokio::spawn(listen(listener, feed.clone(), stop));
-        }
+        tokio::spawn(poke_on_news(news, feed.clone(), stop));
         Ok(feed)
     }
 }
@@ -169,25 +164,12 @@ async fn drain(
     }
 }
 
-/// Pokes the feed for every NOTIFY from any replica, and after a reconnection (notifications
-/// sent while disconnected are not redelivered, so catch up at once).
-async fn listen(mut listener: PgListener, feed: Feed, stop: CancellationToken) {
-    if let Err(err) = listener.listen(FEED_CHANNEL).await {
-        tracing::error!(error = %err, "cannot LISTEN; live delivery falls back to polling");
-        return;
-    }
+/// Pokes the feed for every piece of news from other processes, until `stop`.
+async fn poke_on_news(mut news: Box<dyn News>, feed: Feed, stop: CancellationToken) {
     loop {
-        let received = tokio::select! {
+        tokio::select! {
             () = stop.cancelled() => return,
-            received = listener.try_recv() => received,
-        };
-        match received {
-            Ok(_) => feed.poke(),
-            Err(err) => {
-                tracing::warn!(error = %err, "feed listener lost its connection; reconnecting");
-                feed.poke();
-                tokio::time::sleep(POLL_INTERVAL).await;
-            }
+            () = news.arrived() => feed.poke(),
         }
     }
 }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     domain::{Marked, NewMark, NewSend, Notification},
     feed::Feed,
-    store::{MarkBatches, SendBatches, Sent},
+    store::{MarkBatches, SendBatches, SendOutcome},
 };
 
 /// Most Sends in one transaction: bounds how long the head lock is held and what one
@@ -70,7 +70,7 @@ pub struct Sends(pub Arc<dyn SendBatches>);
 #[async_trait]
 impl Batch for Sends {
     type Item = NewSend;
-    type Done = Sent;
+    type Done = SendOutcome;
     const MAX_ITEMS: usize = MAX_BATCH_SENDS;
     const MAX_ROWS: usize = MAX_BATCH_ROWS;
 
@@ -78,11 +78,11 @@ impl Batch for Sends {
         send.row_count()
     }
 
-    async fn commit(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
+    async fn commit(&self, sends: &[NewSend], now: i64) -> Result<Vec<SendOutcome>, Error> {
         self.0.send_batch(sends, now).await
     }
 
-    fn publish(&self, feed: &Feed, done: Vec<&Sent>) {
+    fn publish(&self, feed: &Feed, done: Vec<&SendOutcome>) {
         let mut created: Vec<Notification> = done
             .into_iter()
             .filter(|sent| sent.created)
@@ -438,7 +438,11 @@ mod tests {
 
     #[async_trait]
     impl SendBatches for GatedStore {
-        async fn send_batch(&self, sends: &[NewSend], _now: i64) -> Result<Vec<Sent>, Error> {
+        async fn send_batch(
+            &self,
+            sends: &[NewSend],
+            _now: i64,
+        ) -> Result<Vec<SendOutcome>, Error> {
             self.batches
                 .lock()
                 .unwrap()
@@ -453,7 +457,7 @@ mod tests {
             }
             Ok(sends
                 .iter()
-                .map(|_| Sent {
+                .map(|_| SendOutcome {
                     notifications: Vec::new(),
                     created: true,
                 })
@@ -510,13 +514,13 @@ mod tests {
     }
 
     impl Harness {
-        fn submit(&self, send: NewSend) -> JoinHandle<Result<Sent, Error>> {
+        fn submit(&self, send: NewSend) -> JoinHandle<Result<SendOutcome, Error>> {
             let committer = self.committer.clone();
             tokio::spawn(async move { committer.submit(send).await })
         }
 
         /// Submits one Send and waits until the store holds it: the committer is busy.
-        async fn occupy(&mut self) -> JoinHandle<Result<Sent, Error>> {
+        async fn occupy(&mut self) -> JoinHandle<Result<SendOutcome, Error>> {
             let first = self.submit(send_to(1));
             self.entered.recv().await.unwrap();
             first

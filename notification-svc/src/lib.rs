@@ -104,7 +104,7 @@ pub async fn serve_shared(
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
-    let feed = Feed::start(store.clone(), hub.clone(), &database, stop.clone()).await?;
+    let feed = Feed::start(store.clone(), hub.clone(), stop.clone()).await?;
     prune_periodically(store.clone(), config.retention, stop.clone());
     // Its own token, cancelled only once the server has drained: writes still in flight
     // during the grace period must commit.

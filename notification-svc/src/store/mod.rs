@@ -1,13 +1,15 @@
-//! Persistence of notifications: one trait, one implementation per backend.
+//! Persistence of notifications: one trait, one implementation over either database.
 //!
-//! Both backends share one schema shape and the same SQL text (`sql.rs`); what differs is
-//! how a write transaction starts (SQLite needs `BEGIN IMMEDIATE`) and how other processes
-//! hear of a commit (PostgreSQL `NOTIFY`), so each backend module is a few lines around the
-//! shared implementation.
+//! Both databases share one schema shape and the same SQL text (`sql.rs`, stamped out once
+//! per [`Backend`](switchboard::db::Backend)); what differs is behind `dialect.rs`: a few
+//! locks, and how other processes hear of a commit (PostgreSQL `NOTIFY`/`LISTEN`). What a
+//! Send batch decides without the database is in `plan.rs`.
 //!
 //! Notifications and read events are also two commit-ordered logs (`seq`), which the feed
 //! tails to drive live delivery and Subscribe resumes by.
 
+mod dialect;
+mod plan;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -15,14 +17,14 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use switchboard::{Error, db::Database};
+use switchboard::{
+    Error,
+    db::{Database, PostgresBackend, SqliteBackend},
+};
 
 use crate::domain::{
     ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent, UnreadCounts,
 };
-
-pub use postgres::{FEED_CHANNEL, PostgresStore};
-pub use sqlite::SqliteStore;
 
 /// Migrations of this service, one set per backend, embedded in the binary.
 pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations {
@@ -31,9 +33,9 @@ pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations
     postgres: &sqlx::migrate!("./migrations/postgres"),
 };
 
-/// The result of a Send.
+/// What one Send did: the notifications it stored, or those of the earlier Send it repeats.
 #[derive(Debug, Clone)]
-pub struct Sent {
+pub struct SendOutcome {
     pub notifications: Vec<Notification>,
     /// False when an earlier Send with the same idempotency key was returned instead.
     pub created: bool,
@@ -48,7 +50,7 @@ pub trait SendBatches: Send + Sync + 'static {
     /// returns the original send's notifications with `created = false`, whether the
     /// original committed earlier or is an earlier send of the same batch. Positions follow
     /// batch order. All or nothing: on error no send of the batch is stored.
-    async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error>;
+    async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<SendOutcome>, Error>;
 }
 
 /// The write the MarkRead committer needs (see [`SendBatches`]).
@@ -116,12 +118,44 @@ pub trait NotificationStore: SendBatches + MarkBatches {
 
     /// The user's unread counts by category.
     async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error>;
+
+    /// Starts listening for commits of other processes to the logs (see [`News`]).
+    async fn news(&self) -> Result<Box<dyn News>, Error>;
+}
+
+/// Commits of other processes, as the feed waits for them: each arrival means "the logs may
+/// have moved, tail them". A lost connection counts as news too, since what was announced
+/// meanwhile is not redelivered.
+#[async_trait]
+pub trait News: Send + 'static {
+    async fn arrived(&mut self);
+}
+
+/// No other process writes (SQLite: one process owns the file, and its own commits poke the
+/// feed in-process), or nobody listens (the feed then only polls).
+struct NoNews;
+
+#[async_trait]
+impl News for NoNews {
+    async fn arrived(&mut self) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The store over one database backend: the shared SQL of `sql.rs` with that database's
+/// dialect hooks, implemented once per backend type.
+pub struct SqlStore<B> {
+    backend: B,
 }
 
 /// The store for a connected database.
 pub fn for_database(db: &Database) -> Arc<dyn NotificationStore> {
     match db {
-        Database::Sqlite(pools) => Arc::new(SqliteStore::new(pools.clone())),
-        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
+        Database::Sqlite(pools) => Arc::new(SqlStore {
+            backend: SqliteBackend::new(pools.clone()),
+        }),
+        Database::Postgres(pool) => Arc::new(SqlStore {
+            backend: PostgresBackend::new(pool.clone()),
+        }),
     }
 }

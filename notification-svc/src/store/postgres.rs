@@ -1,38 +1,23 @@
-//! PostgreSQL backend.
+//! PostgreSQL's dialect hooks: row locks for writers on several replicas, and both halves of
+//! the feed's `NOTIFY`/`LISTEN` protocol.
 
-use sqlx::{PgPool, Postgres, Transaction};
-use switchboard::db;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{Postgres, Transaction, postgres::PgListener};
+use switchboard::db::{Backend, PostgresBackend};
+
+use super::{News, NoNews, dialect::NotificationBackend};
 
 /// `NOTIFY` channel telling every replica that a log moved; the payload is only the new head
 /// (a pointer), replicas read the rows themselves.
-pub const FEED_CHANNEL: &str = "switchboard_feed";
+const FEED_CHANNEL: &str = "switchboard_feed";
 
-pub struct PostgresStore {
-    pool: PgPool,
-}
+/// Pause before a listener that lost its connection reconnects; the feed's poll covers the
+/// gap.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
-impl PostgresStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    /// Writes say nothing to health on PostgreSQL: its storage is the server's, and health
-    /// follows whether the server answers.
-    fn wrote<T>(&self, result: Result<T, switchboard::Error>) -> Result<T, switchboard::Error> {
-        result
-    }
-
-    /// READ COMMITTED is enough: the idempotency key's primary key serialises repeated
-    /// Sends, the feed head's row lock orders commits, and every other write is a single
-    /// conditional statement.
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
-    async fn begin_read(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        db::postgres_begin_snapshot(&self.pool).await
-    }
-
+impl NotificationBackend for PostgresBackend {
     /// Locks the notifications a prune is about to delete. Under READ COMMITTED a MarkRead
     /// could otherwise mark one read, or read a broadcast, between the prune's counting and
     /// its delete, and the counters would take that change into account twice (or not at
@@ -76,6 +61,43 @@ impl PostgresStore {
             .await
             .map(|_| ())
     }
+
+    /// `LISTEN` on its own connection. A server that refuses the `LISTEN` leaves live delivery
+    /// to the feed's poll, logged once.
+    async fn news(&self) -> Result<Box<dyn News>, sqlx::Error> {
+        let mut listener = PgListener::connect_with(self.read_pool()).await?;
+        if let Err(err) = listener.listen(FEED_CHANNEL).await {
+            tracing::error!(error = %err, "cannot LISTEN; live delivery falls back to polling");
+            return Ok(Box::new(NoNews));
+        }
+        Ok(Box::new(Announcements {
+            listener,
+            lost: false,
+        }))
+    }
 }
 
-super::sql::impl_notification_store!(PostgresStore, Postgres);
+/// Every replica's announcements on [`FEED_CHANNEL`].
+struct Announcements {
+    listener: PgListener,
+    /// The last wait ended with the connection lost: pause before reconnecting.
+    lost: bool,
+}
+
+#[async_trait]
+impl News for Announcements {
+    /// A `NOTIFY` from any replica, or a lost connection (what was announced meanwhile is not
+    /// redelivered, so the feed catches up at once; the next wait reconnects).
+    async fn arrived(&mut self) {
+        if self.lost {
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+            self.lost = false;
+        }
+        if let Err(err) = self.listener.try_recv().await {
+            tracing::warn!(error = %err, "feed listener lost its connection; reconnecting");
+            self.lost = true;
+        }
+    }
+}
+
+super::sql::impl_notification_store!(PostgresBackend);

@@ -2,12 +2,12 @@
 //! backend by [`impl_notification_store!`].
 //!
 //! sqlx's generic executors need a wall of trait bounds per function; a macro over the
-//! concrete database type keeps one readable copy of the logic instead.
+//! concrete backend type keeps one readable copy of the logic instead. The macro reaches the
+//! backend only through [`switchboard::db::Backend`] and this service's
+//! `NotificationBackend` (`dialect.rs`), so each backend's part is checked by the compiler.
 //! Queries are built with `QueryBuilder` + `push_bind` so placeholders fit either dialect.
 
-use std::collections::{BTreeMap, btree_map::Entry};
-
-use crate::domain::{NewSend, Notification, ReadEvent};
+use crate::domain::{Notification, ReadEvent};
 
 /// Columns of a notification as one user sees it. The caller binds the user id right after
 /// this text, for the per-user broadcast read state.
@@ -123,53 +123,6 @@ pub const DROP_ZERO_COUNTERS: [&str; 3] = [
 /// both backends' limits (SQLite 32766, PostgreSQL 65535) for 1000 recipients.
 pub const INSERT_CHUNK: usize = 500;
 
-/// Where a send of a batch stands once idempotency keys are sorted out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// Stored as a new send (its key, if any, is claimed for it).
-    New,
-    /// Its key belongs to a send committed earlier: that send's notifications.
-    Committed(Vec<Notification>),
-    /// Same caller and key as the send at this (earlier) index of the batch: it gets that
-    /// send's notifications, which are not in the database yet when the key is looked at.
-    SameAs(usize),
-}
-
-/// The idempotency work of a batch, before the database is asked anything.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ClaimPlan {
-    /// One per send: `SameAs` for a repeat of a key earlier in the batch, else `New` (until
-    /// the database says the key was taken before).
-    pub claims: Vec<Claim>,
-    /// The first send of each distinct (caller, key), sorted by (caller, key): the order
-    /// every batch claims keys in.
-    pub keyed: Vec<usize>,
-}
-
-impl ClaimPlan {
-    pub fn of(sends: &[NewSend]) -> ClaimPlan {
-        let mut first: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        let claims = sends
-            .iter()
-            .enumerate()
-            .map(|(i, send)| match &send.idempotency_key {
-                None => Claim::New,
-                Some(key) => match first.entry((send.caller_id.as_str(), key.as_str())) {
-                    Entry::Occupied(earlier) => Claim::SameAs(*earlier.get()),
-                    Entry::Vacant(slot) => {
-                        slot.insert(i);
-                        Claim::New
-                    }
-                },
-            })
-            .collect();
-        ClaimPlan {
-            claims,
-            keyed: first.into_values().collect(),
-        }
-    }
-}
-
 #[derive(sqlx::FromRow)]
 pub struct NotificationRow {
     pub id: String,
@@ -221,636 +174,574 @@ impl From<NotificationRow> for Notification {
 }
 
 macro_rules! impl_notification_store {
-    ($store:ty, $db:ty) => {
-        use std::collections::BTreeMap;
+    ($backend:ty) => {
+        // A block of its own, so the macro's names do not clash with the calling module's.
+        const _: () = {
+            use std::collections::{BTreeMap, HashSet};
 
-        use async_trait::async_trait;
-        use sqlx::QueryBuilder;
-        use switchboard::Error;
-        use uuid::Uuid;
+            use async_trait::async_trait;
+            use sqlx::QueryBuilder;
+            use switchboard::{Error, db::Backend};
+            use uuid::Uuid;
 
-        use std::collections::HashSet;
-        use $crate::domain::{
-            Audience, ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page,
-            ReadEvent, ReadFilter, UnreadCounts,
-        };
+            use $crate::domain::{
+                ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
+                ReadFilter, UnreadCounts,
+            };
+            use $crate::store::{
+                MarkBatches, News, NotificationStore, SendBatches, SendOutcome, SqlStore,
+                dialect::NotificationBackend,
+                plan::{Claim, ClaimPlan, NewRows},
+                sql::{self, NotificationRow, ReadEventRow, UserCounter},
+            };
 
-        use $crate::store::sql::{
-            self, Claim, ClaimPlan, NotificationRow, ReadEventRow, UserCounter,
-        };
-        use $crate::store::{MarkBatches, NotificationStore, SendBatches, Sent};
+            /// The sqlx database of this backend.
+            type Db = <$backend as Backend>::Db;
 
-        /// `SELECT_VISIBLE ... WHERE <visible to user>`, ready for more `AND` filters.
-        fn visible_to(user_id: &str) -> QueryBuilder<$db> {
-            let mut qb = QueryBuilder::<$db>::new(sql::SELECT_VISIBLE);
-            qb.push_bind(user_id.to_owned());
-            qb.push(" WHERE (n.recipient_id = ");
-            qb.push_bind(user_id.to_owned());
-            qb.push(" OR n.recipient_id IS NULL)");
-            qb
-        }
-
-        /// The List filters (read state by `read_at`, category, page position) of one branch.
-        fn push_page_filters(qb: &mut QueryBuilder<$db>, query: &ListQuery, read_at: &str) {
-            match query.state {
-                ReadFilter::All => {}
-                ReadFilter::Unread => {
-                    qb.push(format!(" AND {read_at} IS NULL"));
-                }
-                ReadFilter::Read => {
-                    qb.push(format!(" AND {read_at} IS NOT NULL"));
-                }
+            /// `SELECT_VISIBLE ... WHERE <visible to user>`, ready for more `AND` filters.
+            fn visible_to(user_id: &str) -> QueryBuilder<Db> {
+                let mut qb = QueryBuilder::<Db>::new(sql::SELECT_VISIBLE);
+                qb.push_bind(user_id.to_owned());
+                qb.push(" WHERE (n.recipient_id = ");
+                qb.push_bind(user_id.to_owned());
+                qb.push(" OR n.recipient_id IS NULL)");
+                qb
             }
-            if let Some(category) = &query.category {
-                qb.push(" AND n.category = ");
-                qb.push_bind(category.clone());
-            }
-            if let Some(before) = &query.before_id {
-                qb.push(" AND n.id < ");
-                qb.push_bind(before.clone());
-            }
-        }
 
-        fn push_in_list(qb: &mut QueryBuilder<$db>, column: &str, values: &[String]) {
-            qb.push(format!(" AND {column} IN ("));
-            let mut list = qb.separated(", ");
-            for value in values {
-                list.push_bind(value.clone());
-            }
-            qb.push(")");
-        }
-
-        /// The user's unread counts, from the counters (no scan of their history).
-        async fn unread_counts(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            user_id: &str,
-        ) -> Result<UnreadCounts, Error> {
-            let rows: Vec<(String, i64)> = sqlx::query_as(sql::UNREAD_BY_CATEGORY)
-                .bind(user_id)
-                .bind(user_id)
-                .fetch_all(&mut *conn)
-                .await?;
-            Ok(UnreadCounts { by_category: rows })
-        }
-
-        /// Adds `deltas` (negative to take away) to a per-(user, category) counter: one
-        /// upsert per chunk of keys. Keys go in order (a `BTreeMap`), so concurrent
-        /// PostgreSQL writers lock counter rows in one order and cannot deadlock on them;
-        /// each key appears once, as `ON CONFLICT DO UPDATE` requires.
-        async fn add_to_counter(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            counter: UserCounter,
-            deltas: &BTreeMap<(String, String), i64>,
-        ) -> Result<(), Error> {
-            let rows: Vec<_> = deltas.iter().filter(|(_, delta)| **delta != 0).collect();
-            let UserCounter { table, column } = counter;
-            for chunk in rows.chunks(sql::INSERT_CHUNK) {
-                let mut qb = QueryBuilder::<$db>::new(format!(
-                    "INSERT INTO {table} (user_id, category, {column}) "
-                ));
-                qb.push_values(chunk, |mut row, ((user_id, category), delta)| {
-                    row.push_bind(user_id.clone())
-                        .push_bind(category.clone())
-                        .push_bind(**delta);
-                });
-                qb.push(format!(
-                    " ON CONFLICT (user_id, category) DO UPDATE \
-                     SET {column} = {table}.{column} + excluded.{column}"
-                ));
-                qb.build().execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-
-        /// Counts newly stored notifications into the counters: one unread per direct
-        /// notification by (recipient, category), one broadcast per broadcast by category.
-        /// Takes any batch, of one Send or of many, and groups it here, so one call after
-        /// the inserts costs a statement or two whatever the batch size. Must run in the
-        /// transaction that inserts `notifications`.
-        async fn count_new(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            notifications: &[Notification],
-        ) -> Result<(), Error> {
-            let mut direct = BTreeMap::<(String, String), i64>::new();
-            let mut broadcasts = BTreeMap::<String, i64>::new();
-            for n in notifications {
-                match &n.recipient_id {
-                    Some(recipient) if n.read_at.is_none() => {
-                        *direct
-                            .entry((recipient.clone(), n.category.clone()))
-                            .or_default() += 1;
+            /// The List filters (read state by `read_at`, category, page position) of one branch.
+            fn push_page_filters(qb: &mut QueryBuilder<Db>, query: &ListQuery, read_at: &str) {
+                match query.state {
+                    ReadFilter::All => {}
+                    ReadFilter::Unread => {
+                        qb.push(format!(" AND {read_at} IS NULL"));
                     }
-                    Some(_) => {}
-                    None => *broadcasts.entry(n.category.clone()).or_default() += 1,
+                    ReadFilter::Read => {
+                        qb.push(format!(" AND {read_at} IS NOT NULL"));
+                    }
                 }
-            }
-            add_to_counter(&mut *conn, sql::UNREAD_DIRECT, &direct).await?;
-            let broadcasts: Vec<_> = broadcasts.into_iter().collect();
-            for chunk in broadcasts.chunks(sql::INSERT_CHUNK) {
-                let mut qb =
-                    QueryBuilder::<$db>::new("INSERT INTO broadcast_counts (category, total) ");
-                qb.push_values(chunk, |mut row, (category, total)| {
-                    row.push_bind(category.clone()).push_bind(*total);
-                });
-                qb.push(
-                    " ON CONFLICT (category) DO UPDATE \
-                     SET total = broadcast_counts.total + excluded.total",
-                );
-                qb.build().execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-
-        /// What one MarkRead changed, with the categories of the rows it changed: direct rows
-        /// leave the user's unread counter, broadcasts join their read counter.
-        struct MarkedRows {
-            marked: Marked,
-            direct: Vec<String>,
-            broadcasts: Vec<String>,
-        }
-
-        /// The rows a MarkRead names, as `AND` filters on `notifications`: its ids, or all
-        /// of a category, or all.
-        fn push_mark_target(qb: &mut QueryBuilder<$db>, target: &MarkTarget) {
-            match target {
-                MarkTarget::Ids(ids) => push_in_list(qb, "notifications.id", ids),
-                MarkTarget::All { category: None } => {}
-                MarkTarget::All {
-                    category: Some(category),
-                } => {
-                    qb.push(" AND notifications.category = ");
+                if let Some(category) = &query.category {
+                    qb.push(" AND n.category = ");
                     qb.push_bind(category.clone());
                 }
-            }
-        }
-
-        /// Marks what one MarkRead names, if its user can see it: direct rows get
-        /// `read_at`, broadcasts a `broadcast_reads` row. Counters, unread totals and the
-        /// read event are left to the batch. `RETURNING` reports only rows this statement
-        /// changed, so a row another transaction marked first is not counted twice.
-        async fn mark_rows(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            mark: &NewMark,
-            now: i64,
-        ) -> Result<MarkedRows, Error> {
-            let mut direct = QueryBuilder::<$db>::new("UPDATE notifications SET read_at = ");
-            direct.push_bind(now);
-            direct.push(" WHERE read_at IS NULL AND recipient_id = ");
-            direct.push_bind(mark.user_id.clone());
-            push_mark_target(&mut direct, &mark.target);
-            direct.push(" RETURNING id, category");
-            let direct: Vec<(String, String)> =
-                direct.build_query_as().fetch_all(&mut *conn).await?;
-
-            let mut broadcast = QueryBuilder::<$db>::new(
-                "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
-            );
-            broadcast.push_bind(mark.user_id.clone());
-            broadcast.push(", notifications.id, ");
-            broadcast.push_bind(now);
-            broadcast.push(" FROM notifications WHERE notifications.recipient_id IS NULL");
-            push_mark_target(&mut broadcast, &mark.target);
-            broadcast.push(
-                " AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
-                 WHERE br.notification_id = notifications.id AND br.user_id = ",
-            );
-            broadcast.push_bind(mark.user_id.clone());
-            broadcast.push(") ON CONFLICT DO NOTHING RETURNING notification_id, ");
-            broadcast.push(sql::BROADCAST_READ_CATEGORY);
-            let read: Vec<(String, String)> =
-                broadcast.build_query_as().fetch_all(&mut *conn).await?;
-
-            let (mut changed, direct): (Vec<String>, Vec<String>) = direct.into_iter().unzip();
-            let (read, broadcasts): (Vec<String>, Vec<String>) = read.into_iter().unzip();
-            changed.extend(read);
-            let count = changed.len() as i64;
-            // "All" can change many rows: its read event says "all", not which.
-            let ids = match mark.target {
-                MarkTarget::Ids(_) => {
-                    changed.sort();
-                    changed
+                if let Some(before) = &query.before_id {
+                    qb.push(" AND n.id < ");
+                    qb.push_bind(before.clone());
                 }
-                MarkTarget::All { .. } => Vec::new(),
-            };
-            Ok(MarkedRows {
-                marked: Marked {
-                    ids,
-                    count,
-                    unread_left: 0,
-                },
-                direct,
-                broadcasts,
-            })
-        }
-
-        // The write transactions, apart from the trait methods below, which tell the store
-        // what each result says about the storage (`wrote`: on SQLite, health follows it).
-        impl $store {
-            async fn mark_batch_tx(
-                &self,
-                marks: &[NewMark],
-                now: i64,
-            ) -> Result<Vec<Marked>, Error> {
-                let mut tx = self.begin_write().await?;
-                // Before any row: two replicas' batches could otherwise take one user's rows in
-                // opposite orders and deadlock.
-                <$store>::lock_read_events(&mut tx).await?;
-                // In queue order, so each user's MarkReads apply in the order they came.
-                let mut marked = Vec::with_capacity(marks.len());
-                let mut unread_direct = BTreeMap::<(String, String), i64>::new();
-                let mut broadcasts_read = BTreeMap::<(String, String), i64>::new();
-                for mark in marks {
-                    let rows = mark_rows(&mut *tx, mark, now).await?;
-                    for category in rows.direct {
-                        *unread_direct
-                            .entry((mark.user_id.clone(), category))
-                            .or_default() -= 1;
-                    }
-                    for category in rows.broadcasts {
-                        *broadcasts_read
-                            .entry((mark.user_id.clone(), category))
-                            .or_default() += 1;
-                    }
-                    marked.push(rows.marked);
-                }
-                add_to_counter(&mut *tx, sql::UNREAD_DIRECT, &unread_direct).await?;
-                add_to_counter(&mut *tx, sql::BROADCASTS_READ, &broadcasts_read).await?;
-                // Once per user, after the whole batch: what they have left when answered.
-                let mut left = BTreeMap::<&str, i64>::new();
-                for mark in marks {
-                    if !left.contains_key(mark.user_id.as_str()) {
-                        let total = unread_counts(&mut *tx, &mark.user_id).await?.total();
-                        left.insert(&mark.user_id, total);
-                    }
-                }
-                for (mark, marked) in marks.iter().zip(&mut marked) {
-                    marked.unread_left = left[mark.user_id.as_str()];
-                }
-
-                // One read event per MarkRead that changed something, in queue order, for
-                // the user's other sessions.
-                let events: Vec<usize> =
-                    (0..marks.len()).filter(|&i| marked[i].count > 0).collect();
-                if !events.is_empty() {
-                    let count = events.len() as i64;
-                    let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
-                        .bind(count)
-                        .bind("read_events")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let numbered: Vec<(i64, usize)> = (head - count + 1..).zip(events).collect();
-                    for chunk in numbered.chunks(sql::INSERT_CHUNK) {
-                        let mut qb = QueryBuilder::<$db>::new(sql::INSERT_READ_EVENTS);
-                        qb.push_values(chunk, |mut row, &(seq, i)| {
-                            let (all, category) = match &marks[i].target {
-                                MarkTarget::Ids(_) => (false, None),
-                                MarkTarget::All { category } => (true, category.clone()),
-                            };
-                            row.push_bind(seq)
-                                .push_bind(marks[i].user_id.clone())
-                                .push_bind(marked[i].ids.join(" "))
-                                .push_bind(all)
-                                .push_bind(category)
-                                .push_bind(now);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    <$store>::announce(&mut tx, head).await?;
-                }
-                tx.commit().await?;
-                Ok(marked)
             }
 
-            async fn send_batch_tx(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
-                let mut tx = self.begin_write().await?;
-                // Minted up front (cheap) so a send's id is at hand wherever its key is
-                // claimed; ids of sends that turn out to be repeats are simply unused.
-                let send_ids: Vec<String> =
-                    sends.iter().map(|_| Uuid::now_v7().to_string()).collect();
-                let ClaimPlan { mut claims, keyed } = ClaimPlan::of(sends);
-
-                // Claim every distinct key in one statement per chunk. `keyed` is in
-                // (caller, key) order, so on PostgreSQL two batches that wait on each other's
-                // uncommitted claims always wait in the same order and cannot deadlock.
-                let mut claimed: HashSet<(String, String)> = HashSet::new();
-                for chunk in keyed.chunks(sql::INSERT_CHUNK) {
-                    let mut qb = QueryBuilder::<$db>::new(sql::CLAIM_IDEMPOTENCY_KEYS);
-                    qb.push_values(chunk, |mut row, &i| {
-                        row.push_bind(sends[i].caller_id.clone())
-                            .push_bind(sends[i].idempotency_key.clone())
-                            .push_bind(send_ids[i].clone())
-                            .push_bind(now);
-                    });
-                    qb.push(sql::CLAIMED);
-                    let rows: Vec<(String, String)> =
-                        qb.build_query_as().fetch_all(&mut *tx).await?;
-                    claimed.extend(rows);
+            fn push_in_list(qb: &mut QueryBuilder<Db>, column: &str, values: &[String]) {
+                qb.push(format!(" AND {column} IN ("));
+                let mut list = qb.separated(", ");
+                for value in values {
+                    list.push_bind(value.clone());
                 }
-                // A key that was not claimed belongs to a send committed earlier (on
-                // PostgreSQL the claim waited for it to commit): answer with its rows.
-                for &i in &keyed {
-                    let send = &sends[i];
-                    let Some(key) = &send.idempotency_key else {
-                        continue;
-                    };
-                    if claimed.contains(&(send.caller_id.clone(), key.clone())) {
-                        continue;
-                    }
-                    let original: String = sqlx::query_scalar(sql::IDEMPOTENT_SEND_ID)
-                        .bind(&send.caller_id)
-                        .bind(key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let rows: Vec<NotificationRow> = sqlx::query_as(sql::NOTIFICATIONS_OF_SEND)
-                        .bind(&original)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    claims[i] = Claim::Committed(rows.into_iter().map(Into::into).collect());
-                }
-
-                // The rows of every new send, in batch order; `owner` is each row's send.
-                let mut created: Vec<Notification> = Vec::new();
-                let mut owner: Vec<usize> = Vec::new();
-                let mut spans = vec![0..0; sends.len()];
-                for (i, send) in sends.iter().enumerate() {
-                    if !matches!(claims[i], Claim::New) {
-                        continue;
-                    }
-                    let recipients: Vec<Option<String>> = match &send.audience {
-                        Audience::Broadcast => vec![None],
-                        Audience::Recipients(ids) => ids.iter().cloned().map(Some).collect(),
-                    };
-                    let start = created.len();
-                    for recipient_id in recipients {
-                        created.push(Notification {
-                            id: Uuid::now_v7().to_string(),
-                            category: send.category.clone(),
-                            content: send.content.clone(),
-                            link: send.link.clone(),
-                            sender_id: send.sender_id.clone(),
-                            recipient_id,
-                            created_at: now,
-                            read_at: None,
-                            seq: 0,
-                        });
-                        owner.push(i);
-                    }
-                    spans[i] = start..created.len();
-                }
-
-                if !created.is_empty() {
-                    // Positions last: the head's lock is then held only for the inserts. One
-                    // bump for the whole batch, positions in batch order.
-                    let count = created.len() as i64;
-                    let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
-                        .bind(count)
-                        .bind("notifications")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    for (notification, seq) in created.iter_mut().zip(head - count + 1..) {
-                        notification.seq = seq;
-                    }
-                    for (chunk, owners) in created
-                        .chunks(sql::INSERT_CHUNK)
-                        .zip(owner.chunks(sql::INSERT_CHUNK))
-                    {
-                        let mut qb = QueryBuilder::<$db>::new(sql::INSERT_NOTIFICATIONS);
-                        qb.push_values(chunk.iter().zip(owners), |mut row, (n, &i)| {
-                            row.push_bind(n.id.clone())
-                                .push_bind(send_ids[i].clone())
-                                .push_bind(n.recipient_id.clone())
-                                .push_bind(n.category.clone())
-                                .push_bind(n.content.clone())
-                                .push_bind(n.link.clone())
-                                .push_bind(n.sender_id.clone())
-                                .push_bind(n.created_at)
-                                .push_bind(None::<i64>)
-                                .push_bind(n.seq);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    count_new(&mut *tx, &created).await?;
-                    <$store>::announce(&mut tx, head).await?;
-                }
-                tx.commit().await?;
-
-                let mut sent: Vec<Sent> = Vec::with_capacity(sends.len());
-                for (i, claim) in claims.into_iter().enumerate() {
-                    let result = match claim {
-                        Claim::New => Sent {
-                            notifications: created[spans[i].clone()].to_vec(),
-                            created: true,
-                        },
-                        Claim::Committed(notifications) => Sent {
-                            notifications,
-                            created: false,
-                        },
-                        // The first send of the key is earlier in the batch, so already here.
-                        Claim::SameAs(first) => Sent {
-                            notifications: sent
-                                .get(first)
-                                .map(|s| s.notifications.clone())
-                                .ok_or_else(|| {
-                                    Error::Internal(anyhow::anyhow!(
-                                        "send {i} repeats send {first}, which is not before it"
-                                    ))
-                                })?,
-                            created: false,
-                        },
-                    };
-                    sent.push(result);
-                }
-                Ok(sent)
+                qb.push(")");
             }
 
-            async fn prune_tx(&self, before: i64) -> Result<u64, Error> {
-                let mut tx = self.begin_write().await?;
-                <$store>::lock_prunable(&mut tx, before).await?;
-                for statement in sql::PRUNE_COUNTERS {
-                    sqlx::query(statement)
-                        .bind(before)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query(
-                    "DELETE FROM broadcast_reads WHERE notification_id IN \
-                     (SELECT id FROM notifications WHERE created_at < $1)",
-                )
-                .bind(before)
-                .execute(&mut *tx)
-                .await?;
-                let pruned = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                for table in ["read_events", "idempotency_keys"] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DELETE FROM {table} WHERE created_at < $1"
-                    )))
-                    .bind(before)
-                    .execute(&mut *tx)
+            /// The user's unread counts, from the counters (no scan of their history).
+            async fn unread_counts(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                user_id: &str,
+            ) -> Result<UnreadCounts, Error> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(sql::UNREAD_BY_CATEGORY)
+                    .bind(user_id)
+                    .bind(user_id)
+                    .fetch_all(&mut *conn)
                     .await?;
+                Ok(UnreadCounts { by_category: rows })
+            }
+
+            /// Adds `deltas` (negative to take away) to a per-(user, category) counter: one
+            /// upsert per chunk of keys. Keys go in order (a `BTreeMap`), so concurrent
+            /// PostgreSQL writers lock counter rows in one order and cannot deadlock on them;
+            /// each key appears once, as `ON CONFLICT DO UPDATE` requires.
+            async fn add_to_counter(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                counter: UserCounter,
+                deltas: &BTreeMap<(String, String), i64>,
+            ) -> Result<(), Error> {
+                let rows: Vec<_> = deltas.iter().filter(|(_, delta)| **delta != 0).collect();
+                let UserCounter { table, column } = counter;
+                for chunk in rows.chunks(sql::INSERT_CHUNK) {
+                    let mut qb = QueryBuilder::<Db>::new(format!(
+                        "INSERT INTO {table} (user_id, category, {column}) "
+                    ));
+                    qb.push_values(chunk, |mut row, ((user_id, category), delta)| {
+                        row.push_bind(user_id.clone())
+                            .push_bind(category.clone())
+                            .push_bind(**delta);
+                    });
+                    qb.push(format!(
+                        " ON CONFLICT (user_id, category) DO UPDATE \
+                         SET {column} = {table}.{column} + excluded.{column}"
+                    ));
+                    qb.build().execute(&mut *conn).await?;
                 }
-                for statement in sql::DROP_ZERO_COUNTERS {
-                    sqlx::query(statement).execute(&mut *tx).await?;
+                Ok(())
+            }
+
+            /// Counts newly stored notifications into the counters: one unread per direct
+            /// notification by (recipient, category), one broadcast per broadcast by category.
+            /// Takes any batch, of one Send or of many, and groups it here, so one call after
+            /// the inserts costs a statement or two whatever the batch size. Must run in the
+            /// transaction that inserts `notifications`.
+            async fn count_new(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                notifications: &[Notification],
+            ) -> Result<(), Error> {
+                let mut direct = BTreeMap::<(String, String), i64>::new();
+                let mut broadcasts = BTreeMap::<String, i64>::new();
+                for n in notifications {
+                    match &n.recipient_id {
+                        Some(recipient) if n.read_at.is_none() => {
+                            *direct
+                                .entry((recipient.clone(), n.category.clone()))
+                                .or_default() += 1;
+                        }
+                        Some(_) => {}
+                        None => *broadcasts.entry(n.category.clone()).or_default() += 1,
+                    }
                 }
-                tx.commit().await?;
-                Ok(pruned)
+                add_to_counter(&mut *conn, sql::UNREAD_DIRECT, &direct).await?;
+                let broadcasts: Vec<_> = broadcasts.into_iter().collect();
+                for chunk in broadcasts.chunks(sql::INSERT_CHUNK) {
+                    let mut qb =
+                        QueryBuilder::<Db>::new("INSERT INTO broadcast_counts (category, total) ");
+                    qb.push_values(chunk, |mut row, (category, total)| {
+                        row.push_bind(category.clone()).push_bind(*total);
+                    });
+                    qb.push(
+                        " ON CONFLICT (category) DO UPDATE \
+                         SET total = broadcast_counts.total + excluded.total",
+                    );
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
             }
-        }
 
-        #[async_trait]
-        impl MarkBatches for $store {
-            async fn mark_batch(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error> {
-                self.wrote(self.mark_batch_tx(marks, now).await)
+            /// What one MarkRead changed, with the categories of the rows it changed: direct rows
+            /// leave the user's unread counter, broadcasts join their read counter.
+            struct MarkedRows {
+                marked: Marked,
+                direct: Vec<String>,
+                broadcasts: Vec<String>,
             }
-        }
 
-        #[async_trait]
-        impl SendBatches for $store {
-            async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<Sent>, Error> {
-                self.wrote(self.send_batch_tx(sends, now).await)
+            /// The rows a MarkRead names, as `AND` filters on `notifications`: its ids, or all
+            /// of a category, or all.
+            fn push_mark_target(qb: &mut QueryBuilder<Db>, target: &MarkTarget) {
+                match target {
+                    MarkTarget::Ids(ids) => push_in_list(qb, "notifications.id", ids),
+                    MarkTarget::All { category: None } => {}
+                    MarkTarget::All {
+                        category: Some(category),
+                    } => {
+                        qb.push(" AND notifications.category = ");
+                        qb.push_bind(category.clone());
+                    }
+                }
             }
-        }
 
-        #[async_trait]
-        impl NotificationStore for $store {
-            async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error> {
-                // The user's own rows and the broadcasts are two index-ordered ranges
-                // (`notifications_recipient`, `notifications_broadcast`): each branch reads at
-                // most one page from its index and only the two pages are merged. A single
-                // `recipient_id = $1 OR recipient_id IS NULL` made SQLite sort the user's whole
-                // history and PostgreSQL walk the primary key through everyone's rows.
-                let limit = query.limit;
-                let mut tx = self.begin_read().await?;
-                let mut qb = QueryBuilder::<$db>::new("SELECT * FROM (SELECT * FROM (");
-                qb.push(sql::SELECT_DIRECT);
-                qb.push_bind(user_id.to_owned());
-                push_page_filters(&mut qb, query, "n.read_at");
-                qb.push(" ORDER BY n.id DESC");
-                qb.push(switchboard::db::limit(limit));
-                qb.push(") AS direct UNION ALL SELECT * FROM (");
-                qb.push(sql::SELECT_VISIBLE);
-                qb.push_bind(user_id.to_owned());
-                qb.push(" WHERE n.recipient_id IS NULL");
-                push_page_filters(&mut qb, query, "br.read_at");
-                qb.push(" ORDER BY n.id DESC");
-                qb.push(switchboard::db::limit(limit));
-                qb.push(") AS broadcasts) AS visible ORDER BY id DESC");
-                qb.push(switchboard::db::limit(limit));
-                let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                let notifications: Vec<Notification> = rows.into_iter().map(Into::into).collect();
-                let unread = unread_counts(&mut *tx, user_id).await?;
-                tx.commit().await?;
-                Ok(Page {
-                    notifications,
-                    unread,
+            /// Marks what one MarkRead names, if its user can see it: direct rows get
+            /// `read_at`, broadcasts a `broadcast_reads` row. Counters, unread totals and the
+            /// read event are left to the batch. `RETURNING` reports only rows this statement
+            /// changed, so a row another transaction marked first is not counted twice.
+            async fn mark_rows(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                mark: &NewMark,
+                now: i64,
+            ) -> Result<MarkedRows, Error> {
+                let mut direct = QueryBuilder::<Db>::new("UPDATE notifications SET read_at = ");
+                direct.push_bind(now);
+                direct.push(" WHERE read_at IS NULL AND recipient_id = ");
+                direct.push_bind(mark.user_id.clone());
+                push_mark_target(&mut direct, &mark.target);
+                direct.push(" RETURNING id, category");
+                let direct: Vec<(String, String)> =
+                    direct.build_query_as().fetch_all(&mut *conn).await?;
+
+                let mut broadcast = QueryBuilder::<Db>::new(
+                    "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
+                );
+                broadcast.push_bind(mark.user_id.clone());
+                broadcast.push(", notifications.id, ");
+                broadcast.push_bind(now);
+                broadcast.push(" FROM notifications WHERE notifications.recipient_id IS NULL");
+                push_mark_target(&mut broadcast, &mark.target);
+                broadcast.push(
+                    " AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
+                     WHERE br.notification_id = notifications.id AND br.user_id = ",
+                );
+                broadcast.push_bind(mark.user_id.clone());
+                broadcast.push(") ON CONFLICT DO NOTHING RETURNING notification_id, ");
+                broadcast.push(sql::BROADCAST_READ_CATEGORY);
+                let read: Vec<(String, String)> =
+                    broadcast.build_query_as().fetch_all(&mut *conn).await?;
+
+                let (mut changed, direct): (Vec<String>, Vec<String>) = direct.into_iter().unzip();
+                let (read, broadcasts): (Vec<String>, Vec<String>) = read.into_iter().unzip();
+                changed.extend(read);
+                let count = changed.len() as i64;
+                // "All" can change many rows: its read event says "all", not which.
+                let ids = match mark.target {
+                    MarkTarget::Ids(_) => {
+                        changed.sort();
+                        changed
+                    }
+                    MarkTarget::All { .. } => Vec::new(),
+                };
+                Ok(MarkedRows {
+                    marked: Marked {
+                        ids,
+                        count,
+                        unread_left: 0,
+                    },
+                    direct,
+                    broadcasts,
                 })
             }
 
-            async fn replay(
-                &self,
-                user_id: &str,
-                after_seq: i64,
-                categories: &[String],
-                limit: usize,
-            ) -> Result<Vec<Notification>, Error> {
-                let mut qb = visible_to(user_id);
-                qb.push(" AND n.seq > ");
-                qb.push_bind(after_seq);
-                if !categories.is_empty() {
-                    push_in_list(&mut qb, "n.category", categories);
+            // The write transactions, apart from the trait methods below, which tell the store
+            // what each result says about the storage (`wrote`: on SQLite, health follows it).
+            impl SqlStore<$backend> {
+                async fn mark_batch_tx(
+                    &self,
+                    marks: &[NewMark],
+                    now: i64,
+                ) -> Result<Vec<Marked>, Error> {
+                    let mut tx = self.backend.begin_write().await?;
+                    // Before any row: two replicas' batches could otherwise take one user's rows in
+                    // opposite orders and deadlock.
+                    <$backend as NotificationBackend>::lock_read_events(&mut tx).await?;
+                    // In queue order, so each user's MarkReads apply in the order they came.
+                    let mut marked = Vec::with_capacity(marks.len());
+                    let mut unread_direct = BTreeMap::<(String, String), i64>::new();
+                    let mut broadcasts_read = BTreeMap::<(String, String), i64>::new();
+                    for mark in marks {
+                        let rows = mark_rows(&mut *tx, mark, now).await?;
+                        for category in rows.direct {
+                            *unread_direct
+                                .entry((mark.user_id.clone(), category))
+                                .or_default() -= 1;
+                        }
+                        for category in rows.broadcasts {
+                            *broadcasts_read
+                                .entry((mark.user_id.clone(), category))
+                                .or_default() += 1;
+                        }
+                        marked.push(rows.marked);
+                    }
+                    add_to_counter(&mut *tx, sql::UNREAD_DIRECT, &unread_direct).await?;
+                    add_to_counter(&mut *tx, sql::BROADCASTS_READ, &broadcasts_read).await?;
+                    // Once per user, after the whole batch: what they have left when answered.
+                    let mut left = BTreeMap::<&str, i64>::new();
+                    for mark in marks {
+                        if !left.contains_key(mark.user_id.as_str()) {
+                            let total = unread_counts(&mut *tx, &mark.user_id).await?.total();
+                            left.insert(&mark.user_id, total);
+                        }
+                    }
+                    for (mark, marked) in marks.iter().zip(&mut marked) {
+                        marked.unread_left = left[mark.user_id.as_str()];
+                    }
+
+                    // One read event per MarkRead that changed something, in queue order, for
+                    // the user's other sessions.
+                    let events: Vec<usize> =
+                        (0..marks.len()).filter(|&i| marked[i].count > 0).collect();
+                    if !events.is_empty() {
+                        let count = events.len() as i64;
+                        let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
+                            .bind(count)
+                            .bind("read_events")
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let numbered: Vec<(i64, usize)> =
+                            (head - count + 1..).zip(events).collect();
+                        for chunk in numbered.chunks(sql::INSERT_CHUNK) {
+                            let mut qb = QueryBuilder::<Db>::new(sql::INSERT_READ_EVENTS);
+                            qb.push_values(chunk, |mut row, &(seq, i)| {
+                                let (all, category) = match &marks[i].target {
+                                    MarkTarget::Ids(_) => (false, None),
+                                    MarkTarget::All { category } => (true, category.clone()),
+                                };
+                                row.push_bind(seq)
+                                    .push_bind(marks[i].user_id.clone())
+                                    .push_bind(marked[i].ids.join(" "))
+                                    .push_bind(all)
+                                    .push_bind(category)
+                                    .push_bind(now);
+                            });
+                            qb.build().execute(&mut *tx).await?;
+                        }
+                        <$backend as NotificationBackend>::announce(&mut tx, head).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(marked)
                 }
-                qb.push(" ORDER BY n.seq ASC");
-                qb.push(switchboard::db::limit(limit));
-                let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.pool).await?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
 
-            async fn seq_of(&self, user_id: &str, id: &str) -> Result<Option<i64>, Error> {
-                let mut qb = visible_to(user_id);
-                qb.push(" AND n.id = ");
-                qb.push_bind(id.to_owned());
-                let row: Option<NotificationRow> =
-                    qb.build_query_as().fetch_optional(&self.pool).await?;
-                Ok(row.map(|r| r.seq))
-            }
+                async fn send_batch_tx(
+                    &self,
+                    sends: &[NewSend],
+                    now: i64,
+                ) -> Result<Vec<SendOutcome>, Error> {
+                    let mut tx = self.backend.begin_write().await?;
+                    // Minted up front (cheap) so a send's id is at hand wherever its key is
+                    // claimed; ids of sends that turn out to be repeats are simply unused.
+                    let send_ids: Vec<String> =
+                        sends.iter().map(|_| Uuid::now_v7().to_string()).collect();
+                    let plan = ClaimPlan::of(sends);
 
-            async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<Notification>, Error> {
-                let rows: Vec<NotificationRow> =
-                    sqlx::query_as(switchboard::db::limited(sql::TAIL, limit))
-                        .bind(after_seq)
-                        .fetch_all(&self.pool)
+                    // Claim every distinct key in one statement per chunk. `keyed` is in
+                    // (caller, key) order, so on PostgreSQL two batches that wait on each other's
+                    // uncommitted claims always wait in the same order and cannot deadlock.
+                    let mut claimed: HashSet<(String, String)> = HashSet::new();
+                    for chunk in plan.keyed.chunks(sql::INSERT_CHUNK) {
+                        let mut qb = QueryBuilder::<Db>::new(sql::CLAIM_IDEMPOTENCY_KEYS);
+                        qb.push_values(chunk, |mut row, &i| {
+                            row.push_bind(sends[i].caller_id.clone())
+                                .push_bind(sends[i].idempotency_key.clone())
+                                .push_bind(send_ids[i].clone())
+                                .push_bind(now);
+                        });
+                        qb.push(sql::CLAIMED);
+                        let rows: Vec<(String, String)> =
+                            qb.build_query_as().fetch_all(&mut *tx).await?;
+                        claimed.extend(rows);
+                    }
+                    // A key that was not claimed belongs to a send committed earlier (on
+                    // PostgreSQL the claim waited for it to commit): answer with its rows.
+                    let taken = plan.taken_before(sends, &claimed);
+                    let mut claims = plan.claims;
+                    for (i, caller_id, key) in taken {
+                        let original: String = sqlx::query_scalar(sql::IDEMPOTENT_SEND_ID)
+                            .bind(caller_id)
+                            .bind(key)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let rows: Vec<NotificationRow> = sqlx::query_as(sql::NOTIFICATIONS_OF_SEND)
+                            .bind(&original)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        claims[i] = Claim::Committed(rows.into_iter().map(Into::into).collect());
+                    }
+
+                    let mut created = NewRows::of(sends, &claims, now);
+                    if !created.is_empty() {
+                        // Positions last: the head's lock is then held only for the inserts. One
+                        // bump for the whole batch, positions in batch order.
+                        let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
+                            .bind(created.len() as i64)
+                            .bind("notifications")
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        created.position_up_to(head);
+                        for (chunk, owners) in created
+                            .notifications
+                            .chunks(sql::INSERT_CHUNK)
+                            .zip(created.owners.chunks(sql::INSERT_CHUNK))
+                        {
+                            let mut qb = QueryBuilder::<Db>::new(sql::INSERT_NOTIFICATIONS);
+                            qb.push_values(chunk.iter().zip(owners), |mut row, (n, &i)| {
+                                row.push_bind(n.id.clone())
+                                    .push_bind(send_ids[i].clone())
+                                    .push_bind(n.recipient_id.clone())
+                                    .push_bind(n.category.clone())
+                                    .push_bind(n.content.clone())
+                                    .push_bind(n.link.clone())
+                                    .push_bind(n.sender_id.clone())
+                                    .push_bind(n.created_at)
+                                    .push_bind(None::<i64>)
+                                    .push_bind(n.seq);
+                            });
+                            qb.build().execute(&mut *tx).await?;
+                        }
+                        count_new(&mut *tx, &created.notifications).await?;
+                        <$backend as NotificationBackend>::announce(&mut tx, head).await?;
+                    }
+                    tx.commit().await?;
+                    created.outcomes(claims)
+                }
+
+                async fn prune_tx(&self, before: i64) -> Result<u64, Error> {
+                    let mut tx = self.backend.begin_write().await?;
+                    <$backend as NotificationBackend>::lock_prunable(&mut tx, before).await?;
+                    for statement in sql::PRUNE_COUNTERS {
+                        sqlx::query(statement)
+                            .bind(before)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query(
+                        "DELETE FROM broadcast_reads WHERE notification_id IN \
+                         (SELECT id FROM notifications WHERE created_at < $1)",
+                    )
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?;
+                    let pruned = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    for table in ["read_events", "idempotency_keys"] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DELETE FROM {table} WHERE created_at < $1"
+                        )))
+                        .bind(before)
+                        .execute(&mut *tx)
                         .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                    }
+                    for statement in sql::DROP_ZERO_COUNTERS {
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(pruned)
+                }
             }
 
-            async fn tail_reads(
-                &self,
-                after_seq: i64,
-                limit: usize,
-            ) -> Result<Vec<ReadEvent>, Error> {
-                let rows: Vec<ReadEventRow> =
-                    sqlx::query_as(switchboard::db::limited(sql::TAIL_READS, limit))
-                        .bind(after_seq)
-                        .fetch_all(&self.pool)
+            #[async_trait]
+            impl MarkBatches for SqlStore<$backend> {
+                async fn mark_batch(
+                    &self,
+                    marks: &[NewMark],
+                    now: i64,
+                ) -> Result<Vec<Marked>, Error> {
+                    self.backend.wrote(self.mark_batch_tx(marks, now).await)
+                }
+            }
+
+            #[async_trait]
+            impl SendBatches for SqlStore<$backend> {
+                async fn send_batch(
+                    &self,
+                    sends: &[NewSend],
+                    now: i64,
+                ) -> Result<Vec<SendOutcome>, Error> {
+                    self.backend.wrote(self.send_batch_tx(sends, now).await)
+                }
+            }
+
+            #[async_trait]
+            impl NotificationStore for SqlStore<$backend> {
+                async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error> {
+                    // The user's own rows and the broadcasts are two index-ordered ranges
+                    // (`notifications_recipient`, `notifications_broadcast`): each branch reads at
+                    // most one page from its index and only the two pages are merged. A single
+                    // `recipient_id = $1 OR recipient_id IS NULL` made SQLite sort the user's whole
+                    // history and PostgreSQL walk the primary key through everyone's rows.
+                    let limit = query.limit;
+                    let mut tx = self.backend.begin_read().await?;
+                    let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (SELECT * FROM (");
+                    qb.push(sql::SELECT_DIRECT);
+                    qb.push_bind(user_id.to_owned());
+                    push_page_filters(&mut qb, query, "n.read_at");
+                    qb.push(" ORDER BY n.id DESC");
+                    qb.push(switchboard::db::limit(limit));
+                    qb.push(") AS direct UNION ALL SELECT * FROM (");
+                    qb.push(sql::SELECT_VISIBLE);
+                    qb.push_bind(user_id.to_owned());
+                    qb.push(" WHERE n.recipient_id IS NULL");
+                    push_page_filters(&mut qb, query, "br.read_at");
+                    qb.push(" ORDER BY n.id DESC");
+                    qb.push(switchboard::db::limit(limit));
+                    qb.push(") AS broadcasts) AS visible ORDER BY id DESC");
+                    qb.push(switchboard::db::limit(limit));
+                    let rows: Vec<NotificationRow> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    let notifications: Vec<Notification> =
+                        rows.into_iter().map(Into::into).collect();
+                    let unread = unread_counts(&mut *tx, user_id).await?;
+                    tx.commit().await?;
+                    Ok(Page {
+                        notifications,
+                        unread,
+                    })
+                }
+
+                async fn replay(
+                    &self,
+                    user_id: &str,
+                    after_seq: i64,
+                    categories: &[String],
+                    limit: usize,
+                ) -> Result<Vec<Notification>, Error> {
+                    let mut qb = visible_to(user_id);
+                    qb.push(" AND n.seq > ");
+                    qb.push_bind(after_seq);
+                    if !categories.is_empty() {
+                        push_in_list(&mut qb, "n.category", categories);
+                    }
+                    qb.push(" ORDER BY n.seq ASC");
+                    qb.push(switchboard::db::limit(limit));
+                    let rows: Vec<NotificationRow> = qb
+                        .build_query_as()
+                        .fetch_all(self.backend.read_pool())
                         .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
 
-            async fn heads(&self) -> Result<(i64, i64), Error> {
-                let rows: Vec<(String, i64)> =
-                    sqlx::query_as(sql::HEADS).fetch_all(&self.pool).await?;
-                let head = |name: &str| rows.iter().find(|(n, _)| n == name).map_or(0, |(_, s)| *s);
-                Ok((head("notifications"), head("read_events")))
-            }
+                async fn seq_of(&self, user_id: &str, id: &str) -> Result<Option<i64>, Error> {
+                    let mut qb = visible_to(user_id);
+                    qb.push(" AND n.id = ");
+                    qb.push_bind(id.to_owned());
+                    let row: Option<NotificationRow> = qb
+                        .build_query_as()
+                        .fetch_optional(self.backend.read_pool())
+                        .await?;
+                    Ok(row.map(|r| r.seq))
+                }
 
-            async fn prune(&self, before: i64) -> Result<u64, Error> {
-                self.wrote(self.prune_tx(before).await)
-            }
+                async fn tail(
+                    &self,
+                    after_seq: i64,
+                    limit: usize,
+                ) -> Result<Vec<Notification>, Error> {
+                    let rows: Vec<NotificationRow> =
+                        sqlx::query_as(switchboard::db::limited(sql::TAIL, limit))
+                            .bind(after_seq)
+                            .fetch_all(self.backend.read_pool())
+                            .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
 
-            async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error> {
-                let mut conn = self.pool.acquire().await?;
-                unread_counts(&mut *conn, user_id).await
+                async fn tail_reads(
+                    &self,
+                    after_seq: i64,
+                    limit: usize,
+                ) -> Result<Vec<ReadEvent>, Error> {
+                    let rows: Vec<ReadEventRow> =
+                        sqlx::query_as(switchboard::db::limited(sql::TAIL_READS, limit))
+                            .bind(after_seq)
+                            .fetch_all(self.backend.read_pool())
+                            .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn heads(&self) -> Result<(i64, i64), Error> {
+                    let rows: Vec<(String, i64)> = sqlx::query_as(sql::HEADS)
+                        .fetch_all(self.backend.read_pool())
+                        .await?;
+                    let head =
+                        |name: &str| rows.iter().find(|(n, _)| n == name).map_or(0, |(_, s)| *s);
+                    Ok((head("notifications"), head("read_events")))
+                }
+
+                async fn prune(&self, before: i64) -> Result<u64, Error> {
+                    self.backend.wrote(self.prune_tx(before).await)
+                }
+
+                async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error> {
+                    let mut conn = self.backend.read_pool().acquire().await?;
+                    unread_counts(&mut *conn, user_id).await
+                }
+
+                async fn news(&self) -> Result<Box<dyn News>, Error> {
+                    Ok(self.backend.news().await?)
+                }
             }
-        }
+        };
     };
 }
 
 pub(crate) use impl_notification_store;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::Audience;
-
-    fn send(caller: &str, key: Option<&str>) -> NewSend {
-        NewSend {
-            caller_id: caller.into(),
-            audience: Audience::Broadcast,
-            category: "test".into(),
-            content: "x".into(),
-            link: String::new(),
-            sender_id: caller.into(),
-            idempotency_key: key.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn repeats_inside_a_batch_point_at_the_first_send_of_their_key() {
-        let plan = ClaimPlan::of(&[
-            send("b", Some("k")),
-            send("a", Some("k")),
-            send("b", None),
-            send("b", Some("k")),
-            send("a", Some("j")),
-            send("b", None),
-            send("a", Some("k")),
-        ]);
-        use Claim::*;
-        assert_eq!(plan.claims, [New, New, New, SameAs(0), New, New, SameAs(1)]);
-        // (a, j), (a, k), (b, k): the one claim order of every batch.
-        assert_eq!(plan.keyed, [4, 1, 0]);
-    }
-}

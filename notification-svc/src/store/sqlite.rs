@@ -1,40 +1,11 @@
-//! SQLite backend.
+//! SQLite's dialect hooks: nothing to lock and nobody to tell.
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
-use switchboard::db::{self, SqlitePools, WriteHealth};
+use sqlx::{Sqlite, Transaction};
+use switchboard::db::SqliteBackend;
 
-pub struct SqliteStore {
-    /// Reads.
-    pool: SqlitePool,
-    /// Writes: one connection (see [`SqlitePools`]).
-    writer: SqlitePool,
-    /// What writes say about the storage, for health.
-    writes: WriteHealth,
-}
+use super::{News, NoNews, dialect::NotificationBackend};
 
-impl SqliteStore {
-    pub fn new(pools: SqlitePools) -> Self {
-        Self {
-            pool: pools.read,
-            writer: pools.write,
-            writes: pools.writes,
-        }
-    }
-
-    /// Passes a write's result through, noting whether the storage took it: a full disk
-    /// turns health NOT_SERVING until a write succeeds again.
-    fn wrote<T>(&self, result: Result<T, switchboard::Error>) -> Result<T, switchboard::Error> {
-        self.writes.record(result)
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        db::sqlite_begin_write(&self.writer).await
-    }
-
-    async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
+impl NotificationBackend for SqliteBackend {
     /// Nothing to lock: `BEGIN IMMEDIATE` already keeps every other writer out until the
     /// prune commits, so what it counts is what it deletes.
     async fn lock_prunable(
@@ -56,6 +27,10 @@ impl SqliteStore {
     ) -> Result<(), sqlx::Error> {
         Ok(())
     }
+
+    async fn news(&self) -> Result<Box<dyn News>, sqlx::Error> {
+        Ok(Box::new(NoNews))
+    }
 }
 
-super::sql::impl_notification_store!(SqliteStore, Sqlite);
+super::sql::impl_notification_store!(SqliteBackend);

@@ -1,0 +1,37 @@
+//! Where this service's SQL differs between the databases, on top of [`Backend`].
+
+use std::future::Future;
+
+use sqlx::Transaction;
+use switchboard::db::Backend;
+
+use super::News;
+
+/// The hooks the shared store (`sql.rs`) calls where SQLite and PostgreSQL need different
+/// statements. SQLite runs one write transaction at a time (`BEGIN IMMEDIATE`) in one
+/// process, so its locks and announcements are empty. PostgreSQL's writers on several
+/// replicas run under READ COMMITTED (idempotency keys' primary key serialises repeated
+/// Sends, the log heads' row locks order commits): prunes and MarkRead batches need the two
+/// locks below on top, and replicas tell each other of commits by `NOTIFY`/`LISTEN`.
+pub trait NotificationBackend: Backend {
+    /// Keeps every other writer off the notifications a prune is about to count and delete.
+    fn lock_prunable(
+        tx: &mut Transaction<'static, Self::Db>,
+        before: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Taken first thing in a MarkRead batch, so batches of different replicas run one at a
+    /// time.
+    fn lock_read_events(
+        tx: &mut Transaction<'static, Self::Db>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Tells the other processes, once `tx` commits, that a log moved to `head`.
+    fn announce(
+        tx: &mut Transaction<'static, Self::Db>,
+        head: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Listens for the other processes' announcements.
+    fn news(&self) -> impl Future<Output = Result<Box<dyn News>, sqlx::Error>> + Send;
+}
