@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::Context;
 use sqlx::{
-    Connection, PgPool, Postgres, Sqlite, SqlitePool, Transaction,
+    Connection, PgPool, SqlitePool,
     migrate::Migrator,
     pool::PoolConnectionMetadata,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -585,7 +585,7 @@ const WRITE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// it) rewrites the database header, so the commit appends a page to the WAL and fails
 /// while the disk is full.
 async fn probe_write(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    let mut tx = sqlite_begin_write(pool).await?;
+    let mut tx = backend::sqlite_begin_write(pool).await?;
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *tx)
         .await?;
@@ -595,24 +595,6 @@ async fn probe_write(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await
-}
-
-/// Starts a SQLite write transaction. Write transactions that read first must take the write
-/// lock up front: a deferred transaction upgrading from read to write fails with SQLITE_BUSY
-/// at once, whatever the busy timeout.
-pub async fn sqlite_begin_write(
-    pool: &SqlitePool,
-) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
-}
-
-/// Starts a PostgreSQL read-only transaction on one snapshot, so a page and the totals read
-/// beside it agree. (SQLite's deferred `BEGIN` gives the same in WAL mode.)
-pub async fn postgres_begin_snapshot(
-    pool: &PgPool,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
 }
 
 #[cfg(test)]

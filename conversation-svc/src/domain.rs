@@ -59,9 +59,9 @@ pub struct PendingNotification {
     pub attempts: i32,
 }
 
-/// The result of SendMessage.
+/// A message SendMessage stored, or the earlier one its idempotency key returned.
 #[derive(Debug, Clone)]
-pub struct Sent {
+pub struct StoredMessage {
     pub message: Message,
     /// Who to notify.
     pub recipient_id: String,

@@ -129,7 +129,7 @@ impl Backend for PostgresBackend {
 /// Starts a SQLite write transaction. Write transactions that read first must take the write
 /// lock up front: a deferred transaction upgrading from read to write fails with SQLITE_BUSY
 /// at once, whatever the busy timeout.
-async fn sqlite_begin_write(
+pub(super) async fn sqlite_begin_write(
     pool: &SqlitePool,
 ) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await

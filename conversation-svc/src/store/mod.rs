@@ -1,6 +1,9 @@
-//! Persistence of users, conversations and messages: one trait, one implementation per
-//! backend, sharing their SQL (`sql.rs`) as notification-svc's store does.
+//! Persistence of users, conversations and messages: one trait, one implementation over
+//! either database, sharing the SQL (`sql.rs`, stamped out once per
+//! [`Backend`](switchboard::db::Backend)) as notification-svc's store does; the one hook
+//! where the databases differ is in `dialect.rs`.
 
+mod dialect;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -8,14 +11,14 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use switchboard::{Error, db::Database};
-
-use crate::domain::{
-    Conversation, ConversationCursor, Message, NewMessage, PendingNotification, Sent, User,
+use switchboard::{
+    Error,
+    db::{Database, PostgresBackend, SqliteBackend},
 };
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+use crate::domain::{
+    Conversation, ConversationCursor, Message, NewMessage, PendingNotification, StoredMessage, User,
+};
 
 pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations {
     service: "conversation-svc",
@@ -56,7 +59,7 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Stores a message, makes it the last one, bumps the other participant's unread count
     /// and queues their notification in the outbox, in one transaction. `NotFound` unless the
     /// sender takes part.
-    async fn send_message(&self, message: &NewMessage, now: i64) -> Result<Sent, Error>;
+    async fn send_message(&self, message: &NewMessage, now: i64) -> Result<StoredMessage, Error>;
 
     /// A page of messages, newest first, plus one extra row when more follow. `None` unless
     /// the user takes part.
@@ -85,9 +88,20 @@ pub trait ConversationStore: Send + Sync + 'static {
     async fn notification_failed(&self, message_id: &str, retry_at: i64) -> Result<(), Error>;
 }
 
+/// The store over one database backend: the shared SQL of `sql.rs` with that database's
+/// dialect hook, implemented once per backend type.
+pub struct SqlStore<B> {
+    backend: B,
+}
+
+/// The store for a connected database.
 pub fn for_database(db: &Database) -> Arc<dyn ConversationStore> {
     match db {
-        Database::Sqlite(pools) => Arc::new(SqliteStore::new(pools.clone())),
-        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
+        Database::Sqlite(pools) => Arc::new(SqlStore {
+            backend: SqliteBackend::new(pools.clone()),
+        }),
+        Database::Postgres(pool) => Arc::new(SqlStore {
+            backend: PostgresBackend::new(pool.clone()),
+        }),
     }
 }

@@ -1,33 +1,11 @@
-//! PostgreSQL backend.
+//! PostgreSQL's dialect hook: an advisory lock per username.
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Postgres, Transaction};
+use switchboard::db::PostgresBackend;
 
-pub struct PostgresStore {
-    pool: PgPool,
-}
+use super::dialect::ConversationBackend;
 
-impl PostgresStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    /// Writes say nothing to health on PostgreSQL: its storage is the server's, and health
-    /// follows whether the server answers.
-    fn wrote<T>(&self, result: Result<T, switchboard::Error>) -> Result<T, switchboard::Error> {
-        result
-    }
-
-    /// READ COMMITTED: every race is settled by a unique key (the participant pair, the
-    /// idempotency key, the username) or a single conditional UPDATE, not by isolation.
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
-    /// Where a write outside [`Self::begin_write`] (one statement, autocommit) runs.
-    fn write_pool(&self) -> &PgPool {
-        &self.pool
-    }
-
+impl ConversationBackend for PostgresBackend {
     /// Claims of one username queue behind each other for the rest of the transaction;
     /// without it, concurrent claimants keep colliding on the unique index.
     async fn lock_username(
@@ -42,4 +20,4 @@ impl PostgresStore {
     }
 }
 
-super::sql::impl_conversation_store!(PostgresStore, Postgres);
+super::sql::impl_conversation_store!(PostgresBackend);

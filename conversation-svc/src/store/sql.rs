@@ -1,5 +1,7 @@
 //! SQL shared by both backends and the one implementation of the store, stamped out per
 //! backend by [`impl_conversation_store!`] (see notification-svc's store for why a macro).
+//! The macro reaches the backend only through [`switchboard::db::Backend`] and
+//! `ConversationBackend` (`dialect.rs`), so each backend's part is checked by the compiler.
 
 use crate::domain::{Conversation, Message, PendingNotification, User};
 
@@ -183,347 +185,379 @@ impl From<ConversationRow> for Conversation {
 }
 
 macro_rules! impl_conversation_store {
-    ($store:ty, $db:ty) => {
-        use async_trait::async_trait;
-        use sqlx::QueryBuilder;
-        use switchboard::Error;
-        use uuid::Uuid;
+    ($backend:ty) => {
+        // A block of its own, so the macro's names do not clash with the calling module's.
+        const _: () = {
+            use async_trait::async_trait;
+            use sqlx::QueryBuilder;
+            use switchboard::{Error, db::Backend};
+            use uuid::Uuid;
 
-        use $crate::domain::{
-            Conversation, ConversationCursor, Message, NewMessage, PendingNotification, Sent, User,
-            notification_text, ordered_pair, username_key,
-        };
-        use $crate::store::ConversationStore;
-        use $crate::store::sql::{self, ConversationRow, MessageRow, OutboxRow, UserRow};
+            use $crate::domain::{
+                Conversation, ConversationCursor, Message, NewMessage, PendingNotification,
+                StoredMessage, User, notification_text, ordered_pair, username_key,
+            };
+            use $crate::store::{
+                ConversationStore, SqlStore,
+                dialect::ConversationBackend,
+                sql::{self, ConversationRow, MessageRow, OutboxRow, UserRow},
+            };
 
-        async fn conversation_of(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            user_id: &str,
-            id: &str,
-        ) -> Result<Option<Conversation>, Error> {
-            let mut qb = QueryBuilder::<$db>::new(sql::SELECT_CONVERSATION);
-            qb.push_bind(user_id.to_owned());
-            qb.push(" AND c.id = ");
-            qb.push_bind(id.to_owned());
-            let row: Option<ConversationRow> =
-                qb.build_query_as().fetch_optional(&mut *conn).await?;
-            Ok(row.map(Into::into))
-        }
+            /// The sqlx database of this backend.
+            type Db = <$backend as Backend>::Db;
 
-        async fn record_user_once(
-            store: &$store,
-            user: &User,
-            key: Option<&str>,
-            now: i64,
-        ) -> Result<(), sqlx::Error> {
-            let mut tx = store.begin_write().await?;
-            if let Some(key) = key {
-                <$store>::lock_username(&mut tx, key).await?;
-                sqlx::query(sql::RELEASE_USERNAME)
-                    .bind(key)
-                    .bind(&user.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(sql::UPSERT_USER)
-                .bind(&user.id)
-                .bind(&user.username)
-                .bind(key)
-                .bind(&user.avatar_url)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
-        }
-
-        // The writes, apart from the trait methods, which tell the store what each result
-        // says about the storage (`wrote`: on SQLite, health follows it).
-        impl $store {
-            async fn record_user_tx(&self, user: &User, now: i64) -> Result<(), Error> {
-                let key = (!user.username.is_empty()).then(|| username_key(&user.username));
-                // Two ids claiming one username at the same moment: the loser of the unique
-                // index retries, releasing the name from the winner (newest claim wins).
-                let mut attempts = 0;
-                loop {
-                    attempts += 1;
-                    match record_user_once(self, user, key.as_deref(), now).await {
-                        Err(sqlx::Error::Database(err))
-                            if err.is_unique_violation() && attempts < 3 => {}
-                        result => return result.map_err(Into::into),
-                    }
-                }
+            async fn conversation_of(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                user_id: &str,
+                id: &str,
+            ) -> Result<Option<Conversation>, Error> {
+                let mut qb = QueryBuilder::<Db>::new(sql::SELECT_CONVERSATION);
+                qb.push_bind(user_id.to_owned());
+                qb.push(" AND c.id = ");
+                qb.push_bind(id.to_owned());
+                let row: Option<ConversationRow> =
+                    qb.build_query_as().fetch_optional(&mut *conn).await?;
+                Ok(row.map(Into::into))
             }
 
-            async fn create_conversation_tx(
-                &self,
-                caller_id: &str,
-                other_id: &str,
+            async fn record_user_once(
+                store: &SqlStore<$backend>,
+                user: &User,
+                key: Option<&str>,
                 now: i64,
-            ) -> Result<(Conversation, bool), Error> {
-                let (low, high) = ordered_pair(caller_id, other_id);
-                let mut tx = self.begin_write().await?;
-                let id = Uuid::now_v7().to_string();
-                let created = sqlx::query(sql::INSERT_CONVERSATION)
-                    .bind(&id)
-                    .bind(low)
-                    .bind(high)
+            ) -> Result<(), sqlx::Error> {
+                let mut tx = store.backend.begin_write().await?;
+                if let Some(key) = key {
+                    <$backend as ConversationBackend>::lock_username(&mut tx, key).await?;
+                    sqlx::query(sql::RELEASE_USERNAME)
+                        .bind(key)
+                        .bind(&user.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(sql::UPSERT_USER)
+                    .bind(&user.id)
+                    .bind(&user.username)
+                    .bind(key)
+                    .bind(&user.avatar_url)
                     .bind(now)
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                let id = if created {
-                    sqlx::query(sql::INSERT_PARTICIPANTS)
+                    .await?;
+                tx.commit().await
+            }
+
+            // The writes, apart from the trait methods, which tell the store what each result
+            // says about the storage (`wrote`: on SQLite, health follows it).
+            impl SqlStore<$backend> {
+                async fn record_user_tx(&self, user: &User, now: i64) -> Result<(), Error> {
+                    let key = (!user.username.is_empty()).then(|| username_key(&user.username));
+                    // Two ids claiming one username at the same moment: the loser of the unique
+                    // index retries, releasing the name from the winner (newest claim wins).
+                    let mut attempts = 0;
+                    loop {
+                        attempts += 1;
+                        match record_user_once(self, user, key.as_deref(), now).await {
+                            Err(sqlx::Error::Database(err))
+                                if err.is_unique_violation() && attempts < 3 => {}
+                            result => return result.map_err(Into::into),
+                        }
+                    }
+                }
+
+                async fn create_conversation_tx(
+                    &self,
+                    caller_id: &str,
+                    other_id: &str,
+                    now: i64,
+                ) -> Result<(Conversation, bool), Error> {
+                    let (low, high) = ordered_pair(caller_id, other_id);
+                    let mut tx = self.backend.begin_write().await?;
+                    let id = Uuid::now_v7().to_string();
+                    let created = sqlx::query(sql::INSERT_CONVERSATION)
                         .bind(&id)
                         .bind(low)
                         .bind(high)
                         .bind(now)
                         .execute(&mut *tx)
-                        .await?;
-                    id
-                } else {
-                    sqlx::query_scalar(sql::CONVERSATION_OF_PAIR)
-                        .bind(low)
-                        .bind(high)
-                        .fetch_one(&mut *tx)
                         .await?
-                };
-                let conversation = conversation_of(&mut *tx, caller_id, &id)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("conversation {id} vanished"))?;
-                tx.commit().await?;
-                Ok((conversation, created))
-            }
+                        .rows_affected()
+                        == 1;
+                    let id = if created {
+                        sqlx::query(sql::INSERT_PARTICIPANTS)
+                            .bind(&id)
+                            .bind(low)
+                            .bind(high)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                        id
+                    } else {
+                        sqlx::query_scalar(sql::CONVERSATION_OF_PAIR)
+                            .bind(low)
+                            .bind(high)
+                            .fetch_one(&mut *tx)
+                            .await?
+                    };
+                    let conversation = conversation_of(&mut *tx, caller_id, &id)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("conversation {id} vanished"))?;
+                    tx.commit().await?;
+                    Ok((conversation, created))
+                }
 
-            async fn send_message_tx(&self, new: &NewMessage, now: i64) -> Result<Sent, Error> {
-                let mut tx = self.begin_write().await?;
-                let recipient_id: Option<String> = sqlx::query_scalar(sql::OTHER_PARTICIPANT)
-                    .bind(&new.conversation_id)
-                    .bind(&new.sender_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(recipient_id) = recipient_id else {
-                    return Err(Error::NotFound("conversation not found".into()));
-                };
-                let message = Message {
-                    id: Uuid::now_v7().to_string(),
-                    conversation_id: new.conversation_id.clone(),
-                    sender_id: new.sender_id.clone(),
-                    content: new.content.clone(),
-                    created_at: now,
-                };
-                let inserted = sqlx::query(sql::INSERT_MESSAGE)
-                    .bind(&message.id)
-                    .bind(&message.conversation_id)
-                    .bind(&message.sender_id)
-                    .bind(&message.content)
-                    .bind(message.created_at)
-                    .bind(&new.idempotency_key)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if !inserted {
-                    // Only the idempotency key can conflict: return the original message.
-                    let original: MessageRow = sqlx::query_as(sql::MESSAGE_BY_KEY)
-                        .bind(&new.sender_id)
-                        .bind(&new.idempotency_key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let original: Message = original.into();
+                async fn send_message_tx(
+                    &self,
+                    new: &NewMessage,
+                    now: i64,
+                ) -> Result<StoredMessage, Error> {
+                    let mut tx = self.backend.begin_write().await?;
                     let recipient_id: Option<String> = sqlx::query_scalar(sql::OTHER_PARTICIPANT)
-                        .bind(&original.conversation_id)
+                        .bind(&new.conversation_id)
                         .bind(&new.sender_id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    tx.rollback().await?;
-                    return Ok(Sent {
-                        message: original,
-                        recipient_id: recipient_id.unwrap_or_default(),
-                        created: false,
-                    });
-                }
-                sqlx::query(sql::SET_LAST_MESSAGE)
-                    .bind(&message.id)
-                    .bind(&message.conversation_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(sql::BUMP_PARTICIPANTS)
-                    .bind(now)
-                    .bind(&recipient_id)
-                    .bind(&message.conversation_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(sql::INSERT_OUTBOX)
-                    .bind(&message.id)
-                    .bind(&recipient_id)
-                    .bind(&message.sender_id)
-                    .bind(notification_text(&new.author_name, &message.content))
-                    .bind(format!("/conversations/{}", message.conversation_id))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Sent {
-                    message,
-                    recipient_id,
-                    created: true,
-                })
-            }
-
-            async fn notification_delivered_tx(&self, message_id: &str) -> Result<(), Error> {
-                sqlx::query(sql::DELETE_OUTBOX)
-                    .bind(message_id)
-                    .execute(self.write_pool())
-                    .await?;
-                Ok(())
-            }
-
-            async fn notification_failed_tx(
-                &self,
-                message_id: &str,
-                retry_at: i64,
-            ) -> Result<(), Error> {
-                sqlx::query(sql::RETRY_OUTBOX)
-                    .bind(message_id)
-                    .bind(retry_at)
-                    .execute(self.write_pool())
-                    .await?;
-                Ok(())
-            }
-
-            async fn mark_read_tx(
-                &self,
-                user_id: &str,
-                conversation_id: &str,
-            ) -> Result<bool, Error> {
-                let marked = sqlx::query(sql::MARK_READ)
-                    .bind(conversation_id)
-                    .bind(user_id)
-                    .execute(self.write_pool())
-                    .await?
-                    .rows_affected();
-                Ok(marked == 1)
-            }
-        }
-
-        #[async_trait]
-        impl ConversationStore for $store {
-            async fn record_user(&self, user: &User, now: i64) -> Result<(), Error> {
-                self.wrote(self.record_user_tx(user, now).await)
-            }
-
-            async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, Error> {
-                let row: Option<UserRow> = sqlx::query_as(sql::FIND_USER)
-                    .bind(username_key(username))
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.map(Into::into))
-            }
-
-            async fn create_conversation(
-                &self,
-                caller_id: &str,
-                other_id: &str,
-                now: i64,
-            ) -> Result<(Conversation, bool), Error> {
-                self.wrote(self.create_conversation_tx(caller_id, other_id, now).await)
-            }
-
-            async fn conversation(
-                &self,
-                user_id: &str,
-                id: &str,
-            ) -> Result<Option<Conversation>, Error> {
-                let mut conn = self.pool.acquire().await?;
-                conversation_of(&mut *conn, user_id, id).await
-            }
-
-            async fn conversations(
-                &self,
-                user_id: &str,
-                after: Option<&ConversationCursor>,
-                limit: usize,
-            ) -> Result<Vec<Conversation>, Error> {
-                let mut qb = QueryBuilder::<$db>::new(sql::SELECT_CONVERSATION);
-                qb.push_bind(user_id.to_owned());
-                if let Some(after) = after {
-                    qb.push(" AND (p.last_activity_at < ");
-                    qb.push_bind(after.last_activity_at);
-                    qb.push(" OR (p.last_activity_at = ");
-                    qb.push_bind(after.last_activity_at);
-                    qb.push(" AND p.conversation_id < ");
-                    qb.push_bind(after.id.clone());
-                    qb.push("))");
-                }
-                qb.push(" ORDER BY p.last_activity_at DESC, p.conversation_id DESC");
-                qb.push(switchboard::db::limit(limit));
-                let rows: Vec<ConversationRow> = qb.build_query_as().fetch_all(&self.pool).await?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
-
-            async fn send_message(&self, new: &NewMessage, now: i64) -> Result<Sent, Error> {
-                self.wrote(self.send_message_tx(new, now).await)
-            }
-
-            async fn messages(
-                &self,
-                user_id: &str,
-                conversation_id: &str,
-                before_id: Option<&str>,
-                limit: usize,
-            ) -> Result<Option<Vec<Message>>, Error> {
-                let mut conn = self.pool.acquire().await?;
-                let member: Option<String> = sqlx::query_scalar(sql::OTHER_PARTICIPANT)
-                    .bind(conversation_id)
-                    .bind(user_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                if member.is_none() {
-                    return Ok(None);
-                }
-                let mut qb = QueryBuilder::<$db>::new(sql::SELECT_MESSAGE);
-                qb.push(" WHERE conversation_id = ");
-                qb.push_bind(conversation_id.to_owned());
-                if let Some(before) = before_id {
-                    qb.push(" AND id < ");
-                    qb.push_bind(before.to_owned());
-                }
-                qb.push(" ORDER BY id DESC");
-                qb.push(switchboard::db::limit(limit));
-                let rows: Vec<MessageRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
-                Ok(Some(rows.into_iter().map(Into::into).collect()))
-            }
-
-            async fn due_notifications(
-                &self,
-                now: i64,
-                limit: usize,
-            ) -> Result<Vec<PendingNotification>, Error> {
-                let rows: Vec<OutboxRow> =
-                    sqlx::query_as(switchboard::db::limited(sql::DUE_OUTBOX, limit))
-                        .bind(now)
-                        .fetch_all(&self.pool)
+                    let Some(recipient_id) = recipient_id else {
+                        return Err(Error::NotFound("conversation not found".into()));
+                    };
+                    let message = Message {
+                        id: Uuid::now_v7().to_string(),
+                        conversation_id: new.conversation_id.clone(),
+                        sender_id: new.sender_id.clone(),
+                        content: new.content.clone(),
+                        created_at: now,
+                    };
+                    let inserted = sqlx::query(sql::INSERT_MESSAGE)
+                        .bind(&message.id)
+                        .bind(&message.conversation_id)
+                        .bind(&message.sender_id)
+                        .bind(&message.content)
+                        .bind(message.created_at)
+                        .bind(&new.idempotency_key)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                    if !inserted {
+                        // Only the idempotency key can conflict: return the original message.
+                        let original: MessageRow = sqlx::query_as(sql::MESSAGE_BY_KEY)
+                            .bind(&new.sender_id)
+                            .bind(&new.idempotency_key)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let original: Message = original.into();
+                        let recipient_id: Option<String> =
+                            sqlx::query_scalar(sql::OTHER_PARTICIPANT)
+                                .bind(&original.conversation_id)
+                                .bind(&new.sender_id)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        tx.rollback().await?;
+                        return Ok(StoredMessage {
+                            message: original,
+                            recipient_id: recipient_id.unwrap_or_default(),
+                            created: false,
+                        });
+                    }
+                    sqlx::query(sql::SET_LAST_MESSAGE)
+                        .bind(&message.id)
+                        .bind(&message.conversation_id)
+                        .execute(&mut *tx)
                         .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                    sqlx::query(sql::BUMP_PARTICIPANTS)
+                        .bind(now)
+                        .bind(&recipient_id)
+                        .bind(&message.conversation_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(sql::INSERT_OUTBOX)
+                        .bind(&message.id)
+                        .bind(&recipient_id)
+                        .bind(&message.sender_id)
+                        .bind(notification_text(&new.author_name, &message.content))
+                        .bind(format!("/conversations/{}", message.conversation_id))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(StoredMessage {
+                        message,
+                        recipient_id,
+                        created: true,
+                    })
+                }
+
+                async fn notification_delivered_tx(&self, message_id: &str) -> Result<(), Error> {
+                    sqlx::query(sql::DELETE_OUTBOX)
+                        .bind(message_id)
+                        .execute(self.backend.write_pool())
+                        .await?;
+                    Ok(())
+                }
+
+                async fn notification_failed_tx(
+                    &self,
+                    message_id: &str,
+                    retry_at: i64,
+                ) -> Result<(), Error> {
+                    sqlx::query(sql::RETRY_OUTBOX)
+                        .bind(message_id)
+                        .bind(retry_at)
+                        .execute(self.backend.write_pool())
+                        .await?;
+                    Ok(())
+                }
+
+                async fn mark_read_tx(
+                    &self,
+                    user_id: &str,
+                    conversation_id: &str,
+                ) -> Result<bool, Error> {
+                    let marked = sqlx::query(sql::MARK_READ)
+                        .bind(conversation_id)
+                        .bind(user_id)
+                        .execute(self.backend.write_pool())
+                        .await?
+                        .rows_affected();
+                    Ok(marked == 1)
+                }
             }
 
-            async fn notification_delivered(&self, message_id: &str) -> Result<(), Error> {
-                self.wrote(self.notification_delivered_tx(message_id).await)
-            }
+            #[async_trait]
+            impl ConversationStore for SqlStore<$backend> {
+                async fn record_user(&self, user: &User, now: i64) -> Result<(), Error> {
+                    self.backend.wrote(self.record_user_tx(user, now).await)
+                }
 
-            async fn notification_failed(
-                &self,
-                message_id: &str,
-                retry_at: i64,
-            ) -> Result<(), Error> {
-                self.wrote(self.notification_failed_tx(message_id, retry_at).await)
-            }
+                async fn find_user_by_username(
+                    &self,
+                    username: &str,
+                ) -> Result<Option<User>, Error> {
+                    let row: Option<UserRow> = sqlx::query_as(sql::FIND_USER)
+                        .bind(username_key(username))
+                        .fetch_optional(self.backend.read_pool())
+                        .await?;
+                    Ok(row.map(Into::into))
+                }
 
-            async fn mark_read(&self, user_id: &str, conversation_id: &str) -> Result<bool, Error> {
-                self.wrote(self.mark_read_tx(user_id, conversation_id).await)
+                async fn create_conversation(
+                    &self,
+                    caller_id: &str,
+                    other_id: &str,
+                    now: i64,
+                ) -> Result<(Conversation, bool), Error> {
+                    self.backend
+                        .wrote(self.create_conversation_tx(caller_id, other_id, now).await)
+                }
+
+                async fn conversation(
+                    &self,
+                    user_id: &str,
+                    id: &str,
+                ) -> Result<Option<Conversation>, Error> {
+                    let mut conn = self.backend.read_pool().acquire().await?;
+                    conversation_of(&mut *conn, user_id, id).await
+                }
+
+                async fn conversations(
+                    &self,
+                    user_id: &str,
+                    after: Option<&ConversationCursor>,
+                    limit: usize,
+                ) -> Result<Vec<Conversation>, Error> {
+                    let mut qb = QueryBuilder::<Db>::new(sql::SELECT_CONVERSATION);
+                    qb.push_bind(user_id.to_owned());
+                    if let Some(after) = after {
+                        qb.push(" AND (p.last_activity_at < ");
+                        qb.push_bind(after.last_activity_at);
+                        qb.push(" OR (p.last_activity_at = ");
+                        qb.push_bind(after.last_activity_at);
+                        qb.push(" AND p.conversation_id < ");
+                        qb.push_bind(after.id.clone());
+                        qb.push("))");
+                    }
+                    qb.push(" ORDER BY p.last_activity_at DESC, p.conversation_id DESC");
+                    qb.push(switchboard::db::limit(limit));
+                    let rows: Vec<ConversationRow> = qb
+                        .build_query_as()
+                        .fetch_all(self.backend.read_pool())
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn send_message(
+                    &self,
+                    new: &NewMessage,
+                    now: i64,
+                ) -> Result<StoredMessage, Error> {
+                    self.backend.wrote(self.send_message_tx(new, now).await)
+                }
+
+                async fn messages(
+                    &self,
+                    user_id: &str,
+                    conversation_id: &str,
+                    before_id: Option<&str>,
+                    limit: usize,
+                ) -> Result<Option<Vec<Message>>, Error> {
+                    let mut conn = self.backend.read_pool().acquire().await?;
+                    let member: Option<String> = sqlx::query_scalar(sql::OTHER_PARTICIPANT)
+                        .bind(conversation_id)
+                        .bind(user_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    if member.is_none() {
+                        return Ok(None);
+                    }
+                    let mut qb = QueryBuilder::<Db>::new(sql::SELECT_MESSAGE);
+                    qb.push(" WHERE conversation_id = ");
+                    qb.push_bind(conversation_id.to_owned());
+                    if let Some(before) = before_id {
+                        qb.push(" AND id < ");
+                        qb.push_bind(before.to_owned());
+                    }
+                    qb.push(" ORDER BY id DESC");
+                    qb.push(switchboard::db::limit(limit));
+                    let rows: Vec<MessageRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
+                    Ok(Some(rows.into_iter().map(Into::into).collect()))
+                }
+
+                async fn due_notifications(
+                    &self,
+                    now: i64,
+                    limit: usize,
+                ) -> Result<Vec<PendingNotification>, Error> {
+                    let rows: Vec<OutboxRow> =
+                        sqlx::query_as(switchboard::db::limited(sql::DUE_OUTBOX, limit))
+                            .bind(now)
+                            .fetch_all(self.backend.read_pool())
+                            .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn notification_delivered(&self, message_id: &str) -> Result<(), Error> {
+                    self.backend
+                        .wrote(self.notification_delivered_tx(message_id).await)
+                }
+
+                async fn notification_failed(
+                    &self,
+                    message_id: &str,
+                    retry_at: i64,
+                ) -> Result<(), Error> {
+                    self.backend
+                        .wrote(self.notification_failed_tx(message_id, retry_at).await)
+                }
+
+                async fn mark_read(
+                    &self,
+                    user_id: &str,
+                    conversation_id: &str,
+                ) -> Result<bool, Error> {
+                    self.backend
+                        .wrote(self.mark_read_tx(user_id, conversation_id).await)
+                }
             }
-        }
+        };
     };
 }
 
