@@ -6,7 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod domain;
-pub mod notifier;
+pub mod outbox;
 pub mod store;
 pub mod users;
 
@@ -23,7 +23,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
 
-use crate::{api::ConversationApi, notifier::Relay};
+use crate::{api::ConversationApi, outbox::Delivery};
 
 type Server = ConversationServiceServer<ConversationApi>;
 
@@ -39,14 +39,14 @@ pub async fn serve(
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
-    let relay = Relay::start(
+    let outbox = Delivery::start(
         store.clone(),
         &config.notification_addr,
         &config.internal_token,
         stop.clone(),
     )
     .context("--notification-addr")?;
-    let api = ConversationApi::new(store, relay);
+    let api = ConversationApi::new(store, outbox);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<Server>().await;

@@ -188,7 +188,7 @@ impl Stack {
         let grace = Duration::from_secs(5);
 
         let hub = Arc::new(Hub::with_limits(notification_svc::Limits::default()));
-        tasks.spawn(notification_svc::serve_shared(
+        tasks.spawn(notification_svc::serve_with_internals(
             notification_svc::Config {
                 listen: addrs.0,
                 database_url: notification_db,
@@ -202,7 +202,7 @@ impl Stack {
             },
             notification,
             stop.clone().cancelled_owned(),
-            notification_svc::Shared {
+            notification_svc::Internals {
                 hub: hub.clone(),
                 commits: Arc::default(),
                 marks: Arc::default(),

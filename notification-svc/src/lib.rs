@@ -68,18 +68,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let shared = Shared {
-        hub: Arc::new(Hub::with_limits(config.stream_limits())),
-        commits: Arc::default(),
-        marks: Arc::default(),
-    };
-    serve_shared(config, listener, shutdown, shared).await
+    let internals = Internals::new(&config);
+    serve_with_internals(config, listener, shutdown, internals).await
 }
 
-/// Parts of a running service a caller may keep to watch it (tests, the dev stack). The
-/// service uses them as they are: they are shared, not substituted.
+/// The internals of a service that a caller may create and keep to watch them (tests count
+/// open streams and committed batches; the dev stack shows open streams). The service uses
+/// them as given: they are shared with the caller, not substitutes.
 #[derive(Clone)]
-pub struct Shared {
+pub struct Internals {
     /// The fan-out to Subscribe streams (its limits apply).
     pub hub: Arc<Hub>,
     /// The Send committer's counters: how many Sends went in how many transactions.
@@ -88,18 +85,29 @@ pub struct Shared {
     pub marks: Arc<CommitStats>,
 }
 
-/// [`serve`] with parts the caller keeps (see [`Shared`]).
-pub async fn serve_shared(
+impl Internals {
+    /// Fresh internals for `config`: a hub with its stream caps, counters at zero.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            hub: Arc::new(Hub::with_limits(config.stream_limits())),
+            commits: Arc::default(),
+            marks: Arc::default(),
+        }
+    }
+}
+
+/// [`serve`] with internals the caller keeps (see [`Internals`]).
+pub async fn serve_with_internals(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    shared: Shared,
+    internals: Internals,
 ) -> anyhow::Result<()> {
-    let Shared {
+    let Internals {
         hub,
         commits,
         marks,
-    } = shared;
+    } = internals;
     switchboard::identity::require_internal_token(&config.internal_token)?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);

@@ -12,22 +12,22 @@ use switchboard::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{domain::User, notifier::Relay, store::ConversationStore, users::Directory};
+use crate::{domain::User, outbox, store::ConversationStore, users::Directory};
 
 #[derive(Clone)]
 pub struct ConversationApi {
     store: Arc<dyn ConversationStore>,
     users: Arc<Directory>,
     /// Woken after each stored message to deliver its notification from the outbox.
-    relay: Relay,
+    outbox: outbox::Delivery,
 }
 
 impl ConversationApi {
-    pub fn new(store: Arc<dyn ConversationStore>, relay: Relay) -> Self {
+    pub fn new(store: Arc<dyn ConversationStore>, outbox: outbox::Delivery) -> Self {
         Self {
             users: Arc::new(Directory::new(store.clone())),
             store,
-            relay,
+            outbox,
         }
     }
 
@@ -112,7 +112,7 @@ impl ConversationService for ConversationApi {
         let sent = self.store.send_message(&new, now_micros()).await?;
         if sent.created {
             // The notification is in the outbox, committed with the message.
-            self.relay.poke();
+            self.outbox.poke();
         }
         Ok(Response::new(pb::SendMessageResponse {
             message: Some(convert::message(&sent.message, &caller.user_id)),

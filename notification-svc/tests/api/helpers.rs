@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use notification_svc::{CommitStats, Config, Hub, Shared, serve_shared};
+use notification_svc::{CommitStats, Config, Internals, serve_with_internals};
 use switchboard::{
     Caller,
     identity::scope,
@@ -86,19 +86,15 @@ async fn start(
     let addr = listener.local_addr().expect("local addr");
     let (shutdown, signal) = oneshot::channel::<()>();
     // The real `serve`, with the hub and commit counters kept to be watched.
-    let shared = Shared {
-        hub: Arc::new(Hub::with_limits(config.stream_limits())),
-        commits: Arc::default(),
-        marks: Arc::default(),
-    };
-    let (commits, marks) = (shared.commits.clone(), shared.marks.clone());
-    let server = tokio::spawn(serve_shared(
+    let internals = Internals::new(&config);
+    let (commits, marks) = (internals.commits.clone(), internals.marks.clone());
+    let server = tokio::spawn(serve_with_internals(
         config,
         listener,
         async {
             let _ = signal.await;
         },
-        shared,
+        internals,
     ));
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .expect("endpoint")

@@ -3,10 +3,10 @@
 //!
 //! SendMessage writes the notification into the outbox in the message's own transaction, so
 //! a message is never stored without its notification and nothing is lost when
-//! notification-svc (or this process) is down: the relay retries with backoff, and after a
+//! notification-svc (or this process) is down: delivery retries with backoff, and after a
 //! restart picks up where it was. Delivery is at least once; the idempotency key
 //! `conversation-message:<message id>` makes a repeat (a retry after a lost answer, two
-//! replicas relaying the same entry) create nothing new.
+//! replicas delivering the same entry) create nothing new.
 //!
 //! Calls go service to service with the internal token and the identity
 //! `service:conversation` (scopes `notifications:send notifications:send_as`), naming the
@@ -48,25 +48,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 type Client = NotificationServiceClient<InterceptedService<Replicas, ForwardIdentity>>;
 
-/// Wakes the relay after a message was stored.
+/// The outbox's delivery loop, as the API holds it: poked after a message was stored.
 #[derive(Clone, Default)]
-pub struct Relay {
+pub struct Delivery {
     poke: Arc<Notify>,
 }
 
-impl Relay {
+impl Delivery {
     pub fn poke(&self) {
         self.poke.notify_one();
     }
 
-    /// Starts relaying to `addresses` (comma-separated `http://host:port`, balanced) until
+    /// Starts delivering to `addresses` (comma-separated `http://host:port`, balanced) until
     /// `stop`. Connects lazily: conversation-svc serves while notification-svc is down.
     pub fn start(
         store: Arc<dyn ConversationStore>,
         addresses: &str,
         internal_token: &str,
         stop: CancellationToken,
-    ) -> anyhow::Result<Relay> {
+    ) -> anyhow::Result<Delivery> {
         let channel = Replicas::connect(
             addresses,
             switchboard::proto::notification::v1::notification_service_server::SERVICE_NAME,
@@ -81,8 +81,8 @@ impl Relay {
             channel,
             ForwardIdentity::new(identity, internal_token),
         );
-        let relay = Relay::default();
-        let poke = relay.poke.clone();
+        let delivery = Delivery::default();
+        let poke = delivery.poke.clone();
         tokio::spawn(async move {
             loop {
                 if let Err(err) = deliver_due(&*store, &client).await {
@@ -95,7 +95,7 @@ impl Relay {
                 }
             }
         });
-        Ok(relay)
+        Ok(delivery)
     }
 }
 
