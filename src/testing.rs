@@ -1,6 +1,6 @@
 //! Test support shared by the services' integration tests and the benchmark (feature
-//! `testing`): a temporary database per test on either backend, and a macro running one
-//! scenario on both.
+//! `testing`): a temporary database per test on either backend, a macro running one
+//! scenario on both, and waiting for a server to report itself serving.
 
 /// A free port on 127.0.0.1, as `host:port`, for a child process to listen on (the port is
 /// released before the child binds it; fine on a test machine).
@@ -10,6 +10,34 @@ pub fn free_addr() -> String {
         .map(|a| a.port())
         .expect("free port");
     format!("127.0.0.1:{port}")
+}
+
+/// Waits until the gRPC health service at `addr` reports `service` SERVING (`""`: the server
+/// as a whole), polling every 50 ms; panics after 30 s naming the service, the address and
+/// the last answer, so a server that never came up fails its test instead of hanging it.
+pub async fn wait_until_serving(addr: std::net::SocketAddr, service: &str) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("an http:// address is a valid endpoint")
+        .connect_lazy();
+    let mut health = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        let request = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        match tokio::time::timeout_at(deadline, health.check(request)).await {
+            Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => return,
+            Ok(Ok(response)) => last = format!("{:?}", response.get_ref().status()),
+            Ok(Err(status)) => last = format!("{:?}: {}", status.code(), status.message()),
+            Err(_) => last = "the health check itself timed out".into(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{service:?} at {addr} not SERVING within 30 s (last answer: {last})");
 }
 
 /// The database a test runs on.

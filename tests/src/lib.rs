@@ -14,7 +14,7 @@ use switchboard::{
         notification::v1::notification_service_client::NotificationServiceClient,
     },
     telemetry,
-    testing::TestDatabase,
+    testing::{self, TestDatabase},
 };
 use tonic::{
     Request, Status,
@@ -233,26 +233,11 @@ impl E2e {
 
     /// Waits until the gateway reports both upstreams serving.
     async fn wait_until_serving(&self) {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel(self.gateway));
         for service in [
             "switchboard.notification.v1.NotificationService",
             "switchboard.conversation.v1.ConversationService",
         ] {
-            let mut serving = false;
-            for _ in 0..600 {
-                let request = tonic_health::pb::HealthCheckRequest {
-                    service: service.into(),
-                };
-                if let Ok(response) = health.check(request).await
-                    && response.get_ref().status()
-                        == tonic_health::pb::health_check_response::ServingStatus::Serving
-                {
-                    serving = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            assert!(serving, "{service} not serving through the gateway");
+            testing::wait_until_serving(self.gateway, service).await;
         }
     }
 

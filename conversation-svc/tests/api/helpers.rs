@@ -11,7 +11,7 @@ use switchboard::{
         notification::v1::notification_service_client::NotificationServiceClient,
     },
     telemetry::{self, LogFormat},
-    testing::TestDatabase,
+    testing::{TestDatabase, wait_until_serving},
 };
 use tokio::{net::TcpListener, sync::oneshot};
 use tonic::{
@@ -114,7 +114,7 @@ async fn start_conversations_on(database_url: String, notification_addr: String)
     tokio::spawn(conversation_svc::serve(config, listener, async {
         let _ = signal.await;
     }));
-    wait_until_serving(addr).await;
+    wait_until_serving(addr, "").await;
     Running {
         addr,
         database_url,
@@ -142,7 +142,7 @@ async fn start_notifications(backend: Backend) -> Running {
     tokio::spawn(notification_svc::serve(config, listener, async {
         let _ = signal.await;
     }));
-    wait_until_serving(addr).await;
+    wait_until_serving(addr, "").await;
     Running {
         addr,
         database_url,
@@ -155,21 +155,6 @@ fn channel(addr: SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
         .expect("endpoint")
         .connect_lazy()
-}
-
-async fn wait_until_serving(addr: SocketAddr) {
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(addr));
-    for _ in 0..600 {
-        if health
-            .check(tonic_health::pb::HealthCheckRequest::default())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("service at {addr} did not become healthy");
 }
 
 /// The identity the gateway would forward for `username` (user id `id-<username>`).

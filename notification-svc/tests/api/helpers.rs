@@ -9,7 +9,7 @@ use switchboard::{
     identity::scope,
     proto::notification::v1::{self as pb, notification_service_client::NotificationServiceClient},
     telemetry::{self, LogFormat},
-    testing::TestDatabase,
+    testing::{TestDatabase, wait_until_serving},
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{
@@ -110,7 +110,7 @@ async fn start(
         server: Some(server),
         _database: database,
     };
-    app.wait_until_serving().await;
+    wait_until_serving(addr, "").await;
     app
 }
 
@@ -197,20 +197,6 @@ impl TestApp {
 
     pub fn channel(&self) -> Channel {
         self.channel.clone()
-    }
-
-    async fn wait_until_serving(&self) {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
-        for _ in 0..600 {
-            let check = health
-                .check(tonic_health::pb::HealthCheckRequest::default())
-                .await;
-            if check.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("service did not become healthy");
     }
 
     /// Signals shutdown and waits for `serve` to return.
