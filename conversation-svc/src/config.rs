@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use switchboard::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
@@ -40,4 +40,53 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Every flag at its default (as `--help` shows it), with the database and the internal
+    /// token: what tests and launchers start from, so a new flag is added in one place. Unlike
+    /// the binary it ignores the environment, so a developer's exported `DATABASE_URL` or
+    /// `NOTIFICATION_SVC_ADDR` never leaks into a test.
+    pub fn new(database_url: &str, internal_token: &str) -> Self {
+        let args = [
+            "conversation-svc".to_owned(),
+            format!("--database-url={database_url}"),
+            format!("--internal-token={internal_token}"),
+        ];
+        Self::flags_without_environment()
+            .try_get_matches_from(args)
+            .and_then(|matches| Self::from_arg_matches(&matches))
+            .unwrap_or_else(|err| panic!("conversation-svc's flag defaults do not parse: {err}"))
+    }
+
+    /// The flags with their `env` fallbacks removed (clap reads those even in `parse_from`).
+    fn flags_without_environment() -> clap::Command {
+        Self::command().mut_args(|arg| arg.env(None::<&str>))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_takes_the_flag_defaults() {
+        let config = Config::new("sqlite:test.db", "secret");
+        assert_eq!(config.database_url, "sqlite:test.db");
+        assert_eq!(config.internal_token, "secret");
+        assert_eq!(config.notification_addr, "http://127.0.0.1:50052");
+        assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn new_reads_no_environment_but_the_binary_does() {
+        let defaults = Config::flags_without_environment();
+        assert!(defaults.get_arguments().all(|arg| arg.get_env().is_none()));
+        let binary = Config::command();
+        assert!(
+            binary
+                .get_arguments()
+                .any(|arg| arg.get_env() == Some("DATABASE_URL".as_ref()))
+        );
+    }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use notification_svc::Hub;
 use serde::{Deserialize, Serialize};
-use switchboard::{grpc::bind, telemetry::LogFormat};
+use switchboard::grpc::bind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +158,31 @@ pub struct StackConfig {
     pub scope_rates: Vec<gateway::ratelimit::ScopeRate>,
 }
 
+impl StackConfig {
+    /// A stack on `storage` with `secrets`, on the binaries' default ports and with their
+    /// defaults for every other setting (taken from their flags, so they agree).
+    pub fn new(storage: Storage, secrets: Secrets) -> Self {
+        let notification = notification_svc::Config::new("", &secrets.internal_token);
+        let conversation = conversation_svc::Config::new("", &secrets.internal_token);
+        let gateway = gateway::Config::new(&secrets.internal_token);
+        StackConfig {
+            storage,
+            secrets,
+            gateway: gateway.listen,
+            notification: notification.listen,
+            conversation: conversation.listen,
+            heartbeat_interval: notification.heartbeat_interval,
+            jwt_issuer: gateway.jwt_issuer,
+            jwt_audience: gateway.jwt_audience,
+            jwks_file: gateway.jwks_file,
+            unary_timeout: gateway.unary_timeout,
+            send_rate: gateway.send_rate,
+            send_burst: gateway.send_burst,
+            scope_rates: gateway.scope_rates,
+        }
+    }
+}
+
 /// A running stack.
 pub struct Stack {
     /// notification-svc's live fan-out, to see how many Subscribe streams are open.
@@ -187,35 +212,26 @@ impl Stack {
         let token = config.secrets.internal_token.clone();
         let grace = Duration::from_secs(5);
 
-        let hub = Arc::new(Hub::with_limits(notification_svc::Limits::default()));
+        let notification_config = notification_svc::Config {
+            listen: addrs.0,
+            heartbeat_interval: config.heartbeat_interval,
+            shutdown_grace: grace,
+            ..notification_svc::Config::new(&notification_db, &token)
+        };
+        let internals = notification_svc::Internals::new(&notification_config);
+        let hub = internals.hub.clone();
         tasks.spawn(notification_svc::serve_with_internals(
-            notification_svc::Config {
-                listen: addrs.0,
-                database_url: notification_db,
-                internal_token: token.clone(),
-                heartbeat_interval: config.heartbeat_interval,
-                retention: Duration::from_secs(90 * 24 * 3600),
-                max_streams_per_user: 16,
-                max_streams: 50_000,
-                log_format: LogFormat::Text,
-                shutdown_grace: grace,
-            },
+            notification_config,
             notification,
             stop.clone().cancelled_owned(),
-            notification_svc::Internals {
-                hub: hub.clone(),
-                commits: Arc::default(),
-                marks: Arc::default(),
-            },
+            internals,
         ));
         tasks.spawn(conversation_svc::serve(
             conversation_svc::Config {
                 listen: addrs.1,
-                database_url: conversation_db,
-                internal_token: token.clone(),
                 notification_addr: format!("http://{}", addrs.0),
-                log_format: LogFormat::Text,
                 shutdown_grace: grace,
+                ..conversation_svc::Config::new(&conversation_db, &token)
             },
             conversation,
             stop.clone().cancelled_owned(),
@@ -225,7 +241,6 @@ impl Stack {
                 listen: addrs.2,
                 notification_addr: format!("http://{}", addrs.0),
                 conversation_addr: format!("http://{}", addrs.1),
-                internal_token: token,
                 jwt_secret: Some(config.secrets.jwt_secret.clone()),
                 jwks_file: config.jwks_file.clone(),
                 jwt_issuer: config.jwt_issuer.clone(),
@@ -234,14 +249,9 @@ impl Stack {
                 send_rate: config.send_rate,
                 send_burst: config.send_burst,
                 scope_rates: config.scope_rates.clone(),
-                rate_limited_methods: vec![
-                    "/switchboard.notification.v1.NotificationService/Send".into(),
-                    "/switchboard.conversation.v1.ConversationService/SendMessage".into(),
-                ],
                 health_interval: Duration::from_millis(500),
-                log_format: LogFormat::Text,
                 shutdown_grace: grace,
-                worker_threads: 0,
+                ..gateway::Config::new(&token)
             },
             gateway,
             stop.clone().cancelled_owned(),

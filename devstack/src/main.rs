@@ -102,19 +102,10 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(24 * 3600),
             )?;
             let mut stack = Stack::start(StackConfig {
-                storage,
-                secrets,
                 gateway,
                 notification,
                 conversation,
-                heartbeat_interval: Duration::from_secs(15),
-                jwt_issuer: None,
-                jwt_audience: None,
-                jwks_file: None,
-                unary_timeout: Duration::from_secs(30),
-                send_rate: 20.0,
-                send_burst: 40,
-                scope_rates: Vec::new(),
+                ..StackConfig::new(storage, secrets)
             })
             .await?;
             println!();

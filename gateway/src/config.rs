@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use switchboard::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
@@ -95,11 +95,58 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every flag at its default (as `--help` shows it), with the internal token: what tests
+    /// and launchers start from, so a new flag is added in one place. Unlike the binary it
+    /// ignores the environment, so a developer's exported `SWITCHBOARD_JWT_SECRET` or
+    /// `NOTIFICATION_SVC_ADDR` never leaks into a test.
+    pub fn new(internal_token: &str) -> Self {
+        let args = [
+            "gateway".to_owned(),
+            format!("--internal-token={internal_token}"),
+        ];
+        Self::flags_without_environment()
+            .try_get_matches_from(args)
+            .and_then(|matches| Self::from_arg_matches(&matches))
+            .unwrap_or_else(|err| panic!("the gateway's flag defaults do not parse: {err}"))
+    }
+
+    /// The flags with their `env` fallbacks removed (clap reads those even in `parse_from`).
+    fn flags_without_environment() -> clap::Command {
+        Self::command().mut_args(|arg| arg.env(None::<&str>))
+    }
+
     /// `worker_threads`, with 0 resolved to the number of cores this process may use.
     pub fn serving_threads(&self) -> usize {
         match self.worker_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_takes_the_flag_defaults() {
+        let config = Config::new("secret");
+        assert_eq!(config.internal_token, "secret");
+        assert_eq!(config.jwt_secret, None);
+        assert_eq!(config.conversation_addr, "http://127.0.0.1:50053");
+        assert_eq!(config.rate_limited_methods.len(), 2);
+        assert_eq!(config.health_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn new_reads_no_environment_but_the_binary_does() {
+        let defaults = Config::flags_without_environment();
+        assert!(defaults.get_arguments().all(|arg| arg.get_env().is_none()));
+        let binary = Config::command();
+        assert!(
+            binary
+                .get_arguments()
+                .any(|arg| arg.get_env() == Some("SWITCHBOARD_JWT_SECRET".as_ref()))
+        );
     }
 }

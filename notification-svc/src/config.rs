@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use switchboard::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
@@ -51,11 +51,60 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every flag at its default (as `--help` shows it), with the database and the internal
+    /// token: what tests and launchers start from, so a new flag is added in one place. Unlike
+    /// the binary it ignores the environment, so a developer's exported `DATABASE_URL` or
+    /// `LISTEN_ADDR` never leaks into a test.
+    pub fn new(database_url: &str, internal_token: &str) -> Self {
+        let args = [
+            "notification-svc".to_owned(),
+            format!("--database-url={database_url}"),
+            format!("--internal-token={internal_token}"),
+        ];
+        Self::flags_without_environment()
+            .try_get_matches_from(args)
+            .and_then(|matches| Self::from_arg_matches(&matches))
+            .unwrap_or_else(|err| panic!("notification-svc's flag defaults do not parse: {err}"))
+    }
+
+    /// The flags with their `env` fallbacks removed (clap reads those even in `parse_from`).
+    fn flags_without_environment() -> clap::Command {
+        Self::command().mut_args(|arg| arg.env(None::<&str>))
+    }
+
     /// The caps on Subscribe streams, as the hub takes them.
     pub fn stream_limits(&self) -> crate::hub::Limits {
         crate::hub::Limits {
             per_user: self.max_streams_per_user,
             total: self.max_streams,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_takes_the_flag_defaults() {
+        let config = Config::new("sqlite:test.db", "secret");
+        assert_eq!(config.database_url, "sqlite:test.db");
+        assert_eq!(config.internal_token, "secret");
+        assert_eq!(config.listen, "127.0.0.1:50052".parse().unwrap());
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(15));
+        let limits = config.stream_limits();
+        assert_eq!((limits.per_user, limits.total), (16, 50_000));
+    }
+
+    #[test]
+    fn new_reads_no_environment_but_the_binary_does() {
+        let defaults = Config::flags_without_environment();
+        assert!(defaults.get_arguments().all(|arg| arg.get_env().is_none()));
+        let binary = Config::command();
+        assert!(
+            binary
+                .get_arguments()
+                .any(|arg| arg.get_env() == Some("DATABASE_URL".as_ref()))
+        );
     }
 }

@@ -82,23 +82,15 @@ impl Drop for Subscription {
 }
 
 /// Caps on open streams: each holds a task, two queues and an HTTP/2 stream, so an
-/// unbounded number would let one client (or a reconnect storm) exhaust memory.
+/// unbounded number would let one client (or a reconnect storm) exhaust memory. The
+/// defaults are the flags' (`Config::stream_limits`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub per_user: usize,
     pub total: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            per_user: 16,
-            total: 50_000,
-        }
-    }
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hub {
     inner: Mutex<Inner>,
     limits: Limits,
@@ -246,7 +238,10 @@ mod tests {
 
     #[tokio::test]
     async fn routes_direct_to_the_recipient_and_broadcasts_to_all() {
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::with_limits(Limits {
+            per_user: 16,
+            total: 100,
+        }));
         let mut alice = hub.subscribe("alice").unwrap();
         let mut bob = hub.subscribe("bob").unwrap();
         hub.publish_notification(notification(Some("alice"), 1));
@@ -265,7 +260,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_marks_the_subscriber_lagging_and_drop_unsubscribes() {
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::with_limits(Limits {
+            per_user: 16,
+            total: 100,
+        }));
         let sub = hub.subscribe("alice").unwrap();
         for seq in 0..SUBSCRIBER_QUEUE as i64 {
             hub.publish_notification(notification(Some("alice"), 8 + seq));

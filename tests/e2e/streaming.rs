@@ -6,7 +6,7 @@ use e2e::*;
 use switchboard::proto::notification::v1::{self as npb, subscribe_response::Event};
 use switchboard::{
     proto::notification::v1::notification_service_client::NotificationServiceClient,
-    telemetry::LogFormat, testing::TestDatabase,
+    testing::TestDatabase,
 };
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -154,20 +154,10 @@ async fn a_down_upstream_fails_fast_and_calls_succeed_once_it_is_back() {
         listen: addr,
         notification_addr: format!("http://{later}"),
         conversation_addr: format!("http://{}", app.conversation),
-        internal_token: app.secrets.internal_token.clone(),
         jwt_secret: Some(app.secrets.jwt_secret.clone()),
-        jwks_file: None,
-        jwt_issuer: None,
-        jwt_audience: None,
-        unary_timeout: Duration::from_secs(30),
-        send_rate: 20.0,
-        send_burst: 40,
-        scope_rates: Vec::new(),
-        rate_limited_methods: vec![],
         health_interval: Duration::from_millis(200),
-        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(1),
-        worker_threads: 0,
+        ..gateway::Config::new(&app.secrets.internal_token)
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway::serve(config, listener, async {
@@ -192,14 +182,8 @@ async fn a_down_upstream_fails_fast_and_calls_succeed_once_it_is_back() {
     let late = tokio::spawn(notification_svc::serve(
         notification_svc::Config {
             listen: later,
-            database_url: url,
-            internal_token: app.secrets.internal_token.clone(),
-            heartbeat_interval: Duration::from_secs(15),
-            retention: Duration::from_secs(90 * 24 * 3600),
-            max_streams_per_user: 16,
-            max_streams: 50_000,
-            log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(1),
+            ..notification_svc::Config::new(&url, &app.secrets.internal_token)
         },
         tokio::net::TcpListener::bind(later).await.unwrap(),
         async {
@@ -227,24 +211,13 @@ async fn a_down_upstream_fails_fast_and_calls_succeed_once_it_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_refuses_to_start_without_a_key_source() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // No --jwt-secret and no --jwks-file: the defaults have neither.
     let config = gateway::Config {
         listen: listener.local_addr().unwrap(),
         notification_addr: "http://127.0.0.1:1".into(),
         conversation_addr: "http://127.0.0.1:1".into(),
-        internal_token: "t".into(),
-        jwt_secret: None,
-        jwks_file: None,
-        jwt_issuer: None,
-        jwt_audience: None,
-        unary_timeout: Duration::from_secs(30),
-        send_rate: 20.0,
-        send_burst: 40,
-        scope_rates: Vec::new(),
-        rate_limited_methods: vec![],
-        health_interval: Duration::from_secs(2),
-        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(1),
-        worker_threads: 0,
+        ..gateway::Config::new("t")
     };
     let err = gateway::serve(config, listener, std::future::pending())
         .await

@@ -3,7 +3,7 @@
 
 pub mod processes;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use devstack::{Secrets, Stack, StackConfig, Storage};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, jwk::Jwk};
@@ -175,24 +175,19 @@ pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut StackConfi
         jwt_secret: "e2e-jwt-secret".into(),
     };
     let any_port: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let storage = Storage::Databases {
+        notification: notification_url,
+        conversation: conversation_url,
+    };
     let mut config = StackConfig {
-        storage: Storage::Databases {
-            notification: notification_url,
-            conversation: conversation_url,
-        },
-        secrets: secrets.clone(),
         gateway: any_port,
         notification: any_port,
         conversation: any_port,
-        heartbeat_interval: Duration::from_secs(15),
-        jwt_issuer: None,
-        jwt_audience: None,
         jwks_file: Some(jwks_file.clone()),
-        unary_timeout: Duration::from_secs(30),
         // High enough that only the rate-limit test meets the limit.
         send_rate: 1000.0,
         send_burst: 1000,
-        scope_rates: Vec::new(),
+        ..StackConfig::new(storage, secrets.clone())
     };
     configure(&mut config);
     let stack = Stack::start(config).await.expect("stack starts");

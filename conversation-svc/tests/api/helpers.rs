@@ -10,7 +10,7 @@ use switchboard::{
         conversation::v1::{self as pb, conversation_service_client::ConversationServiceClient},
         notification::v1::notification_service_client::NotificationServiceClient,
     },
-    telemetry::{self, LogFormat},
+    telemetry,
     testing::{TestDatabase, wait_until_serving},
 };
 use tokio::{net::TcpListener, sync::oneshot};
@@ -101,14 +101,10 @@ async fn start_conversations(backend: Backend, notification_addr: String) -> Run
 
 async fn start_conversations_on(database_url: String, notification_addr: String) -> Running {
     let config = conversation_svc::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url,
-        internal_token: INTERNAL_TOKEN.to_owned(),
         notification_addr,
-        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
+        ..conversation_svc::Config::new(&database_url, INTERNAL_TOKEN)
     };
-    let database_url = config.database_url.clone();
     let (listener, addr) = bind().await;
     let (shutdown, signal) = oneshot::channel::<()>();
     tokio::spawn(conversation_svc::serve(config, listener, async {
@@ -126,17 +122,9 @@ async fn start_conversations_on(database_url: String, notification_addr: String)
 async fn start_notifications(backend: Backend) -> Running {
     let (database, database_url) = TestDatabase::create(backend, "notifications.db").await;
     let config = notification_svc::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url,
-        internal_token: INTERNAL_TOKEN.to_owned(),
-        heartbeat_interval: Duration::from_secs(15),
-        retention: Duration::from_secs(90 * 24 * 3600),
-        max_streams_per_user: 16,
-        max_streams: 50_000,
-        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
+        ..notification_svc::Config::new(&database_url, INTERNAL_TOKEN)
     };
-    let database_url = config.database_url.clone();
     let (listener, addr) = bind().await;
     let (shutdown, signal) = oneshot::channel::<()>();
     tokio::spawn(notification_svc::serve(config, listener, async {

@@ -10,7 +10,6 @@ use switchboard::{
         conversation::v1::{self as pb, conversation_service_client::ConversationServiceClient},
         notification::v1::{self as npb, notification_service_client::NotificationServiceClient},
     },
-    telemetry::LogFormat,
     testing::TestDatabase,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -25,12 +24,9 @@ fn free_port() -> SocketAddr {
 
 fn conversations_at(url: &str, notification_addr: SocketAddr) -> conversation_svc::Config {
     conversation_svc::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: url.to_owned(),
-        internal_token: INTERNAL_TOKEN.to_owned(),
         notification_addr: format!("http://{notification_addr}"),
-        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(2),
+        ..conversation_svc::Config::new(url, INTERNAL_TOKEN)
     }
 }
 
@@ -97,14 +93,8 @@ async fn messages_sent_while_notifications_are_down_are_notified_once_it_is_back
     let notifications = tokio::spawn(notification_svc::serve(
         notification_svc::Config {
             listen: notification_addr,
-            database_url: notifications_url,
-            internal_token: INTERNAL_TOKEN.to_owned(),
-            heartbeat_interval: Duration::from_secs(15),
-            retention: Duration::from_secs(90 * 24 * 3600),
-            max_streams_per_user: 16,
-            max_streams: 50_000,
-            log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(2),
+            ..notification_svc::Config::new(&notifications_url, INTERNAL_TOKEN)
         },
         TcpListener::bind(notification_addr).await.unwrap(),
         async {

@@ -4,33 +4,23 @@
 
 use std::time::Duration;
 
-use switchboard::{telemetry::LogFormat, testing::TestDatabase};
+use switchboard::testing::TestDatabase;
 use tokio::{net::TcpListener, sync::oneshot};
 
 use crate::helpers::*;
 
 fn notification_config(url: &str) -> notification_svc::Config {
     notification_svc::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: url.to_owned(),
-        internal_token: INTERNAL_TOKEN.to_owned(),
-        heartbeat_interval: Duration::from_secs(15),
-        retention: Duration::from_secs(90 * 24 * 3600),
-        max_streams_per_user: 16,
-        max_streams: 50_000,
-        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(2),
+        ..notification_svc::Config::new(url, INTERNAL_TOKEN)
     }
 }
 
 fn conversation_config(url: &str) -> conversation_svc::Config {
     conversation_svc::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: url.to_owned(),
-        internal_token: INTERNAL_TOKEN.to_owned(),
         notification_addr: "http://127.0.0.1:1".to_owned(),
-        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(2),
+        ..conversation_svc::Config::new(url, INTERNAL_TOKEN)
     }
 }
 

@@ -8,7 +8,7 @@ use switchboard::{
     Caller,
     identity::scope,
     proto::notification::v1::{self as pb, notification_service_client::NotificationServiceClient},
-    telemetry::{self, LogFormat},
+    telemetry,
     testing::{TestDatabase, wait_until_serving},
 };
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -37,17 +37,12 @@ pub struct TestApp {
     _database: Option<TestDatabase>,
 }
 
+/// The service's defaults, on `database_url`, with a shorter shutdown grace so a test that
+/// stops it does not wait long.
 pub fn test_config(database_url: &str) -> Config {
     Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: database_url.to_owned(),
-        internal_token: INTERNAL_TOKEN.to_owned(),
-        heartbeat_interval: Duration::from_secs(15),
-        retention: Duration::from_secs(90 * 24 * 3600),
-        max_streams_per_user: 16,
-        max_streams: 50_000,
-        log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
+        ..Config::new(database_url, INTERNAL_TOKEN)
     }
 }
 
