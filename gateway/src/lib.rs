@@ -5,6 +5,7 @@
 //! `serve` is the one entry point, used by `main.rs` and by the tests alike.
 
 pub mod auth;
+mod call;
 pub mod config;
 mod deadline;
 mod health;
@@ -26,7 +27,7 @@ use tower::Layer;
 pub use config::Config;
 
 use crate::{
-    auth::{AuthLayer, Authenticator, Jwks},
+    auth::{Authenticator, Jwks, layer::AuthLayer},
     proxy::{Conversations, Forwarder, Notifications, Proxy, Upstream},
     workers::{WorkerError, Workers},
 };

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Frame, SizeHint};
 use tonic::{Code, Status, body::Body, codegen::Bytes};
 
-use crate::proxy::LogContext;
+use crate::call::LogContext;
 
 pub struct LoggedBody {
     inner: Body,

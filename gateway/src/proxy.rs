@@ -24,7 +24,13 @@ use switchboard::{
 use tonic::{Status, body::Body, server::NamedService};
 use tower::Service;
 
-use crate::{deadline, logging::LoggedBody, methods::Methods, ratelimit::RateLimiter};
+use crate::{
+    call::{LogContext, request_id, respond},
+    deadline,
+    logging::LoggedBody,
+    methods::Methods,
+    ratelimit::RateLimiter,
+};
 
 /// How long a streaming call may wait for the upstream's response headers. Unary calls use
 /// their deadline instead.
@@ -174,45 +180,6 @@ impl Forwarder {
             Err(_) => log.finish(Status::deadline_exceeded("deadline exceeded"), &request_id),
         }
     }
-}
-
-/// What the per-call log line needs.
-pub struct LogContext {
-    pub method: String,
-    pub caller: String,
-    pub request_id: String,
-    pub started: Instant,
-}
-
-impl LogContext {
-    /// Logs and answers a call that never reached a response from the upstream.
-    fn finish(self, status: Status, request_id: &str) -> http::Response<Body> {
-        tracing::info!(method = %self.method, caller = %self.caller, status = ?status.code(), latency_us = self.started.elapsed().as_micros() as u64, request_id = %self.request_id, "call");
-        respond(status, request_id)
-    }
-}
-
-pub(crate) fn respond(status: Status, request_id: &str) -> http::Response<Body> {
-    let mut response = status.into_http::<Body>();
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        response.headers_mut().insert(identity::REQUEST_ID, value);
-    }
-    response
-}
-
-/// The client's `x-request-id` when it is a sane token, else a new UUIDv7.
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(identity::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
 /// Removes what a client must not choose and sets what the backends trust. Identity reaches a

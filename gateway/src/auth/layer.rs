@@ -16,7 +16,7 @@ use tonic::{Status, body::Body, server::NamedService};
 use tower::{Layer, Service};
 
 use super::Authenticator;
-use crate::proxy::{request_id, respond};
+use crate::call::{request_id, respond};
 
 #[derive(Clone)]
 pub struct AuthLayer {

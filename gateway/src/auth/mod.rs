@@ -9,7 +9,9 @@
 //! §4.1.11), and jsonwebtoken ignores the parameter.
 
 mod jwks;
-mod layer;
+// Public rather than re-exported: the layer uses this module's `Authenticator`, so a
+// re-export here would make the two files import each other.
+pub mod layer;
 mod verified;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, errors::ErrorKind};
@@ -17,7 +19,6 @@ use serde::Deserialize;
 use switchboard::Caller;
 
 pub use jwks::Jwks;
-pub use layer::{AuthLayer, Authenticated};
 use verified::VerifiedTokens;
 
 /// Clock skew tolerated on `exp` and `nbf`.
