@@ -4,6 +4,9 @@
 //! is for replicas sharing one database. Each service ships one migration set per backend and
 //! hands both here; the matching one runs before the service accepts calls.
 
+pub mod fault;
+pub mod health;
+
 use std::{
     future::Future,
     path::{Path, PathBuf},
@@ -106,8 +109,8 @@ impl WriteHealth {
     fn record_checkpoint(&self, result: &Result<(), sqlx::Error>) {
         if let Err(err) = result
             && matches!(
-                crate::error::classify(err),
-                crate::error::DbFault::DiskFull | crate::error::DbFault::StorageIo
+                fault::classify(err),
+                fault::DbFault::DiskFull | fault::DbFault::StorageIo
             )
         {
             self.set(true);
@@ -512,68 +515,6 @@ impl Database {
                 pools.write.close().await;
             }
             Database::Postgres(pool) => pool.close().await,
-        }
-    }
-}
-
-/// What the health watcher asks the database: whether it answers, and (SQLite) whether it
-/// takes writes ([`Database::writable`]).
-///
-/// On PostgreSQL it asks on a connection of its own, outside the pool, so an outage shows at
-/// once: through the pool, a `SELECT 1` on a stopped server waited out its whole timeout,
-/// because the pool retries a refused connection until its acquire deadline; on its own
-/// connection the query fails as the server closes it, and reconnecting is refused at once.
-/// It also keeps a busy pool from looking like a dead database.
-pub struct HealthProbe {
-    database: Database,
-    /// PostgreSQL only: opened on first use and after every failure.
-    connection: Option<sqlx::PgConnection>,
-}
-
-/// How long the database may take to answer the health probe: a server that does not answer
-/// (a network partition, no refusal) is down after this long.
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
-
-impl HealthProbe {
-    pub fn new(database: Database) -> Self {
-        HealthProbe {
-            database,
-            connection: None,
-        }
-    }
-
-    /// Whether the database answers within [`PING_TIMEOUT`] and takes writes.
-    pub async fn check(&mut self) -> bool {
-        self.answers().await && self.database.writable().await
-    }
-
-    async fn answers(&mut self) -> bool {
-        let HealthProbe {
-            database,
-            connection,
-        } = self;
-        match database {
-            Database::Sqlite(pools) => matches!(
-                tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&pools.read))
-                    .await,
-                Ok(Ok(_))
-            ),
-            Database::Postgres(pool) => {
-                let ping = async {
-                    let connection = match connection {
-                        Some(connection) => connection,
-                        None => connection.insert(
-                            sqlx::PgConnection::connect_with(&pool.connect_options()).await?,
-                        ),
-                    };
-                    sqlx::query("SELECT 1").execute(&mut *connection).await
-                };
-                let answered = matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)));
-                if !answered {
-                    *connection = None;
-                }
-                answered
-            }
         }
     }
 }

@@ -124,58 +124,6 @@ where
     Ok(())
 }
 
-/// Mirrors the database's reachability into health: `service` and the server as a whole turn
-/// NOT_SERVING while the database does not answer, or (SQLite) while its storage refuses
-/// writes, and SERVING again when it works, so balancers route around a replica that cannot
-/// work. Stops (leaving the status alone) when `stop` is cancelled, since shutdown sets its
-/// own.
-pub fn watch_database(
-    database: crate::db::Database,
-    health: tonic_health::server::HealthReporter,
-    service: &'static str,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    tokio::spawn(async move {
-        let mut probe = crate::db::HealthProbe::new(database.clone());
-        let mut last = None;
-        loop {
-            let up = probe.check().await;
-            if stop.is_cancelled() {
-                return;
-            }
-            if last != Some(up) {
-                let status = if up {
-                    tonic_health::ServingStatus::Serving
-                } else {
-                    tracing::warn!("database unreachable or not writable; reporting NOT_SERVING");
-                    tonic_health::ServingStatus::NotServing
-                };
-                health.set_service_status(service, status).await;
-                health.set_service_status("", status).await;
-                last = Some(up);
-            }
-            // A write that failed for want of storage is reported at once, not at the next
-            // tick.
-            let write_failed = async {
-                match database.write_health() {
-                    Some(writes) => writes.changed().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = write_failed => {}
-                () = tokio::time::sleep(DATABASE_CHECK_INTERVAL) => {}
-            }
-        }
-    });
-}
-
-/// How often a service checks that its database answers: with the probe failing as soon as
-/// the server refuses or drops connections, health turns within half a second of an outage
-/// (within 1.5 s when the server stops answering without refusing, the probe's timeout).
-const DATABASE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
-
 /// How long connecting to an upstream (or checking its health) may take: a replica that is
 /// down must fail calls fast (UNAVAILABLE) rather than hold them.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

@@ -4,8 +4,13 @@
 //! contracts, identity metadata and the internal-token check, error mapping to
 //! `tonic::Status`, telemetry, database connect + migrate, page tokens and the gRPC server
 //! plumbing (health, reflection, limits, shutdown, calls to replicas).
+//!
+//! The database pieces (`db`, and `testing`, which makes test databases) are behind the
+//! feature `db`, which the services turn on: the gateway has no database and builds without
+//! sqlx or SQLite.
 
 pub mod codec;
+#[cfg(feature = "db")]
 pub mod db;
 pub mod error;
 pub mod grpc;
@@ -14,7 +19,7 @@ pub mod page_token;
 pub mod proto;
 pub mod replicas;
 pub mod telemetry;
-#[cfg(any(test, feature = "testing"))]
+#[cfg(any(feature = "testing", all(test, feature = "db")))]
 pub mod testing;
 pub mod time;
 

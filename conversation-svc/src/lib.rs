@@ -52,7 +52,7 @@ pub async fn serve(
     health.set_serving::<Server>().await;
     // Its own token: shutdown stops the watcher before it reports NOT_SERVING.
     let database_watch = stop.child_token();
-    grpc::watch_database(
+    db::health::watch_database(
         database.clone(),
         health.clone(),
         <Server as tonic::server::NamedService>::NAME,

@@ -145,7 +145,7 @@ pub async fn serve_with_internals(
         .await;
     // Its own token: shutdown stops the watcher before it reports NOT_SERVING.
     let database_watch = stop.child_token();
-    grpc::watch_database(
+    db::health::watch_database(
         database.clone(),
         health.clone(),
         <NotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
