@@ -42,14 +42,10 @@ pub enum Database {
 /// A SQLite database's connections: reads share `read`; every write goes through the one
 /// connection of `write`.
 ///
-/// SQLite runs one writer at a time whatever the pool. But a connection whose last
-/// transaction was not the latest write drops its whole page cache when it starts the next
-/// one, and the pool hands out its idle connections in turn: with writes spread over eight
-/// connections, every write transaction started cold, re-read each B-tree page it was about
-/// to change and freed and re-allocated its cache (`readDbPage` alone was 7% of
-/// notification-svc's samples under group-committed Sends, bench/README.md). One write connection keeps those pages cached
-/// across commits, and writers wait their turn in the pool's queue instead of in SQLite's
-/// busy handler, which sleeps and polls.
+/// SQLite runs one writer at a time whatever the pool, and a connection that did not make the
+/// last write drops its page cache at its next transaction. One write connection keeps the
+/// pages writes change cached across commits, and writers queue in the pool instead of
+/// SQLite's polling busy handler (bench/README.md, "What each change bought", change 10).
 #[derive(Debug, Clone)]
 pub struct SqlitePools {
     pub read: SqlitePool,
@@ -228,23 +224,17 @@ const SQLITE_ROW_BUFFER: usize = 256;
 /// `read()` calls: 64 GiB, so in practice the whole file (SQLite's own build caps it at 2 GiB;
 /// `SQLITE_MAX_MMAP_SIZE` in `.cargo/config.toml` lifts that, and a test checks it took).
 ///
-/// A List page of a user with a long history touches one table page per row, scattered over
-/// the file; with reads, every page not in the connection's small cache was a system call
-/// and a 4 KiB copy. Mapped, it is a memory access into the kernel's page cache
-/// (bench/README.md: List over 1 M rows from 52–75% to 89–104% of the 1,000-row rps).
-/// The mapped pages are the page cache the reads went through anyway, but they show in the
-/// process's RSS (as `RssFile`, once per connection that touched them), not as heap.
-/// Only reads go through the map: writes still go to the WAL, and checkpoints use `write()`.
+/// A List over a long history reads one scattered table page per row: mapped, each is a
+/// memory access instead of a system call and a copy (bench/README.md, "What each change
+/// bought", change 9). Only reads use the map; its pages count in RSS as `RssFile`, not heap.
 pub const SQLITE_MMAP_SIZE: u64 = 64 << 30;
 
 /// A `LIMIT` written into the SQL text, for every query that takes one.
 ///
-/// Bound as a parameter, a LIMIT is read by SQLite's planner (3.51 here) at prepare time,
-/// which marks the statement as depending on that parameter's value; binding it again for
-/// the next call, even to the same number, expires the statement, so every execution was
-/// parsed and planned anew. That was a fifth of notification-svc's CPU under `List`. As a
-/// literal, each distinct limit is one statement prepared once and reused from sqlx's cache.
-/// PostgreSQL gains nothing from it either way; one form keeps the SQL shared.
+/// SQLite's planner reads a bound LIMIT at prepare time and expires the statement when it is
+/// bound again, so every call was parsed and planned anew; as a literal, each distinct limit
+/// is one statement prepared once and kept in sqlx's cache (bench/README.md, "What each
+/// change bought", change 7). PostgreSQL does not care; one form keeps the SQL shared.
 pub fn limit(n: usize) -> String {
     format!(" LIMIT {n}")
 }
@@ -420,22 +410,11 @@ fn outside_any_transaction<C: Connection>(
 /// Checkpoints the WAL every [`SQLITE_CHECKPOINT_INTERVAL`] from a task of its own, until the
 /// pools close.
 ///
-/// With SQLite's automatic checkpoint, the commit that crosses 1,000 WAL frames copies them
-/// back before it returns: Sends rewrite the same hot pages (the tail of the table and of
-/// each index, the counters, the log head), which got copied again every few dozen batches,
-/// inside the group commit. A PASSIVE checkpoint on a read connection copies what is
-/// committed without blocking the writer or readers, and each hot page once per interval
-/// however often it changed (bench/README.md: Send +17% rps; doing the same with only a
-/// larger automatic threshold instead made the commit that crossed it take tens of
-/// milliseconds).
-///
-/// That copy never quite catches up under steady writes (the writer appends while it runs),
-/// and the WAL only starts over from its beginning once a checkpoint has caught up; until
-/// then it grew to the automatic threshold, and from there a checkpoint with its `fsync` ran
-/// inside a commit (8% of the Send profile). So a second, short checkpoint follows on the
-/// write connection itself, between two write transactions: no frame can be appended while
-/// it runs, it copies only what arrived during the first, and the next write restarts the
-/// WAL. Idle, both find nothing to copy.
+/// SQLite's automatic checkpoint runs inside the commit that crosses its threshold, while a
+/// PASSIVE one on a read connection blocks no one and copies each hot page once per interval.
+/// That one never quite catches up under steady writes, and the WAL restarts only after one
+/// that did, so a second follows on the write connection, between two write transactions
+/// (bench/README.md, "What each change bought", changes 6 and 11).
 fn spawn_checkpointer(pools: SqlitePools) {
     tokio::spawn(async move {
         let mut closed = pools.write.close_event();

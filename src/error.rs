@@ -1,8 +1,22 @@
 //! The one error type of every service, and its one mapping to `tonic::Status`.
 //!
-//! Handlers and stores return [`Error`]; nothing else builds a `Status`. Expected failures
+//! Handlers and stores return [`Error`] and never build a `Status`. Expected failures
 //! (validation, auth, not found) carry what the caller may see; unexpected ones are logged
-//! with detail here and returned without it.
+//! with detail here and returned without it. Database errors become an [`Error`] in
+//! `db::fault`.
+//!
+//! A `Status` is built elsewhere only where no handler runs, or for a code no [`Error`]
+//! stands for:
+//! - before a service's handler: the internal-token layer (`identity`, UNAUTHENTICATED) and
+//!   the request decoder (`codec`: a malformed message is INVALID_ARGUMENT, not INTERNAL);
+//! - after it: notification-svc's `api/subscribe.rs` ends a stream UNAVAILABLE at shutdown;
+//! - on the client side: conversation-svc's `notifier` times out its own call to
+//!   notification-svc as DEADLINE_EXCEEDED, which no caller of conversation-svc sees;
+//! - in the gateway, which has no handlers: `auth/layer.rs` refuses a call without a valid
+//!   token (UNAUTHENTICATED); `proxy.rs` answers for an upstream that did not (UNAVAILABLE,
+//!   DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED for a request too large; its rate
+//!   limit goes through [`Error`]); `logging.rs` mends a response whose upstream broke off
+//!   (UNAVAILABLE).
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};

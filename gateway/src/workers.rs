@@ -1,14 +1,12 @@
 //! Thread-per-core serving: one single-threaded tokio runtime per core, each serving the
 //! connections dealt to it, with its own channels to the upstreams.
 //!
-//! Why not one multi-threaded runtime: a proxied call is a chain of hand-offs between tasks
-//! (client connection, call, upstream channel, upstream connection and back), and on a
-//! multi-threaded runtime each hand-off may wake the other worker. Measured at one call in
-//! flight: 4.4 context switches per call against 2.3 on one thread, and the gateway's added
-//! latency 15–20% lower (`bench/README.md`, change 12). A connection here never leaves its
-//! thread, so every task of its calls runs where it was woken, and the gateway still uses
-//! every core. The cost is no work stealing: connections are dealt out in turn, and a few
-//! very busy ones can load the threads unevenly.
+//! A proxied call is a chain of hand-offs between tasks (client connection, call, upstream
+//! channel, upstream connection and back), and on a multi-threaded runtime each hand-off may
+//! wake another thread. Here a connection never leaves its thread, so every task of its calls
+//! runs where it was woken, and the gateway still uses every core (bench/README.md, "What
+//! each change bought", change 12). The cost is no work stealing: connections are dealt out
+//! in turn, and a few very busy ones can load the threads unevenly.
 
 use std::{
     future::Future,
