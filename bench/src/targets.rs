@@ -1,10 +1,9 @@
 //! The performance issue's targets, checked against one run's rows. Reported in the results,
 //! never asserted: a benchmark on a shared two-core machine must not fail a build.
 
-use crate::{
-    Backend,
-    report::{Row, Target},
-};
+use switchboard::testing::Backend;
+
+use crate::report::{Row, Target};
 
 pub fn check(backend: Backend, rows: &[Row]) -> Vec<Target> {
     let find = |scenario: &str, path: &str| {

@@ -11,12 +11,14 @@ use std::{
 };
 
 use futures::StreamExt;
-use switchboard::proto::notification::v1::{self as pb, subscribe_response::Event};
+use switchboard::{
+    proto::notification::v1::{self as pb, subscribe_response::Event},
+    testing::Backend,
+};
 use tokio::sync::mpsc;
 
 use super::{Secrets, Settings, Stack, unary};
 use crate::{
-    Backend,
     identity::request,
     load::{Measured, Percentiles, histogram},
     report::Row,

@@ -6,7 +6,9 @@
 use std::time::Instant;
 
 use super::{Secrets, Settings, database, row, start_notification, unary};
-use crate::{Backend, report::Row};
+use switchboard::testing::Backend;
+
+use crate::report::Row;
 
 pub async fn run(
     settings: &Settings,

@@ -8,10 +8,9 @@ mod unary;
 
 use std::{future::Future, path::PathBuf};
 
-use switchboard::testing::TestDatabase;
+use switchboard::testing::{Backend, TestDatabase};
 
 use crate::{
-    Backend,
     identity::Path,
     load::{self, LoadSpec, Measured, Percentiles, Turn},
     report::{Row, Target},

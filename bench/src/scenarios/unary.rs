@@ -3,15 +3,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use switchboard::proto::{
-    conversation::v1::{self as conv, conversation_service_client::ConversationServiceClient},
-    notification::v1::{self as pb, notification_service_client::NotificationServiceClient},
+use switchboard::{
+    proto::{
+        conversation::v1::{self as conv, conversation_service_client::ConversationServiceClient},
+        notification::v1::{self as pb, notification_service_client::NotificationServiceClient},
+    },
+    testing::Backend,
 };
 use tonic::{Status, metadata::MetadataMap, transport::Channel};
 
 use super::{Secrets, Settings, Stack, measure, row};
 use crate::{
-    Backend,
     identity::{Path, request},
     report::Row,
     servers::{Server, connections},
