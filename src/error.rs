@@ -10,7 +10,7 @@
 //! - before a service's handler: the internal-token layer (`identity`, UNAUTHENTICATED) and
 //!   the request decoder (`codec`: a malformed message is INVALID_ARGUMENT, not INTERNAL);
 //! - after it: notification-svc's `api/subscribe.rs` ends a stream UNAVAILABLE at shutdown;
-//! - on the client side: conversation-svc's `notifier` times out its own call to
+//! - on the client side: conversation-svc, delivering its outbox, times out its own call to
 //!   notification-svc as DEADLINE_EXCEEDED, which no caller of conversation-svc sees;
 //! - in the gateway, which has no handlers: `auth/layer.rs` refuses a call without a valid
 //!   token (UNAUTHENTICATED); `proxy.rs` answers for an upstream that did not (UNAVAILABLE,
