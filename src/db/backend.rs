@@ -4,7 +4,7 @@ use std::future::Future;
 
 use sqlx::{PgPool, Pool, Postgres, Sqlite, SqlitePool, Transaction};
 
-use super::SqlitePools;
+use super::sqlite_pools::SqlitePools;
 
 /// What a store needs from a database: where reads and one-statement writes run, how its
 /// transactions start, and what a write's result says about the storage.
