@@ -63,6 +63,9 @@ impl FromStr for ScopeRate {
     }
 }
 
+/// One set of buckets for every worker thread, so a caller has one rate whichever workers
+/// its connections land on; the lock was found uncontended (bench/README.md, "Gateway lock
+/// contention").
 pub struct RateLimiter {
     default: Rate,
     /// In the order given: a caller holding several of these scopes gets the first.

@@ -23,6 +23,8 @@ struct Entry {
     generation: u64,
 }
 
+/// One map for every worker thread: held for a lookup at a time, it was found uncontended
+/// (bench/README.md, "Gateway lock contention").
 #[derive(Default)]
 pub struct VerifiedTokens {
     entries: Mutex<HashMap<String, Entry>>,
