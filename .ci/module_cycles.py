@@ -46,6 +46,10 @@ def uses(text):
     for m in re.finditer(r'\buse\s+([a-z_][a-z0-9_]*)::([^;]*);',text,re.S):
         if m.group(1) in ('crate','super','self','std','core'): continue
         res.append(('child',[m.group(1)]+[x for x in re.split(r'::|[{},\s]+',m.group(2)) if x][:1]))
+    # A child module named in code (`subscribe::start(...)`) counts as an import of it.
+    for m in re.finditer(r'(?<![:\w])([a-z_][a-z0-9_]*)::',text):
+        if m.group(1) not in ('crate','super','self','std','core'):
+            res.append(('child',[m.group(1)]))
     for m in re.finditer(r'\b(super)::([a-z_][a-z0-9_]*)',text):
         res.append(('super',[m.group(2)]))
     for m in re.finditer(r'\b(crate)::([a-z_][a-z0-9_]*(?:::[a-z_][a-z0-9_]*)*)',text):

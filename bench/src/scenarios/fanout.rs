@@ -17,7 +17,10 @@ use switchboard::{
 };
 use tokio::sync::mpsc;
 
-use super::{Secrets, Settings, Stack, unary};
+use super::{
+    harness::{Secrets, Settings, Stack},
+    unary,
+};
 use crate::{
     identity::request,
     load::{Measured, Percentiles, histogram},

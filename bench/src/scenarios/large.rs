@@ -5,7 +5,10 @@
 
 use std::time::Instant;
 
-use super::{Secrets, Settings, database, row, start_notification, unary};
+use super::{
+    harness::{self, Secrets, Settings, database, row, start_notification},
+    unary,
+};
 use switchboard::testing::Backend;
 
 use crate::report::Row;
@@ -34,7 +37,7 @@ pub async fn run(
         )
         .await?;
         let seeded_in = seeding.elapsed();
-        super::settle(backend, &url).await?;
+        harness::settle(backend, &url).await?;
         let history = settings.large_users * settings.rows_per_user + unary::BROADCASTS_IN_HISTORY;
         let measured = unary::list(
             settings,

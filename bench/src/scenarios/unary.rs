@@ -12,7 +12,7 @@ use switchboard::{
 };
 use tonic::{Status, metadata::MetadataMap, transport::Channel};
 
-use super::{Secrets, Settings, Stack, measure, row};
+use super::harness::{self, Secrets, Settings, Stack, measure, row};
 use crate::{
     identity::{Path, request},
     report::Row,
@@ -46,7 +46,7 @@ pub async fn ceiling(
     load: crate::load::LoadSpec,
     path: &Path,
     servers: &[&Server],
-) -> anyhow::Result<super::Measurement> {
+) -> anyhow::Result<harness::Measurement> {
     let url = servers.first().map(|s| s.url()).unwrap_or_default();
     let clients = notification_clients(&url, load.connections).await?;
     let users = Arc::new(path.users("l", LIST_USERS, "")?);
@@ -64,16 +64,16 @@ pub async fn ceiling(
 }
 
 /// `List` with one call per turn on each of `targets` (clients and the users to list as),
-/// every path measured on its own ([`super::measure_interleaved`]). `require_rows` fails a
+/// every path measured on its own ([`harness::measure_interleaved`]). `require_rows` fails a
 /// call that returns an empty page (a missing history); the empty service returns nothing.
 pub async fn list_interleaved(
     load: crate::load::LoadSpec,
     targets: Vec<(Clients, Vec<MetadataMap>)>,
     servers: &[&[&Server]],
     require_rows: bool,
-) -> Vec<super::Measurement> {
+) -> Vec<harness::Measurement> {
     let targets = Arc::new(targets);
-    super::measure_interleaved(load, servers, move |turn, path| {
+    harness::measure_interleaved(load, servers, move |turn, path| {
         let (clients, users) = &targets[path];
         let mut client = clients[turn.worker % clients.len()].clone();
         let metadata = users[turn.n as usize % users.len()].clone();
@@ -164,7 +164,7 @@ pub async fn all(
         LIST_USERS,
     )
     .await?;
-    super::settle(backend, &stack.notifications_url).await?;
+    harness::settle(backend, &stack.notifications_url).await?;
     let history = LIST_USERS * settings.rows_per_user + BROADCASTS_IN_HISTORY;
 
     // Every notification scenario runs straight to the service, then through the gateway.
@@ -194,7 +194,7 @@ pub async fn all(
         // One call at a time, direct, through the gateway and through a byte relay in turn:
         // the latency a proxy adds, and the part of it any extra hop costs on this machine,
         // without queueing and without the drift between separate windows.
-        let relay = super::start_relay(settings, &stack.notification).await?;
+        let relay = harness::start_relay(settings, &stack.notification).await?;
         let relayed = notification_clients(&relay.url(), 1).await?;
         let mut targets = paths
             .iter()
@@ -205,7 +205,7 @@ pub async fn all(
         let through_relay = [&relay, &stack.notification];
         servers.push(&through_relay);
         let measured =
-            list_interleaved(super::unloaded(settings.load), targets, &servers, true).await;
+            list_interleaved(harness::unloaded(settings.load), targets, &servers, true).await;
         let names = paths
             .iter()
             .map(|(path, _, _)| path.name())
@@ -294,7 +294,7 @@ pub async fn list(
     servers: &[&Server],
     users: usize,
     prefix: &str,
-) -> anyhow::Result<super::Measurement> {
+) -> anyhow::Result<harness::Measurement> {
     let users = Arc::new(path.users(prefix, users, "")?);
     let clients = clients.clone();
     Ok(measure(settings.load, servers, move |turn| {
@@ -320,7 +320,7 @@ async fn send(
     clients: &Clients,
     servers: &[&Server],
     sent: Arc<Mutex<Vec<(usize, String)>>>,
-) -> anyhow::Result<super::Measurement> {
+) -> anyhow::Result<harness::Measurement> {
     let sender = path.metadata(&format!("bench-sender-{}", path.name()), SENDER_SCOPES)?;
     let clients = clients.clone();
     Ok(measure(settings.load, servers, move |turn| {
@@ -356,7 +356,7 @@ async fn mark_read(
     servers: &[&Server],
     pool: Arc<Vec<(usize, String)>>,
     offset: usize,
-) -> anyhow::Result<(super::Measurement, usize)> {
+) -> anyhow::Result<(harness::Measurement, usize)> {
     if pool.is_empty() {
         anyhow::bail!("mark-read needs the notifications `send` created");
     }
@@ -384,7 +384,7 @@ async fn conversation(
     path: &Path,
     url: &str,
     servers: &[&Server],
-) -> anyhow::Result<super::Measurement> {
+) -> anyhow::Result<harness::Measurement> {
     let clients: Arc<Vec<ConversationServiceClient<Channel>>> = Arc::new(
         connections(url, settings.load.connections)
             .await?

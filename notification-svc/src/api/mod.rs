@@ -4,9 +4,10 @@
 pub mod convert;
 mod subscribe;
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use subscribe::SubscribeStream;
 
-use futures::Stream;
+use std::{sync::Arc, time::Duration};
+
 use switchboard::{
     Caller, Error,
     proto::notification::v1::{self as pb, notification_service_server::NotificationService},
@@ -86,8 +87,6 @@ impl NotificationApi {
         }
     }
 }
-
-type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl NotificationService for NotificationApi {

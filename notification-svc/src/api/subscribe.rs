@@ -13,21 +13,25 @@
 //!
 //! See docs/subscribe-cursor.md for why positions, not ids, are the cursor.
 
-use std::{sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
-use futures::{StreamExt, stream};
+use futures::{Stream, StreamExt, stream};
 use switchboard::{proto::notification::v1 as pb, time::to_timestamp};
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::{SubscribeStream, convert};
+use super::convert;
 use crate::{
     domain::Notification,
     hub::{Event, Subscription},
     store::NotificationStore,
 };
+
+/// The stream a Subscribe answers with.
+pub type SubscribeStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 /// Responses buffered between the producer and the HTTP/2 stream. Small on purpose: a
 /// client that stops reading must make the producer wait (and the hub queue overflow into a
