@@ -13,15 +13,22 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 /// that a hostile client cannot make the server buffer megabytes per call.
 pub const MAX_DECODING_MESSAGE_SIZE: usize = 1024 * 1024;
 
+/// Streams one HTTP/2 connection may hold open (unlimited by default in tonic and hyper).
+pub const MAX_CONCURRENT_STREAMS: u32 = 4096;
+
+/// HTTP/2 pings find dead subscribers (a laptop that went to sleep) so their streams and
+/// tasks are freed instead of lingering until the next write fails.
+pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a keepalive ping may go unanswered before the connection is closed.
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A tonic server builder with the limits tonic leaves open by default.
 pub fn server_builder() -> Server {
     Server::builder()
-        // Unlimited by default: bound the streams one connection may hold open.
-        .max_concurrent_streams(Some(4096))
-        // HTTP/2 pings find dead subscribers (a laptop that went to sleep) so their streams
-        // and tasks are freed instead of lingering until the next write fails.
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .tcp_nodelay(true)
 }
 

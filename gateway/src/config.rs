@@ -92,6 +92,26 @@ pub struct Config {
     /// Serving threads, each with its own single-threaded runtime; 0 means one per core.
     #[arg(long, env = "GATEWAY_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
+
+    /// Browser origins allowed to call from another origin (gRPC-Web with CORS): exact
+    /// `scheme://host[:port]`, comma-separated; empty means same-origin only (no CORS headers).
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Largest HTTP/1.1 request head (request line and headers), in bytes; larger is answered
+    /// 431. At least 8192.
+    #[arg(
+        long,
+        env = "HTTP1_MAX_HEADER_BYTES",
+        default_value_t = 16384,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8192..)
+    )]
+    pub http1_max_header_bytes: usize,
+
+    /// How long an HTTP/1.1 connection may take to send its next request's headers: closes
+    /// idle keep-alive connections and slow senders (a streaming response is not idle).
+    #[arg(long, env = "HTTP1_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http1_idle_timeout: Duration,
 }
 
 impl Config {
@@ -136,6 +156,36 @@ mod tests {
         assert_eq!(config.conversation_addr, "http://127.0.0.1:50053");
         assert_eq!(config.rate_limited_methods.len(), 2);
         assert_eq!(config.health_interval, Duration::from_secs(2));
+        assert!(config.cors_allowed_origins.is_empty(), "same-origin only");
+        assert_eq!(config.http1_max_header_bytes, 16384);
+        assert_eq!(config.http1_idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn http1_header_limit_is_at_least_what_hyper_accepts() {
+        let parse = |value: &str| {
+            let args = [
+                "gateway",
+                "--internal-token=t",
+                "--http1-max-header-bytes",
+                value,
+            ];
+            Config::flags_without_environment()
+                .try_get_matches_from(args)
+                .and_then(|matches| Config::from_arg_matches(&matches))
+        };
+        assert!(parse("4096").is_err());
+        assert_eq!(parse("8192").unwrap().http1_max_header_bytes, 8192);
+        let origins = Config::flags_without_environment()
+            .try_get_matches_from([
+                "gateway",
+                "--internal-token=t",
+                "--cors-allowed-origins=https://a.example,http://localhost:5173",
+            ])
+            .and_then(|matches| Config::from_arg_matches(&matches))
+            .unwrap()
+            .cors_allowed_origins;
+        assert_eq!(origins, ["https://a.example", "http://localhost:5173"]);
     }
 
     #[test]

@@ -7,12 +7,15 @@
 pub mod auth;
 mod call;
 pub mod config;
+mod cors;
 mod deadline;
+mod grpc_web;
 mod health;
 mod logging;
 mod methods;
 pub mod proxy;
 pub mod ratelimit;
+mod serving;
 mod workers;
 
 use std::{future::Future, sync::Arc};
@@ -22,6 +25,7 @@ use http::HeaderValue;
 use switchboard::{grpc, replicas::Replicas};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tower::Layer;
 
 pub use config::Config;
@@ -90,6 +94,11 @@ pub async fn serve(
     }
     let (reflection_v1, reflection_v1alpha) =
         grpc::reflection_services(&[Notifications::NAME, Conversations::NAME])?;
+    let cors = cors::layer(&config.cors_allowed_origins).context("--cors-allowed-origins")?;
+    let limits = serving::Limits {
+        http1_max_header_bytes: config.http1_max_header_bytes,
+        http1_idle_timeout: config.http1_idle_timeout,
+    };
 
     let local_addr = listener.local_addr()?;
     let notification_addr = config.notification_addr.clone();
@@ -102,7 +111,12 @@ pub async fn serve(
             reflection_v1.clone(),
             reflection_v1alpha.clone(),
         );
-        let (auth, forwarder, stop) = (auth.clone(), forwarder.clone(), serve_stop.clone());
+        let (auth, forwarder, stop, cors) = (
+            auth.clone(),
+            forwarder.clone(),
+            serve_stop.clone(),
+            cors.clone(),
+        );
         let (notification_addr, conversation_addr) =
             (notification_addr.clone(), conversation_addr.clone());
         async move {
@@ -110,18 +124,16 @@ pub async fn serve(
                 .map_err(WorkerError::Setup)?;
             let conversations = Replicas::connect(&conversation_addr, Conversations::NAME)
                 .map_err(WorkerError::Setup)?;
-            grpc::server_builder()
-                .add_service(health)
+            let routes = Routes::new(health)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .add_service(auth.layer(Proxy::<Notifications>::new(
                     notifications,
                     forwarder.clone(),
                 )))
-                .add_service(auth.layer(Proxy::<Conversations>::new(conversations, forwarder)))
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-                .map_err(WorkerError::from)
+                .add_service(auth.layer(Proxy::<Conversations>::new(conversations, forwarder)));
+            serving::serve(incoming, grpc_web::service(routes, cors), limits, stop).await;
+            Ok(())
         }
     })?;
     tokio::spawn(workers.accept(listener, stop.clone()));

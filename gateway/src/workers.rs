@@ -26,8 +26,6 @@ use tokio_util::sync::CancellationToken;
 /// Why serving stopped on a worker thread.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error(transparent)]
-    Serve(#[from] tonic::transport::Error),
     #[error("cannot set up a worker: {0:#}")]
     Setup(anyhow::Error),
     #[error("cannot start worker thread {0}: {1}")]

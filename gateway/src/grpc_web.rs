@@ -1,0 +1,29 @@
+//! gRPC-Web for browsers, translated in front of the routes by tonic-web's layer, so
+//! authentication, identity rewriting, deadlines, rate limits and logging see an ordinary
+//! gRPC request, and the proxy stays free of per-method code.
+//!
+//! tonic-web fits the transparent proxy: it decodes the request body (base64 for
+//! `application/grpc-web-text`) into the gRPC frames the proxy forwards, passes each
+//! response frame through as it arrives (HTTP/1.1 chunked: a Subscribe event reaches the
+//! browser when it happens), and turns the trailers into the gRPC-Web trailer frame (flag
+//! 0x80). A trailers-only answer (an error before any message) keeps its status in the
+//! response headers, as the gRPC-Web protocol allows; CORS exposes them. An upstream that
+//! fails mid-stream ends with UNAVAILABLE trailers (mended in `logging`), so with a trailer
+//! frame. A browser that goes away drops the response body and with it the upstream stream.
+
+use tonic::service::Routes;
+use tonic_web::GrpcWebLayer;
+use tower::ServiceBuilder;
+use tower_http::cors::CorsLayer;
+
+use crate::serving::HttpService;
+
+/// Every request of a connection: CORS first (a preflight is answered there, before any
+/// authentication), then gRPC-Web translation; gRPC over HTTP/2 passes through unchanged.
+pub fn service(routes: Routes, cors: Option<CorsLayer>) -> HttpService {
+    let stack = ServiceBuilder::new()
+        .option_layer(cors)
+        .layer(GrpcWebLayer::new())
+        .service(routes.prepare());
+    HttpService::new(stack)
+}
