@@ -156,6 +156,8 @@ pub struct StackConfig {
     pub send_burst: u32,
     /// The gateway's own rates for tokens with these scopes (`--scope-rate`).
     pub scope_rates: Vec<gateway::ratelimit::ScopeRate>,
+    /// Origins the gateway answers CORS for (`--cors-allowed-origins`).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl StackConfig {
@@ -179,6 +181,7 @@ impl StackConfig {
             send_rate: gateway.send_rate,
             send_burst: gateway.send_burst,
             scope_rates: gateway.scope_rates,
+            cors_allowed_origins: gateway.cors_allowed_origins,
         }
     }
 }
@@ -249,6 +252,7 @@ impl Stack {
                 send_rate: config.send_rate,
                 send_burst: config.send_burst,
                 scope_rates: config.scope_rates.clone(),
+                cors_allowed_origins: config.cors_allowed_origins.clone(),
                 health_interval: Duration::from_millis(500),
                 shutdown_grace: grace,
                 ..gateway::Config::new(&token)

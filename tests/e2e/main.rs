@@ -1,6 +1,7 @@
 //! End-to-end: the three services on their own ports, driven through the gateway only.
 
 mod external_clients;
+mod grpc_web;
 mod security;
 mod seed_story;
 mod streaming;

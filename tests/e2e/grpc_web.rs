@@ -1,0 +1,619 @@
+//! gRPC-Web through the gateway with a raw HTTP/1.1 client (hyper's, HTTP/1.1 only), as a
+//! browser's `fetch` speaks it: framing, trailers frame, streaming, errors, CORS.
+
+use std::{net::SocketAddr, time::Duration};
+
+use base64::Engine as _;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use e2e::*;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, client::conn::http1};
+use hyper_util::rt::TokioIo;
+use prost::Message;
+use switchboard::{
+    proto::notification::v1::{self as npb, subscribe_response::Event},
+    testing::{self, TestDatabase},
+};
+use tonic::Code;
+
+const LIST: &str = "/switchboard.notification.v1.NotificationService/List";
+const SEND: &str = "/switchboard.notification.v1.NotificationService/Send";
+const SUBSCRIBE: &str = "/switchboard.notification.v1.NotificationService/Subscribe";
+const BINARY: &str = "application/grpc-web+proto";
+const TEXT: &str = "application/grpc-web-text";
+const ORIGIN: &str = "https://app.switchboard.test";
+
+/// One HTTP/1.1 connection; dropping it closes the socket, as a closed browser tab does.
+struct WebClient {
+    sender: http1::SendRequest<Full<Bytes>>,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WebClient {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+async fn connect(addr: SocketAddr) -> WebClient {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP/1.1 handshake");
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    WebClient { sender, connection }
+}
+
+impl WebClient {
+    async fn send(&mut self, request: http::Request<Full<Bytes>>) -> http::Response<Incoming> {
+        let response = self.try_send(request).await.expect("a response");
+        assert_eq!(response.version(), http::Version::HTTP_11);
+        response
+    }
+
+    async fn try_send(
+        &mut self,
+        request: http::Request<Full<Bytes>>,
+    ) -> hyper::Result<http::Response<Incoming>> {
+        self.sender.ready().await?;
+        self.sender.send_request(request).await
+    }
+}
+
+/// A gRPC-Web call: one length-prefixed message, base64 for the text content type.
+fn call(
+    path: &str,
+    token: &str,
+    content_type: &str,
+    message: &impl Message,
+) -> http::Request<Full<Bytes>> {
+    let encoded = message.encode_to_vec();
+    let mut frame = BytesMut::new();
+    frame.put_u8(0);
+    frame.put_u32(u32::try_from(encoded.len()).expect("small message"));
+    frame.put_slice(&encoded);
+    let body = if content_type == TEXT {
+        Bytes::from(base64::engine::general_purpose::STANDARD.encode(&frame))
+    } else {
+        frame.freeze()
+    };
+    let mut request = http::Request::post(path)
+        .header("host", "gateway.switchboard.test")
+        .header("content-type", content_type)
+        // tonic-web answers in text mode only when asked to, as grpc-web's JS client does.
+        .header("accept", content_type)
+        .header("x-grpc-web", "1")
+        .header("origin", ORIGIN);
+    if !token.is_empty() {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(Full::new(body)).expect("request")
+}
+
+enum WebFrame {
+    Message(Bytes),
+    Trailers(HeaderMap),
+}
+
+/// Reads a gRPC-Web response body frame by frame, as the bytes arrive.
+struct Frames {
+    body: Incoming,
+    text: bool,
+    encoded: BytesMut,
+    decoded: BytesMut,
+}
+
+impl Frames {
+    fn new(response: http::Response<Incoming>) -> (http::response::Parts, Frames) {
+        let (parts, body) = response.into_parts();
+        let text = parts.headers["content-type"]
+            .to_str()
+            .expect("content type")
+            .starts_with(TEXT);
+        let frames = Frames {
+            body,
+            text,
+            encoded: BytesMut::new(),
+            decoded: BytesMut::new(),
+        };
+        (parts, frames)
+    }
+
+    async fn next(&mut self) -> Option<WebFrame> {
+        loop {
+            if let Some(frame) = self.take() {
+                return Some(frame);
+            }
+            let frame = self.body.frame().await?.expect("response body");
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if self.text {
+                // Each chunk is padded base64 on its own: decode whole 4-character groups.
+                self.encoded.put(data);
+                while self.encoded.len() >= 4 {
+                    let group = self.encoded.split_to(4);
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(&group)
+                        .expect("base64");
+                    self.decoded.put_slice(&bytes);
+                }
+            } else {
+                self.decoded.put(data);
+            }
+        }
+    }
+
+    fn take(&mut self) -> Option<WebFrame> {
+        if self.decoded.len() < 5 {
+            return None;
+        }
+        let flag = self.decoded[0];
+        let len = u32::from_be_bytes(self.decoded[1..5].try_into().expect("4 bytes")) as usize;
+        if self.decoded.len() < 5 + len {
+            return None;
+        }
+        self.decoded.advance(5);
+        let payload = self.decoded.split_to(len).freeze();
+        if flag & 0x80 == 0 {
+            return Some(WebFrame::Message(payload));
+        }
+        let mut trailers = HeaderMap::new();
+        for line in payload.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let name = HeaderName::from_bytes(&line[..colon]).expect("trailer name");
+            let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).expect("value");
+            trailers.append(name, value);
+        }
+        Some(WebFrame::Trailers(trailers))
+    }
+}
+
+/// A finished unary call: its response headers, messages and status (from the trailers
+/// frame, or from the headers of a trailers-only answer).
+struct Unary {
+    headers: HeaderMap,
+    messages: Vec<Bytes>,
+    status: tonic::Status,
+    trailer_frame: bool,
+}
+
+async fn unary(addr: SocketAddr, request: http::Request<Full<Bytes>>) -> Unary {
+    let mut client = connect(addr).await;
+    let response = client.send(request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (parts, mut frames) = Frames::new(response);
+    let mut messages = Vec::new();
+    let mut trailers = None;
+    while let Some(frame) = frames.next().await {
+        match frame {
+            WebFrame::Message(message) => messages.push(message),
+            WebFrame::Trailers(t) => trailers = Some(t),
+        }
+    }
+    let trailer_frame = trailers.is_some();
+    let status = tonic::Status::from_header_map(trailers.as_ref().unwrap_or(&parts.headers))
+        .expect("a grpc-status in the trailers frame or the headers");
+    Unary {
+        headers: parts.headers,
+        messages,
+        status,
+        trailer_frame,
+    }
+}
+
+async fn wait_for_subscribers(app: &E2e, expected: usize) {
+    for _ in 0..100 {
+        if app.hub.subscriber_count() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "expected {expected} open streams on notification-svc, found {}",
+        app.hub.subscriber_count()
+    );
+}
+
+fn to(user: &str, content: &str) -> npb::SendRequest {
+    npb::SendRequest {
+        recipient_ids: vec![format!("id-{user}")],
+        category: "build".into(),
+        content: content.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_unary_calls_work_over_http1_in_binary_and_text() {
+    let app = start(Backend::Sqlite).await;
+    let sender = app.token("ci", "notifications:send");
+    app.notifications(&sender)
+        .send(to("wes", "build 7 passed"))
+        .await
+        .expect("send over gRPC");
+
+    let token = app.token("wes", "");
+    for content_type in [BINARY, TEXT, "application/grpc-web"] {
+        let list = unary(
+            app.gateway,
+            call(LIST, &token, content_type, &npb::ListRequest::default()),
+        )
+        .await;
+        assert_eq!(
+            list.status.code(),
+            Code::Ok,
+            "{content_type}: {:?}",
+            list.status
+        );
+        assert!(
+            list.trailer_frame,
+            "{content_type}: the status comes in a trailers frame"
+        );
+        let expected = if content_type == TEXT {
+            "application/grpc-web-text+proto"
+        } else {
+            BINARY
+        };
+        assert_eq!(list.headers["content-type"], expected);
+        assert!(list.headers.contains_key("x-request-id"));
+        assert_eq!(list.messages.len(), 1, "{content_type}");
+        let response = npb::ListResponse::decode(list.messages[0].clone()).expect("ListResponse");
+        let contents: Vec<_> = response
+            .notifications
+            .iter()
+            .map(|n| n.content.as_str())
+            .collect();
+        assert_eq!(contents, ["build 7 passed"], "{content_type}");
+        assert_eq!(response.total_unread, 1);
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_errors_keep_their_status_and_details() {
+    let app = start(Backend::Sqlite).await;
+
+    let anonymous = unary(
+        app.gateway,
+        call(LIST, "", BINARY, &npb::ListRequest::default()),
+    )
+    .await;
+    assert_eq!(
+        anonymous.status.code(),
+        Code::Unauthenticated,
+        "{:?}",
+        anonymous.status
+    );
+    assert!(anonymous.messages.is_empty());
+
+    let invalid = npb::SendRequest {
+        category: "Not Valid".into(),
+        ..to("bob", "x")
+    };
+    let sender = app.token("ci", "notifications:send");
+    for content_type in [BINARY, TEXT] {
+        let refused = unary(app.gateway, call(SEND, &sender, content_type, &invalid)).await;
+        assert_eq!(
+            refused.status.code(),
+            Code::InvalidArgument,
+            "{:?}",
+            refused.status
+        );
+        let details = tonic_types::StatusExt::get_error_details(&refused.status);
+        let fields: Vec<_> = details
+            .bad_request()
+            .expect("BadRequest details over gRPC-Web")
+            .field_violations
+            .iter()
+            .map(|v| v.field.clone())
+            .collect();
+        assert_eq!(fields, ["category"], "{content_type}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_subscribe_streams_events_as_they_happen_and_a_client_that_leaves_frees_the_upstream()
+ {
+    let app = start_with(Backend::Sqlite, |c| {
+        c.heartbeat_interval = Duration::from_millis(300);
+    })
+    .await;
+    let token = app.token("una", "");
+    let mut client = connect(app.gateway).await;
+    let response = client
+        .send(call(
+            SUBSCRIBE,
+            &token,
+            BINARY,
+            &npb::SubscribeRequest::default(),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (parts, mut frames) = Frames::new(response);
+    assert_eq!(parts.headers["content-type"], BINARY);
+    wait_for_subscribers(&app, 1).await;
+
+    // Heartbeats arrive one by one while the stream is open.
+    let mut heartbeats = 0;
+    while heartbeats < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), frames.next()).await {
+            Ok(Some(WebFrame::Message(message))) => {
+                let event = npb::SubscribeResponse::decode(message)
+                    .expect("event")
+                    .event;
+                if matches!(event, Some(Event::Heartbeat(_))) {
+                    heartbeats += 1;
+                }
+            }
+            Ok(Some(WebFrame::Trailers(t))) => panic!("stream ended: {t:?}"),
+            Ok(None) => panic!("stream ended without trailers"),
+            Err(_) => panic!("no event within 10 s: the response is buffered"),
+        }
+    }
+
+    // A notification sent now arrives as a data frame, and the stream stays open.
+    app.notifications(&app.token("ci", "notifications:send"))
+        .send(to("una", "deploy finished"))
+        .await
+        .expect("send");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), frames.next()).await {
+            Ok(Some(WebFrame::Message(message))) => {
+                let event = npb::SubscribeResponse::decode(message)
+                    .expect("event")
+                    .event;
+                if let Some(Event::Notification(n)) = event {
+                    assert_eq!(n.content, "deploy finished");
+                    break;
+                }
+            }
+            other => panic!(
+                "the notification did not arrive on the open stream: {}",
+                other.is_ok()
+            ),
+        }
+    }
+    assert_eq!(app.hub.subscriber_count(), 1, "still open");
+
+    // The browser goes away: the upstream stream is freed.
+    drop(frames);
+    drop(client);
+    wait_for_subscribers(&app, 0).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_subscribe_ends_with_an_unavailable_trailers_frame_when_the_backend_shuts_down() {
+    let (_database, url) = TestDatabase::create(Backend::Sqlite, "notifications.db").await;
+    let token = "e2e-internal-token";
+    let secret = "e2e-jwt-secret";
+    let backend_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend_listener.local_addr().unwrap();
+    let (stop_backend, backend_stopped) = tokio::sync::oneshot::channel::<()>();
+    let backend = tokio::spawn(notification_svc::serve(
+        notification_svc::Config {
+            listen: backend_addr,
+            heartbeat_interval: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(1),
+            ..notification_svc::Config::new(&url, token)
+        },
+        backend_listener,
+        async {
+            let _ = backend_stopped.await;
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_addr = listener.local_addr().unwrap();
+    let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(gateway::serve(
+        gateway::Config {
+            listen: gateway_addr,
+            notification_addr: format!("http://{backend_addr}"),
+            conversation_addr: "http://127.0.0.1:1".into(),
+            jwt_secret: Some(secret.into()),
+            shutdown_grace: Duration::from_secs(1),
+            ..gateway::Config::new(token)
+        },
+        listener,
+        async {
+            let _ = gateway_stopped.await;
+        },
+    ));
+    testing::wait_until_serving(
+        gateway_addr,
+        "switchboard.notification.v1.NotificationService",
+    )
+    .await;
+
+    let user = sign_hs256(secret, &claims("vic", ""));
+    let mut client = connect(gateway_addr).await;
+    let response = client
+        .send(call(
+            SUBSCRIBE,
+            &user,
+            TEXT,
+            &npb::SubscribeRequest::default(),
+        ))
+        .await;
+    let (_, mut frames) = Frames::new(response);
+    let first = tokio::time::timeout(Duration::from_secs(10), frames.next()).await;
+    assert!(
+        matches!(first, Ok(Some(WebFrame::Message(_)))),
+        "an event on the open stream"
+    );
+
+    let _ = stop_backend.send(());
+    let trailers = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match frames.next().await {
+                Some(WebFrame::Message(_)) => continue,
+                Some(WebFrame::Trailers(trailers)) => return trailers,
+                None => panic!("the stream ended without a trailers frame"),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends when its backend shuts down");
+    let status = tonic::Status::from_header_map(&trailers).expect("grpc-status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        frames.next().await.is_none(),
+        "nothing follows the trailers frame"
+    );
+
+    backend.await.unwrap().unwrap();
+    let _ = stop_gateway.send(());
+    gateway.await.unwrap().unwrap();
+}
+
+/// A CORS preflight from `origin`, as a browser sends it before a gRPC-Web call.
+fn preflight(origin: &str) -> http::Request<Full<Bytes>> {
+    http::Request::options(LIST)
+        .header("host", "gateway.switchboard.test")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-grpc-web,x-user-agent",
+        )
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.to_str().expect("ascii").split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_allowed_origins_only_and_preflights_need_no_token() {
+    let app = start_with(Backend::Sqlite, |c| {
+        c.cors_allowed_origins = vec![ORIGIN.into(), "http://localhost:5173".into()];
+    })
+    .await;
+
+    let mut client = connect(app.gateway).await;
+    let allowed = client.send(preflight(ORIGIN)).await;
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let headers = allowed.headers();
+    assert_eq!(headers["access-control-allow-origin"], ORIGIN);
+    let allowed_headers = header_list(headers, "access-control-allow-headers");
+    for name in [
+        "authorization",
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "x-request-id",
+    ] {
+        assert!(
+            allowed_headers.iter().any(|h| h == name),
+            "{name}: {allowed_headers:?}"
+        );
+    }
+    assert!(header_list(headers, "access-control-allow-methods").contains(&"post".into()));
+
+    let refused = connect(app.gateway)
+        .await
+        .send(preflight("https://evil.example"))
+        .await;
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin"),
+        "{:?}",
+        refused.headers()
+    );
+
+    // The call itself: exposed headers for the allowed origin, none for another one.
+    let token = app.token("wes", "");
+    let list = unary(
+        app.gateway,
+        call(LIST, &token, BINARY, &npb::ListRequest::default()),
+    )
+    .await;
+    assert_eq!(list.status.code(), Code::Ok);
+    assert_eq!(list.headers["access-control-allow-origin"], ORIGIN);
+    let exposed = header_list(&list.headers, "access-control-expose-headers");
+    for name in [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "x-request-id",
+    ] {
+        assert!(exposed.iter().any(|h| h == name), "{name}: {exposed:?}");
+    }
+    let mut other = call(LIST, &token, BINARY, &npb::ListRequest::default());
+    other
+        .headers_mut()
+        .insert("origin", HeaderValue::from_static("https://evil.example"));
+    let other = unary(app.gateway, other).await;
+    assert!(!other.headers.contains_key("access-control-allow-origin"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_configured_origins_no_cors_headers_are_sent() {
+    let app = start(Backend::Sqlite).await;
+    let answer = connect(app.gateway).await.send(preflight(ORIGIN)).await;
+    assert!(
+        !answer
+            .headers()
+            .keys()
+            .any(|name| name.as_str().starts_with("access-control-")),
+        "{:?}",
+        answer.headers()
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_limits_refuse_oversized_heads_and_grpc_still_works_on_the_same_port() {
+    let app = start(Backend::Sqlite).await;
+    let padded = |bytes: usize| {
+        let mut request = call(
+            LIST,
+            &app.token("wes", ""),
+            BINARY,
+            &npb::ListRequest::default(),
+        );
+        request.headers_mut().insert(
+            "x-padding",
+            HeaderValue::from_str(&"p".repeat(bytes)).unwrap(),
+        );
+        request
+    };
+    // Under the 16 KiB default: served.
+    let fits = unary(app.gateway, padded(14_000)).await;
+    assert_eq!(fits.status.code(), Code::Ok, "{:?}", fits.status);
+    // Over it: 431, or the connection closed before the client read the answer (hyper
+    // closes with the rest of the head unread, which can reset the connection). Never served.
+    match connect(app.gateway).await.try_send(padded(20_000)).await {
+        Ok(response) => {
+            assert_eq!(
+                response.status(),
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            )
+        }
+        Err(err) => assert!(!err.is_parse(), "{err}"),
+    }
+
+    // Native gRPC (HTTP/2) on the same port.
+    app.notifications(&app.token("wes", ""))
+        .list(npb::ListRequest::default())
+        .await
+        .expect("gRPC over HTTP/2");
+    app.stop().await;
+}
