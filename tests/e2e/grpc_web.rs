@@ -9,7 +9,7 @@ use e2e::*;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, client::conn::http1};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use switchboard::{
     proto::notification::v1::{self as npb, subscribe_response::Event},
@@ -273,6 +273,44 @@ async fn grpc_web_unary_calls_work_over_http1_in_binary_and_text() {
         assert_eq!(contents, ["build 7 passed"], "{content_type}");
         assert_eq!(response.total_unread, 1);
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_works_over_http2_too() {
+    let app = start(Backend::Sqlite).await;
+    let token = app.token("wes", "");
+    // gRPC-Web over HTTP/2 (prior knowledge, as after ALPN h2): same translation.
+    let stream = tokio::net::TcpStream::connect(app.gateway)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut request = call(LIST, &token, BINARY, &npb::ListRequest::default());
+    *request.version_mut() = http::Version::HTTP_2;
+    *request.uri_mut() = format!("http://{}{LIST}", app.gateway).parse().unwrap();
+    request.headers_mut().remove("host");
+    let response = sender.send_request(request).await.expect("a response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.headers()["content-type"], BINARY);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(body[0], 0, "a message frame first");
+    let trailer_at = 5 + u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    assert_eq!(body[trailer_at], 0x80, "then the trailers frame");
+    assert!(
+        String::from_utf8_lossy(&body[trailer_at + 5..]).contains("grpc-status:0"),
+        "{body:?}"
+    );
+    connection.abort();
+
     app.stop().await;
 }
 
