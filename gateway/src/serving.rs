@@ -98,3 +98,76 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT);
     builder
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tonic::codegen::Bytes;
+
+    use super::*;
+
+    /// Answers every request with four chunks, 150 ms apart.
+    fn slow_stream() -> HttpService {
+        HttpService::new(tower::service_fn(|_: http::Request<Incoming>| async {
+            let chunks = futures::stream::unfold(0u8, |n| async move {
+                if n == 4 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let frame = http_body::Frame::data(Bytes::from_static(b"tick"));
+                Some((Ok::<_, Infallible>(frame), n + 1))
+            });
+            let body = Body::new(http_body_util::StreamBody::new(chunks));
+            Ok::<_, Infallible>(http::Response::new(body))
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_long_response_is_not_cut_and_an_idle_keep_alive_connection_is_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let incoming = futures::stream::unfold(listener, |listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            Some((accepted, listener))
+        });
+        let limits = Limits {
+            http1_max_header_bytes: MIN_HTTP1_HEADER_BYTES,
+            http1_idle_timeout: Duration::from_millis(300),
+        };
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(incoming, slow_stream(), limits, stop.clone()));
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
+        // The response takes 600 ms, twice the idle timeout, and arrives whole.
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !received.ends_with(b"0\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                .await
+                .expect("the response goes on")
+                .unwrap();
+            assert!(n > 0, "cut: {}", String::from_utf8_lossy(&received));
+            received.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert_eq!(text.matches("tick").count(), 4, "{text}");
+
+        // Then, with no next request, the connection is closed after the idle timeout.
+        let idle_since = Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("closed by the server");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(idle_since.elapsed() >= Duration::from_millis(250));
+
+        stop.cancel();
+        server.await.unwrap();
+    }
+}
