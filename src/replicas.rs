@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use tonic::{
     body::Body,
-    transport::{Channel, Endpoint},
+    transport::{Channel, ClientTlsConfig, Endpoint},
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response, health_client::HealthClient};
 use tower::{Service, ServiceExt};
@@ -85,7 +85,17 @@ impl Replicas {
     /// `http://host:port`), each checked for `health_service` until the last clone is dropped.
     /// Must be called inside a tokio runtime, which runs the probes.
     pub fn connect(addresses: &str, health_service: &'static str) -> anyhow::Result<Self> {
-        let endpoints = parse_addresses(addresses)?;
+        Self::connect_with_tls(addresses, health_service, None)
+    }
+
+    /// [`Replicas::connect`], with `https://` addresses reached over `tls`
+    /// (`tls::UpstreamFlags::client_config`); without it only `http://` ones are accepted.
+    pub fn connect_with_tls(
+        addresses: &str,
+        health_service: &'static str,
+        tls: Option<&ClientTlsConfig>,
+    ) -> anyhow::Result<Self> {
+        let endpoints = parse_addresses(addresses, tls)?;
         let replicas = endpoints
             .into_iter()
             .map(|(address, endpoint)| Replica {
@@ -247,8 +257,12 @@ async fn probe(inner: Weak<Inner>, index: usize, channel: Channel, service: &'st
 }
 
 /// Endpoints for a comma-separated address list. `host:port` is taken as `http://host:port`
-/// (as `--listen` takes it); anything else must be an `http://` URL with a host and a port.
-pub fn parse_addresses(addresses: &str) -> anyhow::Result<Vec<(String, Endpoint)>> {
+/// (as `--listen` takes it); anything else must be an `http://` URL with a host and a port,
+/// or an `https://` one when `tls` says how to reach it.
+pub fn parse_addresses(
+    addresses: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> anyhow::Result<Vec<(String, Endpoint)>> {
     let endpoints = addresses
         .split(',')
         .map(str::trim)
@@ -262,9 +276,15 @@ pub fn parse_addresses(addresses: &str) -> anyhow::Result<Vec<(String, Endpoint)
             let uri: http::Uri = url
                 .parse()
                 .map_err(|err| anyhow::anyhow!("invalid upstream address {address:?}: {err}"))?;
+            let https = uri.scheme_str() == Some("https");
             anyhow::ensure!(
-                uri.scheme_str() == Some("http"),
-                "invalid upstream address {address:?}: use host:port or http://host:port"
+                uri.scheme_str() == Some("http") || https,
+                "invalid upstream address {address:?}: use host:port, http://host:port or https://host:port"
+            );
+            anyhow::ensure!(
+                !https || tls.is_some(),
+                "upstream address {address:?} is https:// but no CA is given to check its \
+                 certificate against (--upstream-ca, SWITCHBOARD_UPSTREAM_CA)"
             );
             anyhow::ensure!(
                 uri.host().is_some_and(|h| !h.is_empty()) && uri.port_u16().is_some(),
@@ -276,6 +296,12 @@ pub fn parse_addresses(addresses: &str) -> anyhow::Result<Vec<(String, Endpoint)
                 .http2_keep_alive_interval(Duration::from_secs(30))
                 .keep_alive_timeout(Duration::from_secs(10))
                 .keep_alive_while_idle(true);
+            let endpoint = match tls {
+                Some(tls) if https => endpoint.tls_config(tls.clone()).map_err(|err| {
+                    anyhow::anyhow!("upstream address {address:?}: {}", chain(&err))
+                })?,
+                _ => endpoint,
+            };
             Ok((url, endpoint))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -335,7 +361,7 @@ mod tests {
 
     #[test]
     fn addresses_take_host_port_or_http_urls() {
-        let parsed = parse_addresses("127.0.0.1:50052, http://[::1]:7,localhost:9").unwrap();
+        let parsed = parse_addresses("127.0.0.1:50052, http://[::1]:7,localhost:9", None).unwrap();
         let urls: Vec<_> = parsed.iter().map(|(url, _)| url.as_str()).collect();
         assert_eq!(
             urls,
@@ -354,8 +380,16 @@ mod tests {
             "http://:80",
             "h:x",
         ] {
-            assert!(parse_addresses(bad).is_err(), "{bad:?}");
+            assert!(parse_addresses(bad, None).is_err(), "{bad:?}");
         }
+        let tls = ClientTlsConfig::new();
+        assert!(
+            parse_addresses("https://127.0.0.1:7", None).is_err(),
+            "https without a CA"
+        );
+        let parsed = parse_addresses("https://127.0.0.1:7,127.0.0.1:8", Some(&tls)).unwrap();
+        let urls: Vec<_> = parsed.iter().map(|(url, _)| url.as_str()).collect();
+        assert_eq!(urls, ["https://127.0.0.1:7", "http://127.0.0.1:8"]);
     }
 
     #[test]
