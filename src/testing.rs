@@ -16,12 +16,18 @@ pub fn free_addr() -> String {
 /// as a whole), polling every 50 ms; panics after 30 s naming the service, the address and
 /// the last answer, so a server that never came up fails its test instead of hanging it.
 pub async fn wait_until_serving(addr: std::net::SocketAddr, service: &str) {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("an http:// address is a valid endpoint");
+    wait_until_serving_at(endpoint, service).await;
+}
+
+/// [`wait_until_serving`] for a server reached through `endpoint` (over TLS, say).
+pub async fn wait_until_serving_at(endpoint: tonic::transport::Endpoint, service: &str) {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("an http:// address is a valid endpoint")
-        .connect_lazy();
+    let addr = endpoint.uri().clone();
+    let channel = endpoint.connect_lazy();
     let mut health = HealthClient::new(channel);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut last = String::from("no answer yet");

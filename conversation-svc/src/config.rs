@@ -25,7 +25,8 @@ pub struct Config {
     #[arg(long, env = switchboard::identity::INTERNAL_TOKEN_ENV, hide_env_values = true)]
     pub internal_token: String,
 
-    /// notification-svc replicas: comma-separated `http://host:port`, balanced.
+    /// notification-svc replicas: comma-separated `http://host:port` (or `https://` with
+    /// --upstream-ca), balanced.
     #[arg(
         long,
         env = "NOTIFICATION_SVC_ADDR",
@@ -40,6 +41,13 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub tls: switchboard::tls::ServerFlags,
+
+    /// How notification-svc is reached at `https://` addresses.
+    #[command(flatten)]
+    pub upstream_tls: switchboard::tls::UpstreamFlags,
 }
 
 impl Config {

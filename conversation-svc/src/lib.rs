@@ -15,7 +15,7 @@ use std::future::Future;
 
 use switchboard::{
     db, grpc, identity::InternalAuthLayer,
-    proto::conversation::v1::conversation_service_server::ConversationServiceServer,
+    proto::conversation::v1::conversation_service_server::ConversationServiceServer, tls,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -36,12 +36,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     switchboard::identity::require_internal_token(&config.internal_token)?;
+    // Before the database: bad TLS files stop start-up at once, naming themselves.
+    let tls = tls::ServerTls::from_flags(&config.tls, &[tls::ALPN_H2])?;
+    let upstream_tls = config.upstream_tls.client_config()?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
+    if let Some(tls) = &tls {
+        tls.watch(stop.clone());
+    }
     let outbox = Delivery::start(
         store.clone(),
         &config.notification_addr,
+        upstream_tls.as_ref(),
         &config.internal_token,
         stop.clone(),
     )
@@ -62,7 +69,10 @@ pub async fn serve(
         grpc::reflection_services(&[<Server as tonic::server::NamedService>::NAME])?;
 
     let local_addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tls::accepted(
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        tls.as_ref(),
+    );
     let server = grpc::server_builder()
         // Every call but health must carry the internal token.
         .layer(InternalAuthLayer::new(&config.internal_token))
@@ -72,7 +82,7 @@ pub async fn serve(
         .add_service(Server::new(api).max_decoding_message_size(grpc::MAX_DECODING_MESSAGE_SIZE))
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
 
-    tracing::info!(%local_addr, backend = database.backend_name(), "conversation-svc listening");
+    tracing::info!(%local_addr, backend = database.backend_name(), tls = tls.is_some(), mtls = config.tls.tls_client_ca.is_some(), "conversation-svc listening");
     let drain = grpc::Drain {
         health,
         services: vec![<Server as tonic::server::NamedService>::NAME],

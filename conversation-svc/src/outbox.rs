@@ -25,7 +25,7 @@ use switchboard::{
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
+use tonic::{service::interceptor::InterceptedService, transport::ClientTlsConfig};
 
 use crate::{
     domain::{NOTIFICATION_CATEGORY, PendingNotification},
@@ -59,17 +59,20 @@ impl Delivery {
         self.poke.notify_one();
     }
 
-    /// Starts delivering to `addresses` (comma-separated `http://host:port`, balanced) until
-    /// `stop`. Connects lazily: conversation-svc serves while notification-svc is down.
+    /// Starts delivering to `addresses` (comma-separated `http://host:port`, or `https://`
+    /// reached over `tls`; balanced) until `stop`. Connects lazily: conversation-svc serves
+    /// while notification-svc is down.
     pub fn start(
         store: Arc<dyn ConversationStore>,
         addresses: &str,
+        tls: Option<&ClientTlsConfig>,
         internal_token: &str,
         stop: CancellationToken,
     ) -> anyhow::Result<Delivery> {
-        let channel = Replicas::connect(
+        let channel = Replicas::connect_with_tls(
             addresses,
             switchboard::proto::notification::v1::notification_service_server::SERVICE_NAME,
+            tls,
         )?;
         let identity = Caller {
             user_id: SERVICE_USER_ID.to_owned(),

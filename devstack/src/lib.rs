@@ -2,6 +2,7 @@
 //! notification-svc, conversation-svc and the gateway, each started through its own `serve`
 //! on its own port, talking to each other only over gRPC. Production runs the three binaries.
 
+pub mod certs;
 pub mod postgres;
 pub mod token;
 
@@ -158,6 +159,17 @@ pub struct StackConfig {
     pub scope_rates: Vec<gateway::ratelimit::ScopeRate>,
     /// Origins the gateway answers CORS for (`--cors-allowed-origins`).
     pub cors_allowed_origins: Vec<String>,
+    /// TLS with these certificates (`None`: plaintext everywhere).
+    pub tls: Option<StackTls>,
+}
+
+/// Which parts of a stack speak TLS, with which certificates.
+#[derive(Debug, Clone)]
+pub struct StackTls {
+    pub certs: certs::DevCerts,
+    /// Also between the gateway and the services and between the services, with client
+    /// certificates required (mTLS); otherwise only the gateway's listener.
+    pub inside: bool,
 }
 
 impl StackConfig {
@@ -182,6 +194,7 @@ impl StackConfig {
             send_burst: gateway.send_burst,
             scope_rates: gateway.scope_rates,
             cors_allowed_origins: gateway.cors_allowed_origins,
+            tls: None,
         }
     }
 }
@@ -193,6 +206,8 @@ pub struct Stack {
     pub gateway: SocketAddr,
     pub notification: SocketAddr,
     pub conversation: SocketAddr,
+    /// The CA clients must trust when the stack speaks TLS.
+    pub tls_ca: Option<PathBuf>,
     stop: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -214,11 +229,17 @@ impl Stack {
         let mut tasks = JoinSet::new();
         let token = config.secrets.internal_token.clone();
         let grace = Duration::from_secs(5);
+        let inside = config.tls.as_ref().filter(|tls| tls.inside);
+        let scheme = if inside.is_some() { "https" } else { "http" };
+        let server_tls =
+            |name| inside.map_or_else(Default::default, |tls| tls.certs.server_flags(name, true));
+        let upstream_tls = inside.map_or_else(Default::default, |tls| tls.certs.upstream_flags());
 
         let notification_config = notification_svc::Config {
             listen: addrs.0,
             heartbeat_interval: config.heartbeat_interval,
             shutdown_grace: grace,
+            tls: server_tls("notification-svc"),
             ..notification_svc::Config::new(&notification_db, &token)
         };
         let internals = notification_svc::Internals::new(&notification_config);
@@ -232,8 +253,10 @@ impl Stack {
         tasks.spawn(conversation_svc::serve(
             conversation_svc::Config {
                 listen: addrs.1,
-                notification_addr: format!("http://{}", addrs.0),
+                notification_addr: format!("{scheme}://{}", addrs.0),
                 shutdown_grace: grace,
+                tls: server_tls("conversation-svc"),
+                upstream_tls: upstream_tls.clone(),
                 ..conversation_svc::Config::new(&conversation_db, &token)
             },
             conversation,
@@ -242,8 +265,12 @@ impl Stack {
         tasks.spawn(gateway::serve(
             gateway::Config {
                 listen: addrs.2,
-                notification_addr: format!("http://{}", addrs.0),
-                conversation_addr: format!("http://{}", addrs.1),
+                notification_addr: format!("{scheme}://{}", addrs.0),
+                conversation_addr: format!("{scheme}://{}", addrs.1),
+                tls: config.tls.as_ref().map_or_else(Default::default, |tls| {
+                    tls.certs.server_flags("gateway", false)
+                }),
+                upstream_tls,
                 jwt_secret: Some(config.secrets.jwt_secret.clone()),
                 jwks_file: config.jwks_file.clone(),
                 jwt_issuer: config.jwt_issuer.clone(),
@@ -265,6 +292,7 @@ impl Stack {
             notification: addrs.0,
             conversation: addrs.1,
             gateway: addrs.2,
+            tls_ca: config.tls.as_ref().map(|tls| tls.certs.ca()),
             stop,
             tasks,
         })

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
-use devstack::{Secrets, Stack, StackConfig, Storage, token};
+use devstack::{Secrets, Stack, StackConfig, StackTls, Storage, certs::DevCerts, token};
 use switchboard::{grpc::shutdown_signal, telemetry};
 
 #[derive(Parser)]
@@ -39,6 +39,11 @@ enum Command {
         notification: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:50053")]
         conversation: SocketAddr,
+        /// Everything over TLS: the gateway's listener, and mTLS between the gateway and the
+        /// services. A development CA and certificates are made in <data-dir>/tls on first
+        /// use and kept there (the printed grpcurl line trusts that CA).
+        #[arg(long)]
+        tls: bool,
     },
     /// Print a token for a user, signed with the data directory's dev secret (refused when
     /// the data directory has none) or with --jwt-secret.
@@ -79,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
             gateway,
             notification,
             conversation,
+            tls,
         } => {
             telemetry::init(telemetry::LogFormat::Text);
             let shutdown = shutdown_signal();
@@ -101,13 +107,28 @@ async fn main() -> anyhow::Result<()> {
                 token::ALL_SCOPES,
                 Duration::from_secs(24 * 3600),
             )?;
+            let tls = if tls {
+                let dir = std::path::absolute(data_dir.join("tls"))?;
+                Some(StackTls {
+                    certs: DevCerts::load_or_create(&dir)?,
+                    inside: true,
+                })
+            } else {
+                None
+            };
             let mut stack = Stack::start(StackConfig {
                 gateway,
                 notification,
                 conversation,
+                tls,
                 ..StackConfig::new(storage, secrets)
             })
             .await?;
+            // grpcurl trusts the dev CA over TLS; -plaintext otherwise.
+            let transport = match &stack.tls_ca {
+                Some(ca) => format!("-cacert {}", ca.display()),
+                None => "-plaintext".to_owned(),
+            };
             println!();
             println!(
                 "Switchboard is up: gateway {}, notification-svc {}, conversation-svc {}",
@@ -119,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
             println!();
             println!("Try:");
             println!(
-                "  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"recipient_ids\": [\"dev\"], \"category\": \"hello\", \"content\": \"Hello from Switchboard\"}}' {} switchboard.notification.v1.NotificationService/Send",
+                "  grpcurl {transport} -H \"authorization: Bearer $TOKEN\" -d '{{\"recipient_ids\": [\"dev\"], \"category\": \"hello\", \"content\": \"Hello from Switchboard\"}}' {} switchboard.notification.v1.NotificationService/Send",
                 stack.gateway
             );
             println!();

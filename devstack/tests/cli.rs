@@ -125,12 +125,17 @@ struct Up {
 
 impl Up {
     fn start(data_dir: &Path, ports: [&str; 3]) -> Up {
+        Up::start_with(data_dir, ports, &[])
+    }
+
+    fn start_with(data_dir: &Path, ports: [&str; 3], more: &[&str]) -> Up {
         let mut child = devstack(data_dir)
             .args(["up", "--data-dir"])
             .arg(data_dir)
             .args(["--gateway", ports[0]])
             .args(["--notification", ports[1]])
             .args(["--conversation", ports[2]])
+            .args(more)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -271,6 +276,62 @@ fn up_prints_only_its_banner_on_stdout_and_uncoloured_logs_on_stderr() {
         stderr.contains(" INFO ") && stderr.contains("notification-svc listening"),
         "{stderr}"
     );
+}
+
+#[test]
+fn up_with_tls_prints_a_grpcurl_line_that_works_as_printed_and_keeps_its_ca() {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let (gateway, notification, conversation) = (free_addr(), free_addr(), free_addr());
+    let up = Up::start_with(
+        data.path(),
+        [&gateway, &notification, &conversation],
+        &["--tls"],
+    );
+    let stdout = up.stdout_until("Ctrl-C stops everything.");
+    up.stderr_shows("gateway listening");
+    let line = |start: &str| {
+        stdout
+            .iter()
+            .map(|l| l.trim())
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?} in {stdout:?}"))
+            .to_owned()
+    };
+    let (export, call) = (line("export TOKEN="), line("grpcurl "));
+    assert!(
+        call.contains("-cacert") && !call.contains("-plaintext"),
+        "{call}"
+    );
+    // As a person pastes them: the export, then the grpcurl line.
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{export}\n{call}"))
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "{call}\n{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stdout).contains("Hello from Switchboard"),
+        "{}",
+        text(&output.stdout)
+    );
+    let ca = std::fs::read(data.path().join("tls").join("ca.pem")).expect("the CA is kept");
+    up.interrupt();
+
+    // A second start keeps the CA the first one printed.
+    let up = Up::start_with(
+        data.path(),
+        [&gateway, &notification, &conversation],
+        &["--tls"],
+    );
+    up.stdout_until("Ctrl-C stops everything.");
+    let again = std::fs::read(data.path().join("tls").join("ca.pem")).expect("the CA is kept");
+    assert_eq!(ca, again, "the CA changed across restarts");
+    up.interrupt();
 }
 
 /// `devstack up` with the listener at `taken` (gateway, notification-svc, conversation-svc)

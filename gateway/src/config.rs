@@ -12,7 +12,8 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// notification-svc replicas: comma-separated `http://host:port`, balanced.
+    /// notification-svc replicas: comma-separated `http://host:port` (or `https://` with
+    /// --upstream-ca), balanced.
     #[arg(
         long,
         env = "NOTIFICATION_SVC_ADDR",
@@ -20,7 +21,8 @@ pub struct Config {
     )]
     pub notification_addr: String,
 
-    /// conversation-svc replicas: comma-separated `http://host:port`, balanced.
+    /// conversation-svc replicas: comma-separated `http://host:port` (or `https://` with
+    /// --upstream-ca), balanced.
     #[arg(
         long,
         env = "CONVERSATION_SVC_ADDR",
@@ -112,6 +114,14 @@ pub struct Config {
     /// idle keep-alive connections and slow senders (a streaming response is not idle).
     #[arg(long, env = "HTTP1_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub http1_idle_timeout: Duration,
+
+    /// TLS on the listener (ALPN `h2` and `http/1.1`).
+    #[command(flatten)]
+    pub tls: switchboard::tls::ServerFlags,
+
+    /// How the upstreams are reached at `https://` addresses.
+    #[command(flatten)]
+    pub upstream_tls: switchboard::tls::UpstreamFlags,
 }
 
 impl Config {

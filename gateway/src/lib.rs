@@ -22,7 +22,7 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use http::HeaderValue;
-use switchboard::{grpc, replicas::Replicas};
+use switchboard::{grpc, replicas::Replicas, tls};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -44,6 +44,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     switchboard::identity::require_internal_token(&config.internal_token)?;
     let stop = CancellationToken::new();
+    let tls = tls::ServerTls::from_flags(&config.tls, &[tls::ALPN_H2, tls::ALPN_HTTP1])?;
+    if let Some(tls) = &tls {
+        tls.watch(stop.clone());
+    }
+    let upstream_tls = config.upstream_tls.client_config()?;
     let jwks = config
         .jwks_file
         .clone()
@@ -74,10 +79,18 @@ pub async fn serve(
         ),
     });
     // Checked here so a bad address stops start-up; each worker opens its own channels.
-    let notifications = Replicas::connect(&config.notification_addr, Notifications::NAME)
-        .context("--notification-addr")?;
-    let conversations = Replicas::connect(&config.conversation_addr, Conversations::NAME)
-        .context("--conversation-addr")?;
+    let notifications = Replicas::connect_with_tls(
+        &config.notification_addr,
+        Notifications::NAME,
+        upstream_tls.as_ref(),
+    )
+    .context("--notification-addr")?;
+    let conversations = Replicas::connect_with_tls(
+        &config.conversation_addr,
+        Conversations::NAME,
+        upstream_tls.as_ref(),
+    )
+    .context("--conversation-addr")?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for (name, channel) in [
@@ -105,7 +118,7 @@ pub async fn serve(
     let conversation_addr = config.conversation_addr.clone();
     let serve_stop = stop.clone();
     // Health and reflection answer without a token; the auth layer guards both proxies.
-    let mut workers = Workers::start(config.serving_threads(), move |incoming| {
+    let mut workers = Workers::start(config.serving_threads(), tls.clone(), move |incoming| {
         let (health, reflection_v1, reflection_v1alpha) = (
             health_service.clone(),
             reflection_v1.clone(),
@@ -117,13 +130,24 @@ pub async fn serve(
             serve_stop.clone(),
             cors.clone(),
         );
-        let (notification_addr, conversation_addr) =
-            (notification_addr.clone(), conversation_addr.clone());
+        let (notification_addr, conversation_addr, upstream_tls) = (
+            notification_addr.clone(),
+            conversation_addr.clone(),
+            upstream_tls.clone(),
+        );
         async move {
-            let notifications = Replicas::connect(&notification_addr, Notifications::NAME)
-                .map_err(WorkerError::Setup)?;
-            let conversations = Replicas::connect(&conversation_addr, Conversations::NAME)
-                .map_err(WorkerError::Setup)?;
+            let notifications = Replicas::connect_with_tls(
+                &notification_addr,
+                Notifications::NAME,
+                upstream_tls.as_ref(),
+            )
+            .map_err(WorkerError::Setup)?;
+            let conversations = Replicas::connect_with_tls(
+                &conversation_addr,
+                Conversations::NAME,
+                upstream_tls.as_ref(),
+            )
+            .map_err(WorkerError::Setup)?;
             let routes = Routes::new(health)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
@@ -139,7 +163,10 @@ pub async fn serve(
     tokio::spawn(workers.accept(listener, stop.clone()));
     let server = workers.finished();
 
-    tracing::info!(%local_addr, "gateway listening");
+    if tls.is_none() && !local_addr.ip().is_loopback() {
+        tracing::warn!(%local_addr, "serving plaintext on a non-loopback address: bearer tokens cross the network in the clear; give --tls-cert and --tls-key");
+    }
+    tracing::info!(%local_addr, tls = tls.is_some(), "gateway listening");
     let drain = grpc::Drain {
         health,
         // Upstream statuses stay as the watchers last saw them; "" tells balancers to leave.

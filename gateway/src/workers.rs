@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use switchboard::tls;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{mpsc, oneshot},
@@ -34,12 +35,26 @@ pub enum WorkerError {
     Lost(usize),
 }
 
-/// The connections dealt to one worker, as the stream its server accepts from.
+/// The connections dealt to one worker, as the stream its server accepts from: with TLS,
+/// each is handshaken on that worker's thread, off its accept path.
 pub struct Incoming {
-    connections: mpsc::UnboundedReceiver<StdTcpStream>,
+    connections: tls::Accepted<Dealt>,
 }
 
 impl futures::Stream for Incoming {
+    type Item = io::Result<tls::Connection>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        futures::Stream::poll_next(Pin::new(&mut self.connections), cx)
+    }
+}
+
+/// The TCP connections dealt to one worker.
+pub struct Dealt {
+    connections: mpsc::UnboundedReceiver<StdTcpStream>,
+}
+
+impl futures::Stream for Dealt {
     type Item = io::Result<TcpStream>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -65,8 +80,13 @@ pub struct Workers {
 
 impl Workers {
     /// Starts `count` threads (at least one). On each, `serve` builds the server around its
-    /// [`Incoming`], inside that thread's runtime, so whatever it spawns stays there.
-    pub fn start<S, F>(count: usize, serve: S) -> Result<Self, WorkerError>
+    /// [`Incoming`] (handshaken with `tls` when set), inside that thread's runtime, so
+    /// whatever it spawns stays there.
+    pub fn start<S, F>(
+        count: usize,
+        tls: Option<tls::ServerTls>,
+        serve: S,
+    ) -> Result<Self, WorkerError>
     where
         S: Fn(Incoming) -> F + Clone + Send + 'static,
         F: Future<Output = Result<(), WorkerError>> + 'static,
@@ -79,6 +99,7 @@ impl Workers {
             let (done, finished_one) = oneshot::channel();
             let serve = serve.clone();
             let abort = abort.clone();
+            let tls = tls.clone();
             std::thread::Builder::new()
                 .name(format!("gateway-worker-{index}"))
                 .spawn(move || {
@@ -94,7 +115,12 @@ impl Workers {
                     };
                     let result = runtime.block_on(async move {
                         tokio::select! {
-                            result = serve(Incoming { connections: receiver }) => result,
+                            result = serve(Incoming {
+                                connections: tls::accepted(
+                                    Dealt { connections: receiver },
+                                    tls.as_ref(),
+                                ),
+                            }) => result,
                             () = abort.cancelled() => Ok(()),
                         }
                     });
@@ -179,7 +205,7 @@ mod tests {
     async fn connections_are_dealt_to_every_worker_in_turn_and_refused_after_stop() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
-        let mut workers = Workers::start(2, {
+        let mut workers = Workers::start(2, None, {
             let (seen, stop) = (seen.clone(), stop.clone());
             move |mut incoming: Incoming| {
                 let (seen, stop) = (seen.clone(), stop.clone());

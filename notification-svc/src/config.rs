@@ -48,6 +48,9 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub tls: switchboard::tls::ServerFlags,
 }
 
 impl Config {

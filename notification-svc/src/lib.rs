@@ -15,7 +15,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use switchboard::{
     db, grpc, identity::InternalAuthLayer,
-    proto::notification::v1::notification_service_server::NotificationServiceServer,
+    proto::notification::v1::notification_service_server::NotificationServiceServer, tls,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -109,9 +109,14 @@ pub async fn serve_with_internals(
         marks,
     } = internals;
     switchboard::identity::require_internal_token(&config.internal_token)?;
+    // Before the database: a bad certificate stops start-up at once, naming its files.
+    let tls = tls::ServerTls::from_flags(&config.tls, &[tls::ALPN_H2])?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
+    if let Some(tls) = &tls {
+        tls.watch(stop.clone());
+    }
     let feed = Feed::start(store.clone(), hub.clone(), stop.clone()).await?;
     prune_periodically(store.clone(), config.retention, stop.clone());
     // Its own token, cancelled only once the server has drained: writes still in flight
@@ -156,7 +161,10 @@ pub async fn serve_with_internals(
     ])?;
 
     let local_addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tls::accepted(
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        tls.as_ref(),
+    );
     let server = grpc::server_builder()
         // Every call but health must carry the internal token.
         .layer(InternalAuthLayer::new(&config.internal_token))
@@ -169,7 +177,7 @@ pub async fn serve_with_internals(
         )
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
 
-    tracing::info!(%local_addr, backend = database.backend_name(), "notification-svc listening");
+    tracing::info!(%local_addr, backend = database.backend_name(), tls = tls.is_some(), mtls = config.tls.tls_client_ca.is_some(), "notification-svc listening");
     let drain = grpc::Drain {
         health,
         services: vec![

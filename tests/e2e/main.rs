@@ -5,4 +5,5 @@ mod grpc_web;
 mod security;
 mod seed_story;
 mod streaming;
+mod tls;
 mod upstream_faults;

@@ -20,7 +20,7 @@ use tonic::{
     Request, Status,
     metadata::MetadataValue,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
 pub use notification_svc::Hub;
@@ -153,6 +153,8 @@ pub struct E2e {
     pub hub: Arc<Hub>,
     pub secrets: Secrets,
     pub jwks_file: PathBuf,
+    /// The CA to trust when the gateway speaks TLS.
+    pub tls_ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
     _databases: Vec<TestDatabase>,
 }
@@ -196,6 +198,7 @@ pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut StackConfi
         notification: stack.notification,
         conversation: stack.conversation,
         hub: stack.hub.clone(),
+        tls_ca: stack.tls_ca.clone(),
         stack: Some(stack),
         secrets,
         jwks_file,
@@ -212,18 +215,40 @@ pub fn channel(addr: SocketAddr) -> Channel {
         .connect_lazy()
 }
 
+/// An endpoint for `addr` over TLS, trusting only the CA in `ca` (a PEM file).
+pub fn tls_endpoint(addr: SocketAddr, ca: &std::path::Path) -> Endpoint {
+    let ca = std::fs::read(ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+        .expect("TLS configuration")
+}
+
+/// An endpoint for `addr`: over TLS trusting `ca` when given, else plaintext.
+pub fn endpoint(addr: SocketAddr, ca: Option<&std::path::Path>) -> Endpoint {
+    match ca {
+        Some(ca) => tls_endpoint(addr, ca),
+        None => Endpoint::from_shared(format!("http://{addr}")).expect("endpoint"),
+    }
+}
+
 impl E2e {
     /// An HS256 token for `username` with `scopes`, as the identity provider would issue.
     pub fn token(&self, username: &str, scopes: &str) -> String {
         sign_hs256(&self.secrets.jwt_secret, &claims(username, scopes))
     }
 
+    /// A new channel to the gateway (over TLS when it speaks TLS).
+    pub fn gateway_channel(&self) -> Channel {
+        endpoint(self.gateway, self.tls_ca.as_deref()).connect_lazy()
+    }
+
     pub fn notifications(&self, token: &str) -> Notifications {
-        NotificationServiceClient::with_interceptor(channel(self.gateway), bearer(token))
+        NotificationServiceClient::with_interceptor(self.gateway_channel(), bearer(token))
     }
 
     pub fn conversations(&self, token: &str) -> Conversations {
-        ConversationServiceClient::with_interceptor(channel(self.gateway), bearer(token))
+        ConversationServiceClient::with_interceptor(self.gateway_channel(), bearer(token))
     }
 
     /// Waits until the gateway reports both upstreams serving.
@@ -232,7 +257,8 @@ impl E2e {
             "switchboard.notification.v1.NotificationService",
             "switchboard.conversation.v1.ConversationService",
         ] {
-            testing::wait_until_serving(self.gateway, service).await;
+            let endpoint = endpoint(self.gateway, self.tls_ca.as_deref());
+            testing::wait_until_serving_at(endpoint, service).await;
         }
     }
 
