@@ -14,6 +14,7 @@ pub mod codec;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod error;
+pub mod flags;
 pub mod grpc;
 pub mod identity;
 pub mod page_token;

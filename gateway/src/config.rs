@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 use switchboard::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
@@ -134,15 +134,8 @@ impl Config {
             "gateway".to_owned(),
             format!("--internal-token={internal_token}"),
         ];
-        Self::flags_without_environment()
-            .try_get_matches_from(args)
-            .and_then(|matches| Self::from_arg_matches(&matches))
+        switchboard::flags::parse_without_environment(args)
             .unwrap_or_else(|err| panic!("the gateway's flag defaults do not parse: {err}"))
-    }
-
-    /// The flags with their `env` fallbacks removed (clap reads those even in `parse_from`).
-    fn flags_without_environment() -> clap::Command {
-        Self::command().mut_args(|arg| arg.env(None::<&str>))
     }
 
     /// `worker_threads`, with 0 resolved to the number of cores this process may use.
@@ -157,6 +150,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn new_takes_the_flag_defaults() {
@@ -180,27 +174,23 @@ mod tests {
                 "--http1-max-header-bytes",
                 value,
             ];
-            Config::flags_without_environment()
-                .try_get_matches_from(args)
-                .and_then(|matches| Config::from_arg_matches(&matches))
+            switchboard::flags::parse_without_environment::<Config, _, _>(args)
         };
         assert!(parse("4096").is_err());
         assert_eq!(parse("8192").unwrap().http1_max_header_bytes, 8192);
-        let origins = Config::flags_without_environment()
-            .try_get_matches_from([
-                "gateway",
-                "--internal-token=t",
-                "--cors-allowed-origins=https://a.example,http://localhost:5173",
-            ])
-            .and_then(|matches| Config::from_arg_matches(&matches))
-            .unwrap()
-            .cors_allowed_origins;
+        let origins = switchboard::flags::parse_without_environment::<Config, _, _>([
+            "gateway",
+            "--internal-token=t",
+            "--cors-allowed-origins=https://a.example,http://localhost:5173",
+        ])
+        .unwrap()
+        .cors_allowed_origins;
         assert_eq!(origins, ["https://a.example", "http://localhost:5173"]);
     }
 
     #[test]
     fn new_reads_no_environment_but_the_binary_does() {
-        let defaults = Config::flags_without_environment();
+        let defaults = switchboard::flags::without_environment::<Config>();
         assert!(defaults.get_arguments().all(|arg| arg.get_env().is_none()));
         let binary = Config::command();
         assert!(

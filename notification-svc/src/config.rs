@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 use switchboard::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
@@ -64,15 +64,8 @@ impl Config {
             format!("--database-url={database_url}"),
             format!("--internal-token={internal_token}"),
         ];
-        Self::flags_without_environment()
-            .try_get_matches_from(args)
-            .and_then(|matches| Self::from_arg_matches(&matches))
+        switchboard::flags::parse_without_environment(args)
             .unwrap_or_else(|err| panic!("notification-svc's flag defaults do not parse: {err}"))
-    }
-
-    /// The flags with their `env` fallbacks removed (clap reads those even in `parse_from`).
-    fn flags_without_environment() -> clap::Command {
-        Self::command().mut_args(|arg| arg.env(None::<&str>))
     }
 
     /// The caps on Subscribe streams, as the hub takes them.
@@ -87,6 +80,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn new_takes_the_flag_defaults() {
@@ -101,7 +95,7 @@ mod tests {
 
     #[test]
     fn new_reads_no_environment_but_the_binary_does() {
-        let defaults = Config::flags_without_environment();
+        let defaults = switchboard::flags::without_environment::<Config>();
         assert!(defaults.get_arguments().all(|arg| arg.get_env().is_none()));
         let binary = Config::command();
         assert!(
