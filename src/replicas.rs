@@ -53,6 +53,14 @@ pub enum CallError {
     /// The caller's request body failed (the client went away mid-request).
     #[error("request body failed: {0}")]
     Request(BoxError),
+    /// The caller's deadline (`grpc-timeout`) passed before the replica answered: the
+    /// caller's doing, so the replica stays in the balance.
+    #[error("{address}: deadline exceeded before the replica answered")]
+    Deadline {
+        address: String,
+        #[source]
+        source: BoxError,
+    },
     /// No replica answered: the error of the last one tried.
     #[error("{address}: {source}")]
     Upstream {
@@ -176,14 +184,23 @@ impl Replicas {
         let replica = &self.inner.replicas[index];
         let outcome = replica.channel.clone().oneshot(request).await;
         outcome.map_err(|err| {
+            let err: BoxError = Box::new(err);
+            // tonic's channel enforces the request's `grpc-timeout` itself: a short client
+            // deadline says nothing about the replica, which stays in the balance.
+            if sources(&*err).any(|e| e.is::<tonic::TimeoutExpired>()) {
+                return CallError::Deadline {
+                    address: replica.address.clone(),
+                    source: err,
+                };
+            }
             // A transport error, never a gRPC status (those arrive as responses): the
             // replica leaves the balance until its health check says otherwise.
             if replica.up.swap(false, Ordering::Relaxed) {
-                tracing::warn!(address = %replica.address, error = %chain(&err), "replica left the balance: a call failed");
+                tracing::warn!(address = %replica.address, error = %chain(&*err), "replica left the balance: a call failed");
             }
             CallError::Upstream {
                 address: replica.address.clone(),
-                source: Box::new(err),
+                source: err,
             }
         })
     }
@@ -405,6 +422,88 @@ mod tests {
             "refused",
         )));
         assert!(never_sent(&wrapped));
+    }
+
+    /// A gRPC service that answers every call after [`SlowService::DELAY`] with an OK status.
+    #[derive(Clone)]
+    struct SlowService;
+
+    impl SlowService {
+        const DELAY: Duration = Duration::from_millis(300);
+    }
+
+    impl tonic::server::NamedService for SlowService {
+        const NAME: &'static str = "test.Slow";
+    }
+
+    impl Service<http::Request<Body>> for SlowService {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _request: http::Request<Body>) -> Self::Future {
+            Box::pin(async {
+                tokio::time::sleep(Self::DELAY).await;
+                let mut response = http::Response::new(Body::empty());
+                response.headers_mut().insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+                response
+                    .headers_mut()
+                    .insert("grpc-status", http::HeaderValue::from_static("0"));
+                Ok(response)
+            })
+        }
+    }
+
+    fn slow_call(grpc_timeout: Option<&'static str>) -> http::Request<Body> {
+        let mut request = http::Request::new(Body::new(Full::new(Bytes::from_static(&[0; 5]))));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = http::Uri::from_static("http://replica/test.Slow/Call");
+        let headers = request.headers_mut();
+        headers.insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("te", http::HeaderValue::from_static("trailers"));
+        if let Some(timeout) = grpc_timeout {
+            headers.insert("grpc-timeout", http::HeaderValue::from_static(timeout));
+        }
+        request
+    }
+
+    #[tokio::test]
+    async fn a_caller_deadline_that_passes_keeps_the_replica_in_the_balance() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .add_service(SlowService)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let replicas = Replicas::connect(&addr.to_string(), "").unwrap();
+        // The connection is made and the replica answers when nobody is in a hurry.
+        let response = replicas.call(slow_call(None), true).await.unwrap();
+        assert_eq!(response.headers()["grpc-status"], "0");
+
+        for timeout in ["1n", "1m", "50m"] {
+            let outcome = replicas.call(slow_call(Some(timeout)), true).await;
+            assert!(
+                matches!(outcome, Err(CallError::Deadline { .. })),
+                "grpc-timeout {timeout}: {outcome:?}"
+            );
+            assert!(
+                replicas.any_up(),
+                "grpc-timeout {timeout}: the replica left the balance"
+            );
+        }
     }
 
     #[tokio::test]

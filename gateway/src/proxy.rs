@@ -170,6 +170,9 @@ impl Forwarder {
                 Status::cancelled(format!("request failed: {err}")),
                 &request_id,
             ),
+            Ok(Err(CallError::Deadline { .. })) => {
+                log.finish(Status::deadline_exceeded("deadline exceeded"), &request_id)
+            }
             Ok(Err(err)) => {
                 tracing::warn!(method = %log.method, error = %chain(&err), "upstream unreachable");
                 log.finish(Status::unavailable("upstream unavailable"), &request_id)
