@@ -1,11 +1,70 @@
-//! The seed story, through the gateway only, on SQLite and on PostgreSQL.
+//! The seed story, through the gateway only, on SQLite and on PostgreSQL: in plaintext, and
+//! through a TLS gateway to backends that require client certificates (mTLS on every hop).
 
+use devstack::{StackTls, certs::DevCerts};
 use e2e::*;
 use switchboard::proto::{conversation::v1 as cpb, notification::v1 as npb};
 use switchboard::testing::next_notification;
+use tonic::transport::Endpoint;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 async fn alice_and_bob_talk_and_read_a_broadcast(backend: Backend) {
-    let app = start(backend).await;
+    seed_story(start(backend).await).await;
+}
+
+async fn alice_and_bob_talk_and_read_a_broadcast_over_tls_and_mtls(backend: Backend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = DevCerts::create(dir.path()).expect("certificates");
+    let app = start_with(backend, |config| {
+        config.tls = Some(StackTls {
+            certs: certs.clone(),
+            inside: true,
+        });
+    })
+    .await;
+    every_hop_requires_tls(&app, &certs).await;
+    seed_story(app).await;
+}
+
+/// Guards the TLS variant against quietly running in plaintext: the gateway refuses a
+/// plaintext client, and each service serves a TLS caller with the callers' client
+/// certificate but refuses one without, so the story's calls (conversation-svc's
+/// notification included) can only have gone over mTLS.
+async fn every_hop_requires_tls(app: &E2e, certs: &DevCerts) {
+    let check = |channel| async move {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+    };
+    let plaintext = check(channel(app.gateway)).await;
+    assert!(plaintext.is_err(), "a plaintext client got {plaintext:?}");
+    let caller = certs
+        .upstream_flags()
+        .client_config()
+        .expect("the callers' TLS configuration")
+        .expect("TLS for callers");
+    for (name, addr) in [
+        ("notification-svc", app.notification),
+        ("conversation-svc", app.conversation),
+    ] {
+        let with_certificate = Endpoint::from_shared(format!("https://{addr}"))
+            .expect("endpoint")
+            .tls_config(caller.clone())
+            .expect("TLS configuration")
+            .connect_lazy();
+        check(with_certificate)
+            .await
+            .unwrap_or_else(|e| panic!("{name} refused a caller with a certificate: {e:?}"));
+        let anonymous = check(tls_endpoint(addr, &certs.ca()).connect_lazy()).await;
+        assert!(
+            anonymous.is_err(),
+            "{name} served a caller without a client certificate: {anonymous:?}"
+        );
+    }
+}
+
+/// Alice and Bob's story, through whichever gateway `app` runs (its clients follow its TLS).
+async fn seed_story(app: E2e) {
     let alice_token = app.token("alice", "");
     let bob_token = app.token("bob", "");
     let ops_token = app.token("ops", "notifications:broadcast");
@@ -159,4 +218,7 @@ async fn alice_and_bob_talk_and_read_a_broadcast(backend: Backend) {
     app.stop().await;
 }
 
-switchboard::both_backends!(alice_and_bob_talk_and_read_a_broadcast);
+switchboard::both_backends!(
+    alice_and_bob_talk_and_read_a_broadcast,
+    alice_and_bob_talk_and_read_a_broadcast_over_tls_and_mtls
+);

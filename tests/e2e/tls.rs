@@ -1,5 +1,6 @@
 //! TLS at the gateway with real clients: grpcurl trusting the dev CA, clients that do not,
-//! and a certificate rotated under an open Subscribe.
+//! a certificate rotated under an open Subscribe, and a backend requiring client certificates.
+//! The whole seed story over TLS and mTLS is in `seed_story.rs`.
 
 use std::{
     path::Path,
@@ -276,47 +277,5 @@ async fn a_backend_requiring_client_certificates_refuses_a_caller_without_one_an
         .concat(),
     ));
     assert!(!call.contains("rror"), "{call}");
-    app.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_a_tls_gateway_to_mtls_backends_a_message_notifies_its_recipient() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let certs = DevCerts::create(dir.path()).expect("certificates");
-    let app = start_tls(&certs, true).await;
-    let (alice, bob) = (app.token("alice", ""), app.token("bob", ""));
-
-    // Bob signs in and subscribes; Alice writes to him (gateway → conversation-svc →
-    // notification-svc, every hop over mTLS).
-    app.conversations(&bob)
-        .list(switchboard::proto::conversation::v1::ListRequest::default())
-        .await
-        .expect("bob's list");
-    let mut stream = app
-        .notifications(&bob)
-        .subscribe(npb::SubscribeRequest::default())
-        .await
-        .expect("subscribe")
-        .into_inner();
-    let created = app
-        .conversations(&alice)
-        .create(switchboard::proto::conversation::v1::CreateRequest {
-            username: "bob".into(),
-        })
-        .await
-        .expect("create")
-        .into_inner();
-    let id = created.conversation.expect("a conversation").id;
-    app.conversations(&alice)
-        .send_message(switchboard::proto::conversation::v1::SendMessageRequest {
-            conversation_id: id,
-            content: "Hi Bob!".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("send message");
-    let notification = next_notification(&mut stream).await;
-    assert_eq!(notification.category, "conversation.message");
-    assert!(notification.content.contains("Hi Bob!"), "{notification:?}");
     app.stop().await;
 }
