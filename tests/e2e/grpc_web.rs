@@ -1,15 +1,13 @@
-//! gRPC-Web through the gateway with a raw HTTP/1.1 client (hyper's, HTTP/1.1 only), as a
-//! browser's `fetch` speaks it: framing, trailers frame, streaming, errors, CORS.
+//! gRPC-Web through the gateway with a raw client (`web_client`, hyper's, HTTP/1.1 unless
+//! said otherwise), as a browser's `fetch` speaks it: framing, trailers frame, streaming,
+//! errors, CORS. Over TLS: `grpc_web_tls.rs`.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use e2e::*;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::{body::Incoming, client::conn::http1};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use switchboard::{
     proto::notification::v1::{self as npb, subscribe_response::Event},
@@ -17,218 +15,7 @@ use switchboard::{
 };
 use tonic::Code;
 
-const LIST: &str = "/switchboard.notification.v1.NotificationService/List";
-const SEND: &str = "/switchboard.notification.v1.NotificationService/Send";
-const SUBSCRIBE: &str = "/switchboard.notification.v1.NotificationService/Subscribe";
-const BINARY: &str = "application/grpc-web+proto";
-const TEXT: &str = "application/grpc-web-text";
-const ORIGIN: &str = "https://app.switchboard.test";
-
-/// One HTTP/1.1 connection; dropping it closes the socket, as a closed browser tab does.
-struct WebClient {
-    sender: http1::SendRequest<Full<Bytes>>,
-    connection: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for WebClient {
-    fn drop(&mut self) {
-        self.connection.abort();
-    }
-}
-
-async fn connect(addr: SocketAddr) -> WebClient {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP/1.1 handshake");
-    let connection = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    WebClient { sender, connection }
-}
-
-impl WebClient {
-    async fn send(&mut self, request: http::Request<Full<Bytes>>) -> http::Response<Incoming> {
-        let response = self.try_send(request).await.expect("a response");
-        assert_eq!(response.version(), http::Version::HTTP_11);
-        response
-    }
-
-    async fn try_send(
-        &mut self,
-        request: http::Request<Full<Bytes>>,
-    ) -> hyper::Result<http::Response<Incoming>> {
-        self.sender.ready().await?;
-        self.sender.send_request(request).await
-    }
-}
-
-/// A gRPC-Web call: one length-prefixed message, base64 for the text content type.
-fn call(
-    path: &str,
-    token: &str,
-    content_type: &str,
-    message: &impl Message,
-) -> http::Request<Full<Bytes>> {
-    let encoded = message.encode_to_vec();
-    let mut frame = BytesMut::new();
-    frame.put_u8(0);
-    frame.put_u32(u32::try_from(encoded.len()).expect("small message"));
-    frame.put_slice(&encoded);
-    let body = if content_type == TEXT {
-        Bytes::from(base64::engine::general_purpose::STANDARD.encode(&frame))
-    } else {
-        frame.freeze()
-    };
-    let mut request = http::Request::post(path)
-        .header("host", "gateway.switchboard.test")
-        .header("content-type", content_type)
-        // tonic-web answers in text mode only when asked to, as grpc-web's JS client does.
-        .header("accept", content_type)
-        .header("x-grpc-web", "1")
-        .header("origin", ORIGIN);
-    if !token.is_empty() {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    request.body(Full::new(body)).expect("request")
-}
-
-enum WebFrame {
-    Message(Bytes),
-    Trailers(HeaderMap),
-}
-
-/// Reads a gRPC-Web response body frame by frame, as the bytes arrive.
-struct Frames {
-    body: Incoming,
-    text: bool,
-    encoded: BytesMut,
-    decoded: BytesMut,
-}
-
-impl Frames {
-    fn new(response: http::Response<Incoming>) -> (http::response::Parts, Frames) {
-        let (parts, body) = response.into_parts();
-        let text = parts.headers["content-type"]
-            .to_str()
-            .expect("content type")
-            .starts_with(TEXT);
-        let frames = Frames {
-            body,
-            text,
-            encoded: BytesMut::new(),
-            decoded: BytesMut::new(),
-        };
-        (parts, frames)
-    }
-
-    async fn next(&mut self) -> Option<WebFrame> {
-        loop {
-            if let Some(frame) = self.take() {
-                return Some(frame);
-            }
-            let frame = self.body.frame().await?.expect("response body");
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if self.text {
-                // Each chunk is padded base64 on its own: decode whole 4-character groups.
-                self.encoded.put(data);
-                while self.encoded.len() >= 4 {
-                    let group = self.encoded.split_to(4);
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(&group)
-                        .expect("base64");
-                    self.decoded.put_slice(&bytes);
-                }
-            } else {
-                self.decoded.put(data);
-            }
-        }
-    }
-
-    fn take(&mut self) -> Option<WebFrame> {
-        if self.decoded.len() < 5 {
-            return None;
-        }
-        let flag = self.decoded[0];
-        let len = u32::from_be_bytes(self.decoded[1..5].try_into().expect("4 bytes")) as usize;
-        if self.decoded.len() < 5 + len {
-            return None;
-        }
-        self.decoded.advance(5);
-        let payload = self.decoded.split_to(len).freeze();
-        if flag & 0x80 == 0 {
-            return Some(WebFrame::Message(payload));
-        }
-        let mut trailers = HeaderMap::new();
-        for line in payload.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                continue;
-            };
-            let name = HeaderName::from_bytes(&line[..colon]).expect("trailer name");
-            let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).expect("value");
-            trailers.append(name, value);
-        }
-        Some(WebFrame::Trailers(trailers))
-    }
-}
-
-/// A finished unary call: its response headers, messages and status (from the trailers
-/// frame, or from the headers of a trailers-only answer).
-struct Unary {
-    headers: HeaderMap,
-    messages: Vec<Bytes>,
-    status: tonic::Status,
-    trailer_frame: bool,
-}
-
-async fn unary(addr: SocketAddr, request: http::Request<Full<Bytes>>) -> Unary {
-    let mut client = connect(addr).await;
-    let response = client.send(request).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let (parts, mut frames) = Frames::new(response);
-    let mut messages = Vec::new();
-    let mut trailers = None;
-    while let Some(frame) = frames.next().await {
-        match frame {
-            WebFrame::Message(message) => messages.push(message),
-            WebFrame::Trailers(t) => trailers = Some(t),
-        }
-    }
-    let trailer_frame = trailers.is_some();
-    let status = tonic::Status::from_header_map(trailers.as_ref().unwrap_or(&parts.headers))
-        .expect("a grpc-status in the trailers frame or the headers");
-    Unary {
-        headers: parts.headers,
-        messages,
-        status,
-        trailer_frame,
-    }
-}
-
-async fn wait_for_subscribers(app: &E2e, expected: usize) {
-    for _ in 0..100 {
-        if app.hub.subscriber_count() == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "expected {expected} open streams on notification-svc, found {}",
-        app.hub.subscriber_count()
-    );
-}
-
-fn to(user: &str, content: &str) -> npb::SendRequest {
-    npb::SendRequest {
-        recipient_ids: vec![format!("id-{user}")],
-        category: "build".into(),
-        content: content.into(),
-        ..Default::default()
-    }
-}
+use crate::web_client::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_web_unary_calls_work_over_http1_in_binary_and_text() {
@@ -284,17 +71,10 @@ async fn grpc_web_works_over_http2_too() {
     let stream = tokio::net::TcpStream::connect(app.gateway)
         .await
         .expect("connect");
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("HTTP/2 handshake");
-    let connection = tokio::spawn(connection);
-    let mut request = call(LIST, &token, BINARY, &npb::ListRequest::default());
-    *request.version_mut() = http::Version::HTTP_2;
-    *request.uri_mut() = format!("http://{}{LIST}", app.gateway).parse().unwrap();
-    request.headers_mut().remove("host");
-    let response = sender.send_request(request).await.expect("a response");
-    assert_eq!(response.version(), http::Version::HTTP_2);
+    let mut client = WebClient::http2(stream, "http").await;
+    let response = client
+        .send(call(LIST, &token, BINARY, &npb::ListRequest::default()))
+        .await;
     assert_eq!(response.headers()["content-type"], BINARY);
     let body = response
         .into_body()
@@ -309,8 +89,7 @@ async fn grpc_web_works_over_http2_too() {
         String::from_utf8_lossy(&body[trailer_at + 5..]).contains("grpc-status:0"),
         "{body:?}"
     );
-    connection.abort();
-
+    drop(client);
     app.stop().await;
 }
 
@@ -377,7 +156,7 @@ async fn grpc_web_subscribe_streams_events_as_they_happen_and_a_client_that_leav
     assert_eq!(response.status(), StatusCode::OK);
     let (parts, mut frames) = Frames::new(response);
     assert_eq!(parts.headers["content-type"], BINARY);
-    wait_for_subscribers(&app, 1).await;
+    app.wait_for_subscribers(1).await;
 
     // Heartbeats arrive one by one while the stream is open.
     let mut heartbeats = 0;
@@ -402,29 +181,16 @@ async fn grpc_web_subscribe_streams_events_as_they_happen_and_a_client_that_leav
         .send(to("una", "deploy finished"))
         .await
         .expect("send");
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), frames.next()).await {
-            Ok(Some(WebFrame::Message(message))) => {
-                let event = npb::SubscribeResponse::decode(message)
-                    .expect("event")
-                    .event;
-                if let Some(Event::Notification(n)) = event {
-                    assert_eq!(n.content, "deploy finished");
-                    break;
-                }
-            }
-            other => panic!(
-                "the notification did not arrive on the open stream: {}",
-                other.is_ok()
-            ),
-        }
-    }
+    assert_eq!(
+        next_notification(&mut frames).await.content,
+        "deploy finished"
+    );
     assert_eq!(app.hub.subscriber_count(), 1, "still open");
 
     // The browser goes away: the upstream stream is freed.
     drop(frames);
     drop(client);
-    wait_for_subscribers(&app, 0).await;
+    app.wait_for_subscribers(0).await;
     app.stop().await;
 }
 

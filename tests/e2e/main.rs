@@ -8,3 +8,4 @@ mod seed_story;
 mod streaming;
 mod tls;
 mod upstream_faults;
+mod web_client;

@@ -11,19 +11,6 @@ use switchboard::{
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-async fn wait_for_subscribers(app: &E2e, expected: usize) {
-    for _ in 0..100 {
-        if app.hub.subscriber_count() == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "expected {expected} open streams on notification-svc, found {}",
-        app.hub.subscriber_count()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_stays_open_across_heartbeats_and_cancelling_frees_the_upstream() {
     let app = start_with(Backend::Sqlite, |c| {
@@ -37,7 +24,7 @@ async fn subscribe_stays_open_across_heartbeats_and_cancelling_frees_the_upstrea
         .await
         .expect("subscribe")
         .into_inner();
-    wait_for_subscribers(&app, 1).await;
+    app.wait_for_subscribers(1).await;
 
     let mut heartbeats = 0;
     while heartbeats < 3 {
@@ -74,7 +61,7 @@ async fn subscribe_stays_open_across_heartbeats_and_cancelling_frees_the_upstrea
     }
 
     drop(stream);
-    wait_for_subscribers(&app, 0).await;
+    app.wait_for_subscribers(0).await;
     app.stop().await;
 }
 

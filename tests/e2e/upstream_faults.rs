@@ -89,15 +89,6 @@ fn conversations(gateway: &Process, user: &str) -> Conversations {
     )
 }
 
-fn to(user: &str, content: &str) -> npb::SendRequest {
-    npb::SendRequest {
-        recipient_ids: vec![format!("id-{user}")],
-        category: "build".into(),
-        content: content.into(),
-        ..Default::default()
-    }
-}
-
 /// Until a List through the gateway succeeds (the upstreams are up and seen as serving).
 async fn until_listing(client: &mut Notifications) {
     for _ in 0..200 {

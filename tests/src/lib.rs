@@ -3,7 +3,7 @@
 
 pub mod processes;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use devstack::{Secrets, Stack, StackConfig, Storage};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, jwk::Jwk};
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use switchboard::{
     proto::{
         conversation::v1::conversation_service_client::ConversationServiceClient,
-        notification::v1::notification_service_client::NotificationServiceClient,
+        notification::v1::{SendRequest, notification_service_client::NotificationServiceClient},
     },
     telemetry,
     testing::{self, TestDatabase},
@@ -251,6 +251,21 @@ impl E2e {
         ConversationServiceClient::with_interceptor(self.gateway_channel(), bearer(token))
     }
 
+    /// Waits (up to 5 s) until notification-svc has `expected` open Subscribe streams: a
+    /// stream opened through the gateway has reached it, or one a client left is freed.
+    pub async fn wait_for_subscribers(&self, expected: usize) {
+        for _ in 0..100 {
+            if self.hub.subscriber_count() == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "expected {expected} open streams on notification-svc, found {}",
+            self.hub.subscriber_count()
+        );
+    }
+
     /// Waits until the gateway reports both upstreams serving.
     async fn wait_until_serving(&self) {
         for service in [
@@ -266,6 +281,16 @@ impl E2e {
         if let Some(stack) = self.stack.take() {
             stack.stop().await.expect("clean stop");
         }
+    }
+}
+
+/// A Send of a `build` notification to the user `id-<user>`.
+pub fn to(user: &str, content: &str) -> SendRequest {
+    SendRequest {
+        recipient_ids: vec![format!("id-{user}")],
+        category: "build".into(),
+        content: content.into(),
+        ..Default::default()
     }
 }
 
