@@ -2,6 +2,7 @@
 
 mod external_clients;
 mod grpc_web;
+mod grpc_web_tls;
 mod plaintext_warning;
 mod security;
 mod seed_story;

@@ -1,6 +1,7 @@
 //! TLS at the gateway with real clients: grpcurl trusting the dev CA, clients that do not,
 //! a certificate rotated under an open Subscribe, and a backend requiring client certificates.
-//! The whole seed story over TLS and mTLS is in `seed_story.rs`.
+//! The whole seed story over TLS and mTLS is in `seed_story.rs`, gRPC-Web over TLS in
+//! `grpc_web_tls.rs`, the plaintext warning in `plaintext_warning.rs`.
 
 use std::{
     path::Path,
