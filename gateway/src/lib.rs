@@ -163,7 +163,7 @@ pub async fn serve(
     tokio::spawn(workers.accept(listener, stop.clone()));
     let server = workers.finished();
 
-    if tls.is_none() && !local_addr.ip().is_loopback() {
+    if tls.is_none() && !local_addr.ip().to_canonical().is_loopback() {
         tracing::warn!(%local_addr, "serving plaintext on a non-loopback address: bearer tokens cross the network in the clear; give --tls-cert and --tls-key");
     }
     tracing::info!(%local_addr, tls = tls.is_some(), "gateway listening");
