@@ -159,6 +159,8 @@ pub struct StackConfig {
     pub scope_rates: Vec<gateway::ratelimit::ScopeRate>,
     /// Origins the gateway answers CORS for (`--cors-allowed-origins`).
     pub cors_allowed_origins: Vec<String>,
+    /// How long the gateway waits for a new connection's first bytes (`--first-bytes-timeout`).
+    pub first_bytes_timeout: Duration,
     /// TLS with these certificates (`None`: plaintext everywhere).
     pub tls: Option<StackTls>,
 }
@@ -194,6 +196,7 @@ impl StackConfig {
             send_burst: gateway.send_burst,
             scope_rates: gateway.scope_rates,
             cors_allowed_origins: gateway.cors_allowed_origins,
+            first_bytes_timeout: gateway.first_bytes_timeout,
             tls: None,
         }
     }
@@ -280,6 +283,7 @@ impl Stack {
                 send_burst: config.send_burst,
                 scope_rates: config.scope_rates.clone(),
                 cors_allowed_origins: config.cors_allowed_origins.clone(),
+                first_bytes_timeout: config.first_bytes_timeout,
                 health_interval: Duration::from_millis(500),
                 shutdown_grace: grace,
                 ..gateway::Config::new(&token)

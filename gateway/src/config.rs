@@ -115,6 +115,11 @@ pub struct Config {
     #[arg(long, env = "HTTP1_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub http1_idle_timeout: Duration,
 
+    /// How long a new connection (after its TLS handshake) may take to send its first bytes
+    /// (the HTTP/2 preface, or the start of an HTTP/1.1 request) before it is closed.
+    #[arg(long, env = "FIRST_BYTES_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub first_bytes_timeout: Duration,
+
     /// TLS on the listener (ALPN `h2` and `http/1.1`).
     #[command(flatten)]
     pub tls: switchboard::tls::ServerFlags,
@@ -163,6 +168,7 @@ mod tests {
         assert!(config.cors_allowed_origins.is_empty(), "same-origin only");
         assert_eq!(config.http1_max_header_bytes, 16384);
         assert_eq!(config.http1_idle_timeout, Duration::from_secs(30));
+        assert_eq!(config.first_bytes_timeout, Duration::from_secs(10));
     }
 
     #[test]

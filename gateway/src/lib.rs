@@ -9,6 +9,7 @@ mod call;
 pub mod config;
 mod cors;
 mod deadline;
+mod first_bytes;
 mod grpc_web;
 mod health;
 mod logging;
@@ -111,6 +112,7 @@ pub async fn serve(
     let limits = serving::Limits {
         http1_max_header_bytes: config.http1_max_header_bytes,
         http1_idle_timeout: config.http1_idle_timeout,
+        first_bytes_timeout: config.first_bytes_timeout,
     };
 
     let local_addr = listener.local_addr()?;

@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 
+use crate::first_bytes::FirstBytes;
+
 /// The smallest read buffer hyper accepts (it panics below it).
 pub const MIN_HTTP1_HEADER_BYTES: usize = 8192;
 
@@ -33,6 +35,9 @@ pub struct Limits {
     /// idle keep-alive connections and slow senders. A response in progress (a Subscribe)
     /// is not idle and is not cut.
     pub http1_idle_timeout: Duration,
+    /// How long a new connection (after its TLS handshake) may take to send the bytes that
+    /// say which protocol it speaks ([`FirstBytes`]); then it is closed.
+    pub first_bytes_timeout: Duration,
 }
 
 /// A request handler for every connection: cheap to clone (one clone per connection).
@@ -66,13 +71,15 @@ pub async fn serve<I, IO>(
                 None => break,
             },
         };
+        let io = FirstBytes::new(io, limits.first_bytes_timeout);
         let connection = builder
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(service.clone()))
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
-                // A client that left mid-request, a header block over the limit, a timeout.
+                // A client that left mid-request, a header block over the limit, a timeout
+                // (no first bytes, no next request's headers).
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
@@ -124,20 +131,93 @@ mod tests {
         }))
     }
 
-    #[tokio::test]
-    async fn a_long_response_is_not_cut_and_an_idle_keep_alive_connection_is_closed() {
+    /// Serves `service` on a port of its own until the returned token is cancelled.
+    async fn start(
+        service: HttpService,
+        limits: Limits,
+    ) -> (
+        std::net::SocketAddr,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let incoming = futures::stream::unfold(listener, |listener| async move {
             let accepted = listener.accept().await.map(|(stream, _)| stream);
             Some((accepted, listener))
         });
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(incoming, service, limits, stop.clone()));
+        (addr, stop, server)
+    }
+
+    /// Reads until the server closes the connection; panics if it is still open after 10 s.
+    async fn closed_by_the_server(client: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+                .await
+                .expect("the server closes the connection");
+            match read {
+                Ok(0) | Err(_) => return received,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(3600);
+    const SHORT: Duration = Duration::from_millis(300);
+
+    /// Connects, sends `first_bytes`, and waits for the server to close without serving.
+    async fn stall_after(addr: std::net::SocketAddr, first_bytes: &[u8]) {
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client.write_all(first_bytes).await.unwrap();
+        let answer = closed_by_the_server(&mut client).await;
+        let answer = String::from_utf8_lossy(&answer);
+        let sent = String::from_utf8_lossy(first_bytes);
+        assert!(!answer.contains("tick"), "{sent:?} was served: {answer}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_stalls_before_its_protocol_is_known_is_closed() {
+        // The HTTP/1.1 timeout is out of reach: only the first-bytes deadline can close these.
         let limits = Limits {
             http1_max_header_bytes: MIN_HTTP1_HEADER_BYTES,
-            http1_idle_timeout: Duration::from_millis(300),
+            http1_idle_timeout: LONG,
+            first_bytes_timeout: SHORT,
         };
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(incoming, slow_stream(), limits, stop.clone()));
+        let (addr, stop, server) = start(slow_stream(), limits).await;
+        // Nothing at all (before the fix: never closed), half of the HTTP/2 preface (likewise).
+        stall_after(addr, b"").await;
+        stall_after(addr, b"PRI * HTTP/2.0\r\n").await;
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn half_an_http1_request_line_is_closed_by_the_header_timeout() {
+        // Its first byte says HTTP/1.1, so hyper's header timeout applies from there on.
+        let limits = Limits {
+            http1_max_header_bytes: MIN_HTTP1_HEADER_BYTES,
+            http1_idle_timeout: SHORT,
+            first_bytes_timeout: LONG,
+        };
+        let (addr, stop, server) = start(slow_stream(), limits).await;
+        stall_after(addr, b"GET /switchboard").await;
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_long_response_is_not_cut_and_an_idle_keep_alive_connection_is_closed() {
+        let limits = Limits {
+            http1_max_header_bytes: MIN_HTTP1_HEADER_BYTES,
+            http1_idle_timeout: SHORT,
+            // Shorter than the response: the deadline is gone once the request has begun.
+            first_bytes_timeout: Duration::from_millis(100),
+        };
+        let (addr, stop, server) = start(slow_stream(), limits).await;
 
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         client

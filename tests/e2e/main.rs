@@ -1,5 +1,6 @@
 //! End-to-end: the three services on their own ports, driven through the gateway only.
 
+mod edge_limits;
 mod external_clients;
 mod grpc_web;
 mod grpc_web_tls;
