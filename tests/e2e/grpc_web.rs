@@ -421,3 +421,55 @@ async fn http1_limits_refuse_oversized_heads_and_grpc_still_works_on_the_same_po
         .expect("gRPC over HTTP/2");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_calls_are_rate_limited_like_grpc_and_from_the_same_budget() {
+    let app = start_with(Backend::Sqlite, |c| {
+        c.send_rate = 0.01;
+        c.send_burst = 2;
+    })
+    .await;
+    let sender = app.token("ci", "notifications:send");
+    let mut grpc = app.notifications(&sender);
+
+    // A burst of two: one over gRPC-Web, one over gRPC.
+    let first = unary(app.gateway, call(SEND, &sender, BINARY, &to("rae", "one"))).await;
+    assert_eq!(first.status.code(), Code::Ok, "{:?}", first.status);
+    grpc.send(to("rae", "two")).await.expect("within the burst");
+
+    // gRPC-Web sees what gRPC took: refused, in a trailers-only answer.
+    for content_type in [BINARY, TEXT] {
+        let refused = unary(
+            app.gateway,
+            call(SEND, &sender, content_type, &to("rae", "x")),
+        )
+        .await;
+        assert_eq!(refused.headers["grpc-status"], "8", "{content_type}");
+        assert!(!refused.trailer_frame, "{content_type}: trailers-only");
+        assert!(refused.messages.is_empty());
+        assert_eq!(refused.status.code(), Code::ResourceExhausted);
+        let retry = tonic_types::StatusExt::get_error_details(&refused.status)
+            .retry_info()
+            .and_then(|r| r.retry_delay)
+            .expect("RetryInfo over gRPC-Web");
+        assert!(retry > Duration::from_secs(90), "{retry:?}");
+    }
+    // And gRPC sees what gRPC-Web took: refused the same way.
+    let over_grpc = grpc.send(to("rae", "x")).await.unwrap_err();
+    assert_eq!(over_grpc.code(), Code::ResourceExhausted, "{over_grpc:?}");
+    let over_web = unary(app.gateway, call(SEND, &sender, BINARY, &to("rae", "x"))).await;
+    assert_eq!(over_web.status.message(), over_grpc.message());
+
+    let inbox = app
+        .notifications(&app.token("rae", ""))
+        .list(npb::ListRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(
+        inbox.notifications.len(),
+        2,
+        "the refused calls created nothing"
+    );
+    app.stop().await;
+}
