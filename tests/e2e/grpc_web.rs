@@ -473,3 +473,42 @@ async fn grpc_web_calls_are_rate_limited_like_grpc_and_from_the_same_budget() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused_alike_over_grpc_and_grpc_web() {
+    let app = start(Backend::Sqlite).await;
+    let sender = app.token("ci", "notifications:send");
+    let sized = |bytes: usize| to("ola", &"x".repeat(bytes));
+    let mut grpc = app.notifications(&sender);
+
+    // Past 1 MiB + 64 KiB of frames the gateway refuses without forwarding.
+    let too_large = 2 * 1024 * 1024;
+    let over_grpc = grpc.send(sized(too_large)).await.unwrap_err();
+    assert_eq!(over_grpc.code(), Code::ResourceExhausted, "{over_grpc:?}");
+    for content_type in [BINARY, TEXT] {
+        let over_web = unary(
+            app.gateway,
+            call(SEND, &sender, content_type, &sized(too_large)),
+        )
+        .await;
+        assert_eq!(
+            over_web.status.code(),
+            Code::ResourceExhausted,
+            "{content_type}"
+        );
+        assert_eq!(over_web.status.message(), over_grpc.message());
+    }
+
+    // Past 1 MiB but within the gateway's room for frames: the service refuses to decode it.
+    let just_over = 1024 * 1024 + 16 * 1024;
+    let over_grpc = grpc.send(sized(just_over)).await.unwrap_err();
+    assert_eq!(over_grpc.code(), Code::OutOfRange, "{over_grpc:?}");
+    let over_web = unary(app.gateway, call(SEND, &sender, BINARY, &sized(just_over))).await;
+    assert_eq!(
+        over_web.status.code(),
+        Code::OutOfRange,
+        "{:?}",
+        over_web.status
+    );
+    app.stop().await;
+}
