@@ -414,6 +414,30 @@ async fn http1_limits_refuse_oversized_heads_and_grpc_still_works_on_the_same_po
         Err(err) => assert!(!err.is_parse(), "{err}"),
     }
 
+    // At most 100 header lines, however small (hyper's limit): 431 past it.
+    let with_headers = |count: usize| {
+        let mut request = call(
+            LIST,
+            &app.token("wes", ""),
+            BINARY,
+            &npb::ListRequest::default(),
+        );
+        for i in 0..count {
+            let name = HeaderName::try_from(format!("x-extra-{i}")).unwrap();
+            request
+                .headers_mut()
+                .insert(name, HeaderValue::from_static("1"));
+        }
+        request
+    };
+    let fits = unary(app.gateway, with_headers(80)).await;
+    assert_eq!(fits.status.code(), Code::Ok, "{:?}", fits.status);
+    let refused = connect(app.gateway).await.send(with_headers(101)).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+
     // Native gRPC (HTTP/2) on the same port.
     app.notifications(&app.token("wes", ""))
         .list(npb::ListRequest::default())
