@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use e2e::*;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full};
 use prost::Message;
 use switchboard::{
