@@ -56,6 +56,62 @@ impl NotificationService for Ceiling {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         Err(Status::unimplemented("the ceiling serves unary calls only"))
     }
+
+    async fn mark_seen(
+        &self,
+        _: Request<pb::MarkSeenRequest>,
+    ) -> Result<Response<pb::MarkSeenResponse>, Status> {
+        Ok(Response::new(pb::MarkSeenResponse::default()))
+    }
+
+    async fn mark_unread(
+        &self,
+        _: Request<pb::MarkUnreadRequest>,
+    ) -> Result<Response<pb::MarkUnreadResponse>, Status> {
+        Ok(Response::new(pb::MarkUnreadResponse::default()))
+    }
+
+    async fn archive(
+        &self,
+        _: Request<pb::ArchiveRequest>,
+    ) -> Result<Response<pb::ArchiveResponse>, Status> {
+        Ok(Response::new(pb::ArchiveResponse::default()))
+    }
+
+    async fn unarchive(
+        &self,
+        _: Request<pb::UnarchiveRequest>,
+    ) -> Result<Response<pb::UnarchiveResponse>, Status> {
+        Ok(Response::new(pb::UnarchiveResponse::default()))
+    }
+
+    async fn snooze(
+        &self,
+        _: Request<pb::SnoozeRequest>,
+    ) -> Result<Response<pb::SnoozeResponse>, Status> {
+        Ok(Response::new(pb::SnoozeResponse::default()))
+    }
+
+    async fn unsnooze(
+        &self,
+        _: Request<pb::UnsnoozeRequest>,
+    ) -> Result<Response<pb::UnsnoozeResponse>, Status> {
+        Ok(Response::new(pb::UnsnoozeResponse::default()))
+    }
+
+    async fn get_preferences(
+        &self,
+        _: Request<pb::GetPreferencesRequest>,
+    ) -> Result<Response<pb::GetPreferencesResponse>, Status> {
+        Ok(Response::new(pb::GetPreferencesResponse::default()))
+    }
+
+    async fn update_preferences(
+        &self,
+        _: Request<pb::UpdatePreferencesRequest>,
+    ) -> Result<Response<pb::UpdatePreferencesResponse>, Status> {
+        Ok(Response::new(pb::UpdatePreferencesResponse::default()))
+    }
 }
 
 /// Serves the empty service (and health, so start-up can be awaited like the others, and

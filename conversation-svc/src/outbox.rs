@@ -150,6 +150,7 @@ async fn send(client: &Client, entry: &PendingNotification) -> Result<(), tonic:
         link: entry.link.clone(),
         sender_id: entry.sender_id.clone(),
         idempotency_key: format!("conversation-message:{}", entry.message_id),
+        ..SendRequest::default()
     });
     request.set_timeout(CALL_TIMEOUT);
     let mut client = client.clone();

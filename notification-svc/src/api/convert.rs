@@ -22,6 +22,7 @@ pub fn notification(n: &Notification) -> pb::Notification {
         read: n.read_at.is_some(),
         created_at: Some(to_timestamp(n.created_at)),
         read_at: n.read_at.map(to_timestamp),
+        ..pb::Notification::default()
     }
 }
 
@@ -228,8 +229,9 @@ mod tests {
                 link: text.clone(),
                 sender_id: text.clone(),
                 idempotency_key: text.clone(),
+                ..Default::default()
             });
-            let _ = list(&caller(), &pb::ListRequest { state: number, category: text.clone(), page_size: number, page_token: text.clone() });
+            let _ = list(&caller(), &pb::ListRequest { state: number, category: text.clone(), page_size: number, page_token: text.clone(), ..Default::default() });
             let _ = mark_read(pb::MarkReadRequest { ids: recipients.clone(), all: flag, category: text.clone() });
             let _ = subscribe(pb::SubscribeRequest { resume_after: text.clone(), categories: recipients });
         }

@@ -102,7 +102,10 @@ impl NotificationService for NotificationApi {
             .iter()
             .map(convert::notification)
             .collect();
-        Ok(Response::new(pb::SendResponse { notifications }))
+        Ok(Response::new(pb::SendResponse {
+            notifications,
+            ..pb::SendResponse::default()
+        }))
     }
 
     async fn list(
@@ -119,6 +122,7 @@ impl NotificationService for NotificationApi {
             next_page_token,
             total_unread: page.unread.total(),
             unread_by_category: page.unread.by_category.into_iter().collect(),
+            ..pb::ListResponse::default()
         }))
     }
 
@@ -138,6 +142,7 @@ impl NotificationService for NotificationApi {
         Ok(Response::new(pb::MarkReadResponse {
             marked: marked.count,
             total_unread: marked.unread_left,
+            ..pb::MarkReadResponse::default()
         }))
     }
 
@@ -170,5 +175,66 @@ impl NotificationService for NotificationApi {
             self.shutdown.clone(),
         );
         Ok(Response::new(stream))
+    }
+    async fn mark_seen(
+        &self,
+        _request: Request<pb::MarkSeenRequest>,
+    ) -> Result<Response<pb::MarkSeenResponse>, Status> {
+        Err(Status::unimplemented("mark_seen: not built yet (issue 19)"))
+    }
+
+    async fn mark_unread(
+        &self,
+        _request: Request<pb::MarkUnreadRequest>,
+    ) -> Result<Response<pb::MarkUnreadResponse>, Status> {
+        Err(Status::unimplemented(
+            "mark_unread: not built yet (issue 19)",
+        ))
+    }
+
+    async fn archive(
+        &self,
+        _request: Request<pb::ArchiveRequest>,
+    ) -> Result<Response<pb::ArchiveResponse>, Status> {
+        Err(Status::unimplemented("archive: not built yet (issue 19)"))
+    }
+
+    async fn unarchive(
+        &self,
+        _request: Request<pb::UnarchiveRequest>,
+    ) -> Result<Response<pb::UnarchiveResponse>, Status> {
+        Err(Status::unimplemented("unarchive: not built yet (issue 19)"))
+    }
+
+    async fn snooze(
+        &self,
+        _request: Request<pb::SnoozeRequest>,
+    ) -> Result<Response<pb::SnoozeResponse>, Status> {
+        Err(Status::unimplemented("snooze: not built yet (issue 19)"))
+    }
+
+    async fn unsnooze(
+        &self,
+        _request: Request<pb::UnsnoozeRequest>,
+    ) -> Result<Response<pb::UnsnoozeResponse>, Status> {
+        Err(Status::unimplemented("unsnooze: not built yet (issue 19)"))
+    }
+
+    async fn get_preferences(
+        &self,
+        _request: Request<pb::GetPreferencesRequest>,
+    ) -> Result<Response<pb::GetPreferencesResponse>, Status> {
+        Err(Status::unimplemented(
+            "get_preferences: not built yet (issue 19)",
+        ))
+    }
+
+    async fn update_preferences(
+        &self,
+        _request: Request<pb::UpdatePreferencesRequest>,
+    ) -> Result<Response<pb::UpdatePreferencesResponse>, Status> {
+        Err(Status::unimplemented(
+            "update_preferences: not built yet (issue 19)",
+        ))
     }
 }
