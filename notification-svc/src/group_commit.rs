@@ -510,6 +510,7 @@ mod tests {
             link: String::new(),
             sender_id: "service".into(),
             idempotency_key: None,
+            data: None,
         }
     }
 

@@ -5,6 +5,7 @@ use switchboard::{
     time::to_timestamp,
 };
 
+use super::struct_json;
 use crate::domain::{
     self, ListQuery, MAX_MARK_IDS, MAX_SUBSCRIBE_CATEGORIES, MarkTarget, NewSend, Notification,
     ReadEvent, ReadFilter, SendFields,
@@ -22,6 +23,7 @@ pub fn notification(n: &Notification) -> pb::Notification {
         read: n.read_at.is_some(),
         created_at: Some(to_timestamp(n.created_at)),
         read_at: n.read_at.map(to_timestamp),
+        data: n.data.as_deref().and_then(struct_json::from_json_text),
         ..pb::Notification::default()
     }
 }
@@ -45,6 +47,7 @@ pub fn send(caller: &Caller, req: pb::SendRequest) -> Result<NewSend, Error> {
             link: req.link,
             sender_id: req.sender_id,
             idempotency_key: req.idempotency_key,
+            data: req.data.map(struct_json::to_json).transpose(),
         },
     )
 }

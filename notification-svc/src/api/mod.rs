@@ -2,6 +2,7 @@
 
 /// Protobuf <-> domain conversion at the edge (public for the fuzz target).
 pub mod convert;
+mod struct_json;
 mod subscribe;
 
 use subscribe::SubscribeStream;

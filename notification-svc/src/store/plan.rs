@@ -118,6 +118,7 @@ impl NewRows {
                     created_at: now,
                     read_at: None,
                     seq: 0,
+                    data: send.data.clone(),
                 });
                 rows.owners.push(i);
             }
@@ -189,6 +190,7 @@ mod tests {
             link: String::new(),
             sender_id: caller.into(),
             idempotency_key: key.map(Into::into),
+            data: None,
         }
     }
 

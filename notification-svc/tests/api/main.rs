@@ -18,5 +18,6 @@ mod mark_batching;
 mod mark_read;
 mod replicas;
 mod send;
+mod send_data;
 mod subscribe;
 mod unread_counters;
