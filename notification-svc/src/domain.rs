@@ -40,6 +40,8 @@ pub struct Notification {
     pub seq: i64,
     /// The sender's payload as compact JSON (an object), as validated by [`data`].
     pub data: Option<String>,
+    /// Sent as critical: delivered whatever the recipients' preferences.
+    pub critical: bool,
 }
 
 impl Notification {
@@ -73,6 +75,8 @@ pub struct NewSend {
     pub idempotency_key: Option<String>,
     /// Compact JSON of the payload, stored on every row of the Send; `None` when empty.
     pub data: Option<String>,
+    /// Ignores the recipients' mutes (needs [`scope::CRITICAL`]).
+    pub critical: bool,
 }
 
 impl NewSend {
@@ -96,6 +100,7 @@ pub struct SendFields {
     pub idempotency_key: String,
     /// The payload, or why it cannot be JSON (a number that is NaN or infinite, ...).
     pub data: Result<Option<Data>, String>,
+    pub critical: bool,
 }
 
 impl NewSend {
@@ -168,6 +173,9 @@ impl NewSend {
         if sender_id != caller.user_id {
             caller.require_scope(scope::SEND_AS)?;
         }
+        if fields.critical {
+            caller.require_scope(scope::CRITICAL)?;
+        }
         Ok(NewSend {
             caller_id: caller.user_id.clone(),
             audience,
@@ -177,6 +185,7 @@ impl NewSend {
             sender_id,
             idempotency_key,
             data,
+            critical: fields.critical,
         })
     }
 }

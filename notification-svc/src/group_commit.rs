@@ -511,6 +511,7 @@ mod tests {
             sender_id: "service".into(),
             idempotency_key: None,
             data: None,
+            critical: false,
         }
     }
 

@@ -234,6 +234,7 @@ mod tests {
             read_at: None,
             seq,
             data: None,
+            critical: false,
         }
     }
 

@@ -24,6 +24,7 @@ pub fn notification(n: &Notification) -> pb::Notification {
         created_at: Some(to_timestamp(n.created_at)),
         read_at: n.read_at.map(to_timestamp),
         data: n.data.as_deref().and_then(struct_json::from_json_text),
+        critical: n.critical,
         ..pb::Notification::default()
     }
 }
@@ -48,6 +49,7 @@ pub fn send(caller: &Caller, req: pb::SendRequest) -> Result<NewSend, Error> {
             sender_id: req.sender_id,
             idempotency_key: req.idempotency_key,
             data: req.data.map(struct_json::to_json).transpose(),
+            critical: req.critical,
         },
     )
 }

@@ -119,6 +119,7 @@ impl NewRows {
                     read_at: None,
                     seq: 0,
                     data: send.data.clone(),
+                    critical: send.critical,
                 });
                 rows.owners.push(i);
             }
@@ -191,6 +192,7 @@ mod tests {
             sender_id: caller.into(),
             idempotency_key: key.map(Into::into),
             data: None,
+            critical: false,
         }
     }
 

@@ -13,18 +13,18 @@ use crate::domain::{Notification, ReadEvent};
 /// this text, for the per-user broadcast read state.
 pub const SELECT_VISIBLE: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
      n.recipient_id, n.created_at, COALESCE(n.read_at, br.read_at) AS read_at, n.seq, \
-     n.data FROM notifications n \
+     n.data, n.critical FROM notifications n \
      LEFT JOIN broadcast_reads br \
      ON n.recipient_id IS NULL AND br.notification_id = n.id AND br.user_id = ";
 
 /// Columns of the user's own notifications; the caller binds the user id right after.
 pub const SELECT_DIRECT: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
-     n.recipient_id, n.created_at, n.read_at, n.seq, n.data \
-     FROM notifications n WHERE n.recipient_id = ";
+     n.recipient_id, n.created_at, n.read_at, n.seq, n.data, \
+     n.critical FROM notifications n WHERE n.recipient_id = ";
 
 pub const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications \
      (id, send_id, recipient_id, category, content, link, sender_id, created_at, read_at, seq, \
-     data) ";
+     data, critical) ";
 
 /// Moves a log's head by `$1` and returns the new head. The row lock (SQLite: the write
 /// lock) is held until commit, so positions are handed out in commit order.
@@ -37,7 +37,7 @@ pub const INSERT_READ_EVENTS: &str =
     "INSERT INTO read_events (seq, user_id, ids, all_read, category, created_at) ";
 
 pub const TAIL: &str = "SELECT id, category, content, link, sender_id, recipient_id, \
-     created_at, read_at, seq, data FROM notifications WHERE seq > $1 ORDER BY seq";
+     created_at, read_at, seq, data, critical FROM notifications WHERE seq > $1 ORDER BY seq";
 
 pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category FROM read_events \
      WHERE seq > $1 ORDER BY seq";
@@ -53,8 +53,8 @@ pub const IDEMPOTENT_SEND_ID: &str =
     "SELECT send_id FROM idempotency_keys WHERE caller_id = $1 AND idempotency_key = $2";
 
 pub const NOTIFICATIONS_OF_SEND: &str = "SELECT id, category, content, link, sender_id, \
-     recipient_id, created_at, read_at, seq, data FROM notifications WHERE send_id = $1 \
-     ORDER BY id";
+     recipient_id, created_at, read_at, seq, data, critical FROM notifications \
+     WHERE send_id = $1 ORDER BY id";
 
 /// A user's unread notifications by category, from the counters of migration 0003: unread
 /// direct rows plus broadcasts not yet read, a handful of primary-key rows however long the
@@ -137,6 +137,7 @@ pub struct NotificationRow {
     pub read_at: Option<i64>,
     pub seq: i64,
     pub data: Option<String>,
+    pub critical: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -173,6 +174,7 @@ impl From<NotificationRow> for Notification {
             read_at: row.read_at,
             seq: row.seq,
             data: row.data,
+            critical: row.critical,
         }
     }
 }
@@ -557,7 +559,8 @@ macro_rules! impl_notification_store {
                                     .push_bind(n.created_at)
                                     .push_bind(None::<i64>)
                                     .push_bind(n.seq)
-                                    .push_bind(n.data.clone());
+                                    .push_bind(n.data.clone())
+                                    .push_bind(n.critical);
                             });
                             qb.build().execute(&mut *tx).await?;
                         }

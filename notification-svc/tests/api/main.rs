@@ -18,6 +18,7 @@ mod mark_batching;
 mod mark_read;
 mod replicas;
 mod send;
+mod send_critical;
 mod send_data;
 mod subscribe;
 mod unread_counters;

@@ -224,6 +224,7 @@ fn new_send(audience: Audience, category: &str) -> NewSend {
         sender_id: "service".into(),
         idempotency_key: None,
         data: None,
+        critical: false,
     }
 }
 
