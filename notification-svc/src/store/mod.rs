@@ -22,8 +22,12 @@ use switchboard::{
     db::{Database, PostgresBackend, SqliteBackend},
 };
 
-use crate::domain::{
-    ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent, UnreadCounts,
+use crate::{
+    domain::{
+        ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
+        UnreadCounts,
+    },
+    preferences::Mute,
 };
 
 /// Migrations of this service, one set per backend, embedded in the binary.
@@ -113,7 +117,7 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     async fn heads(&self) -> Result<(i64, i64), Error>;
 
     /// Deletes notifications, read events and idempotency keys created before `before`
-    /// (microseconds); returns how many notifications went.
+    /// (microseconds), and mutes that ended before it; returns how many notifications went.
     async fn prune(&self, before: i64) -> Result<u64, Error>;
 
     /// The user's unread counts by category.
@@ -121,6 +125,22 @@ pub trait NotificationStore: SendBatches + MarkBatches {
 
     /// Starts listening for commits of other processes to the logs (see [`News`]).
     async fn news(&self) -> Result<Box<dyn News>, Error>;
+
+    /// The user's mutes in force at `now` (those that ended are left out), by category.
+    async fn preferences(&self, user_id: &str, now: i64) -> Result<Vec<Mute>, Error>;
+
+    /// Replaces the user's whole set of mutes with `mutes` (validated, one per category),
+    /// stamped `now`, and returns what is stored.
+    async fn replace_preferences(
+        &self,
+        user_id: &str,
+        mutes: &[Mute],
+        now: i64,
+    ) -> Result<Vec<Mute>, Error>;
+
+    /// The categories the user has muted at time `at`; each covers itself and every category
+    /// below it ([`crate::preferences::is_muted`] applies them).
+    async fn muted_prefixes(&self, user_id: &str, at: i64) -> Result<Vec<String>, Error>;
 }
 
 /// Commits of other processes, as the feed waits for them: each arrival means "the logs may

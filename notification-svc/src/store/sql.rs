@@ -121,6 +121,18 @@ pub const DROP_ZERO_COUNTERS: [&str; 3] = [
     "DELETE FROM broadcast_read_counts WHERE read = 0",
 ];
 
+/// A user's mutes in force at `$2`, by category.
+pub const PREFERENCES: &str = "SELECT category, muted_until FROM preferences \
+     WHERE user_id = $1 AND (muted_until IS NULL OR muted_until > $2) ORDER BY category";
+
+/// A user's muted categories at `$2` (see [`PREFERENCES`]).
+pub const MUTED_PREFIXES: &str = "SELECT category FROM preferences \
+     WHERE user_id = $1 AND (muted_until IS NULL OR muted_until > $2) ORDER BY category";
+
+/// Mutes that ended before `$1`.
+pub const PRUNE_ENDED_MUTES: &str =
+    "DELETE FROM preferences WHERE muted_until IS NOT NULL AND muted_until < $1";
+
 /// Rows go into the database in chunks: one statement per chunk keeps bind counts far below
 /// both backends' limits (SQLite 32766, PostgreSQL 65535) for 1000 recipients.
 pub const INSERT_CHUNK: usize = 500;
@@ -194,6 +206,7 @@ macro_rules! impl_notification_store {
                 ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
                 ReadFilter, UnreadCounts,
             };
+            use $crate::preferences::Mute;
             use $crate::store::{
                 MarkBatches, News, NotificationStore, SendBatches, SendOutcome, SqlStore,
                 dialect::NotificationBackend,
@@ -255,6 +268,20 @@ macro_rules! impl_notification_store {
                     .fetch_all(&mut *conn)
                     .await?;
                 Ok(UnreadCounts { by_category: rows })
+            }
+
+            /// The user's muted categories at `at`, on any connection (inside a transaction
+            /// too, so a List or count can read them in its own snapshot).
+            async fn muted_prefixes(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                user_id: &str,
+                at: i64,
+            ) -> Result<Vec<String>, Error> {
+                Ok(sqlx::query_scalar(sql::MUTED_PREFIXES)
+                    .bind(user_id)
+                    .bind(at)
+                    .fetch_all(&mut *conn)
+                    .await?)
             }
 
             /// Adds `deltas` (negative to take away) to a per-(user, category) counter: one
@@ -571,6 +598,34 @@ macro_rules! impl_notification_store {
                     created.outcomes(claims)
                 }
 
+                async fn replace_preferences_tx(
+                    &self,
+                    user_id: &str,
+                    mutes: &[Mute],
+                    now: i64,
+                ) -> Result<Vec<Mute>, Error> {
+                    let mut tx = self.backend.begin_write().await?;
+                    <$backend as NotificationBackend>::lock_preferences(&mut tx, user_id).await?;
+                    sqlx::query("DELETE FROM preferences WHERE user_id = $1")
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for chunk in mutes.chunks(sql::INSERT_CHUNK) {
+                        let mut qb = QueryBuilder::<Db>::new(
+                            "INSERT INTO preferences (user_id, category, muted_until, updated_at) ",
+                        );
+                        qb.push_values(chunk, |mut row, mute| {
+                            row.push_bind(user_id.to_owned())
+                                .push_bind(mute.category.clone())
+                                .push_bind(mute.until)
+                                .push_bind(now);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(mutes.to_vec())
+                }
+
                 async fn prune_tx(&self, before: i64) -> Result<u64, Error> {
                     let mut tx = self.backend.begin_write().await?;
                     <$backend as NotificationBackend>::lock_prunable(&mut tx, before).await?;
@@ -600,6 +655,11 @@ macro_rules! impl_notification_store {
                         .execute(&mut *tx)
                         .await?;
                     }
+                    // A mute that ended covers nothing any more: only its row is left to go.
+                    sqlx::query(sql::PRUNE_ENDED_MUTES)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
                     for statement in sql::DROP_ZERO_COUNTERS {
                         sqlx::query(statement).execute(&mut *tx).await?;
                     }
@@ -746,6 +806,37 @@ macro_rules! impl_notification_store {
 
                 async fn news(&self) -> Result<Box<dyn News>, Error> {
                     Ok(self.backend.news().await?)
+                }
+
+                async fn preferences(&self, user_id: &str, now: i64) -> Result<Vec<Mute>, Error> {
+                    let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql::PREFERENCES)
+                        .bind(user_id)
+                        .bind(now)
+                        .fetch_all(self.backend.read_pool())
+                        .await?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(category, until)| Mute { category, until })
+                        .collect())
+                }
+
+                async fn replace_preferences(
+                    &self,
+                    user_id: &str,
+                    mutes: &[Mute],
+                    now: i64,
+                ) -> Result<Vec<Mute>, Error> {
+                    self.backend
+                        .wrote(self.replace_preferences_tx(user_id, mutes, now).await)
+                }
+
+                async fn muted_prefixes(
+                    &self,
+                    user_id: &str,
+                    at: i64,
+                ) -> Result<Vec<String>, Error> {
+                    let mut conn = self.backend.read_pool().acquire().await?;
+                    muted_prefixes(&mut *conn, user_id, at).await
                 }
             }
         };

@@ -16,6 +16,7 @@ mod list;
 mod listen;
 mod mark_batching;
 mod mark_read;
+mod preferences;
 mod replicas;
 mod send;
 mod send_critical;
