@@ -459,6 +459,7 @@ mod tests {
                 .iter()
                 .map(|_| SendOutcome {
                     notifications: Vec::new(),
+                    muted_recipient_ids: Vec::new(),
                     created: true,
                 })
                 .collect())

@@ -3,8 +3,8 @@
 //!
 //! A mute of `build` covers `build` and every `build.<anything>`, on dot boundaries only
 //! (`buildx` is another category). Send skips muted recipients with it; List and counts hide
-//! muted broadcasts with the same rule ([`is_muted`] over the user's
-//! [`muted_prefixes`](crate::store::NotificationStore::muted_prefixes)).
+//! muted broadcasts with the same rule ([`is_muted`] over the user's muted prefixes, which
+//! the store's `muted_prefixes` reads).
 
 use std::collections::BTreeMap;
 

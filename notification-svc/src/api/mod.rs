@@ -105,7 +105,7 @@ impl NotificationService for NotificationApi {
             .collect();
         Ok(Response::new(pb::SendResponse {
             notifications,
-            ..pb::SendResponse::default()
+            muted_recipient_ids: sent.muted_recipient_ids,
         }))
     }
 

@@ -41,6 +41,10 @@ pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations
 #[derive(Debug, Clone)]
 pub struct SendOutcome {
     pub notifications: Vec<Notification>,
+    /// Recipients it stored nothing for because they muted the category, in request order.
+    /// A repeat reports the recipients the original stored nothing for, so a retry of the
+    /// same request gets the original's answer whatever the mutes are by then.
+    pub muted_recipient_ids: Vec<String>,
     /// False when an earlier Send with the same idempotency key was returned instead.
     pub created: bool,
 }
@@ -50,7 +54,10 @@ pub struct SendOutcome {
 #[async_trait]
 pub trait SendBatches: Send + Sync + 'static {
     /// Stores many Sends in one transaction (group commit: one head bump, one announcement,
-    /// one commit for all of them) and answers each, in order. A repeated idempotency key
+    /// one commit for all of them) and answers each, in order. A recipient who muted the
+    /// category at `now` gets nothing from a Send that is not critical (the mutes are read in
+    /// the same transaction, one lookup for the batch); broadcasts are stored whatever the
+    /// mutes. A repeated idempotency key
     /// returns the original send's notifications with `created = false`, whether the
     /// original committed earlier or is an earlier send of the same batch. Positions follow
     /// batch order. All or nothing: on error no send of the batch is stored.

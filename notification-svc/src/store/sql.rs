@@ -129,6 +129,15 @@ pub const PREFERENCES: &str = "SELECT category, muted_until FROM preferences \
 pub const MUTED_PREFIXES: &str = "SELECT category FROM preferences \
      WHERE user_id = $1 AND (muted_until IS NULL OR muted_until > $2) ORDER BY category";
 
+/// Mutes in force at the time bound next, followed by `AND user_id IN (...)` and
+/// `AND category IN (...)`: the primary key `(user_id, category)` answers it.
+pub const MUTES_AMONG: &str = "SELECT user_id, category FROM preferences \
+     WHERE (muted_until IS NULL OR muted_until > ";
+
+/// Recipients per mute lookup: a whole batch of the group committer (2,000 rows at most), so
+/// a batch costs one statement, far below both backends' bind limits.
+pub const MUTE_LOOKUP_USERS: usize = 2000;
+
 /// Mutes that ended before `$1`.
 pub const PRUNE_ENDED_MUTES: &str =
     "DELETE FROM preferences WHERE muted_until IS NOT NULL AND muted_until < $1";
@@ -210,7 +219,7 @@ macro_rules! impl_notification_store {
             use $crate::store::{
                 MarkBatches, News, NotificationStore, SendBatches, SendOutcome, SqlStore,
                 dialect::NotificationBackend,
-                plan::{Claim, ClaimPlan, NewRows},
+                plan::{Claim, ClaimPlan, MuteLookup, Mutes, NewRows},
                 sql::{self, NotificationRow, ReadEventRow, UserCounter},
             };
 
@@ -282,6 +291,33 @@ macro_rules! impl_notification_store {
                     .bind(at)
                     .fetch_all(&mut *conn)
                     .await?)
+            }
+
+            /// The mutes in force at `at` of the lookup's users, among its categories: one
+            /// statement for a batch of the group committer (at most
+            /// [`sql::MUTE_LOOKUP_USERS`] recipients), none when no send can be muted.
+            async fn mutes_among(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                lookup: &MuteLookup,
+                at: i64,
+            ) -> Result<Mutes, Error> {
+                let mut mutes = Mutes::new();
+                if lookup.categories.is_empty() {
+                    return Ok(mutes);
+                }
+                for users in lookup.users.chunks(sql::MUTE_LOOKUP_USERS) {
+                    let mut qb = QueryBuilder::<Db>::new(sql::MUTES_AMONG);
+                    qb.push_bind(at);
+                    qb.push(")");
+                    push_in_list(&mut qb, "user_id", users);
+                    push_in_list(&mut qb, "category", &lookup.categories);
+                    let rows: Vec<(String, String)> =
+                        qb.build_query_as().fetch_all(&mut *conn).await?;
+                    for (user_id, category) in rows {
+                        mutes.entry(user_id).or_default().push(category);
+                    }
+                }
+                Ok(mutes)
             }
 
             /// Adds `deltas` (negative to take away) to a per-(user, category) counter: one
@@ -559,7 +595,10 @@ macro_rules! impl_notification_store {
                         claims[i] = Claim::Committed(rows.into_iter().map(Into::into).collect());
                     }
 
-                    let mut created = NewRows::of(sends, &claims, now);
+                    // Whose mutes matter, read once for the batch, after the claims (which may
+                    // have waited for other batches), in this transaction.
+                    let mutes = mutes_among(&mut *tx, &MuteLookup::of(sends, &claims), now).await?;
+                    let mut created = NewRows::of(sends, &claims, &mutes, now);
                     if !created.is_empty() {
                         // Positions last: the head's lock is then held only for the inserts. One
                         // bump for the whole batch, positions in batch order.
@@ -595,7 +634,7 @@ macro_rules! impl_notification_store {
                         <$backend as NotificationBackend>::announce(&mut tx, head).await?;
                     }
                     tx.commit().await?;
-                    created.outcomes(claims)
+                    created.outcomes(sends, claims)
                 }
 
                 async fn replace_preferences_tx(

@@ -21,5 +21,6 @@ mod replicas;
 mod send;
 mod send_critical;
 mod send_data;
+mod send_muted;
 mod subscribe;
 mod unread_counters;
