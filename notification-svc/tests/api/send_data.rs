@@ -221,7 +221,34 @@ async fn data_limits_are_violations_on_data_and_store_nothing(backend: Backend) 
     );
 }
 
+/// Strings JSON must escape (a NUL, which PostgreSQL TEXT cannot hold raw, quotes,
+/// backslashes, control characters, non-BMP characters) and extreme numbers come back as sent.
+async fn hostile_strings_and_extreme_numbers_round_trip(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let hostile = "nul\u{0} quote\" back\\ tab\t bell\u{7} emoji \u{1F600} rtl \u{202E} end";
+    let payload = object(vec![
+        (hostile, string(hostile)),
+        ("", string("")),
+        ("max", value(Kind::NumberValue(f64::MAX))),
+        ("tiny", value(Kind::NumberValue(f64::MIN_POSITIVE))),
+        ("negative zero", value(Kind::NumberValue(-0.0))),
+        ("big int", value(Kind::NumberValue(9_007_199_254_740_993.0))),
+    ]);
+    let sent = send(
+        &mut app.user("ci"),
+        pb::SendRequest {
+            data: Some(payload.clone()),
+            ..send_to(&["alice"], "hostile")
+        },
+    )
+    .await;
+    assert_eq!(sent[0].data, Some(payload.clone()));
+    let listed = list_all(&mut app.user("alice")).await;
+    assert_eq!(listed.notifications[0].data, Some(payload));
+}
+
 switchboard::both_backends!(
+    hostile_strings_and_extreme_numbers_round_trip,
     data_is_stored_on_every_row_as_compact_json_and_listed,
     a_send_without_data_has_none_and_an_empty_struct_is_none,
     data_reaches_live_streams_replays_and_idempotent_repeats,
