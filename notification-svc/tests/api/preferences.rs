@@ -190,7 +190,8 @@ async fn every_invalid_entry_is_refused_and_nothing_changes(backend: Backend) {
 async fn a_mute_that_ends_is_left_out_and_one_without_an_end_stays(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut alice = app.user("alice");
-    let soon = in_micros(1_000_000);
+    // Two seconds: enough for the update to arrive while it is still in the future.
+    let soon = in_micros(2_000_000);
     update(
         &mut alice,
         vec![mute("build", None), mute("deploy", Some(soon))],
