@@ -31,6 +31,8 @@ pub mod scope {
     pub const SEND: &str = "notifications:send";
     pub const BROADCAST: &str = "notifications:broadcast";
     pub const SEND_AS: &str = "notifications:send_as";
+    /// Send `critical` notifications, which reach recipients who muted the category.
+    pub const CRITICAL: &str = "notifications:critical";
 }
 
 /// The scopes of a space-separated list (a token's `scope` claim, the `x-switchboard-scopes`

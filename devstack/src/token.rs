@@ -6,7 +6,8 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use serde::Serialize;
 
 /// Every scope Switchboard knows.
-pub const ALL_SCOPES: &str = "notifications:send notifications:broadcast notifications:send_as";
+pub const ALL_SCOPES: &str =
+    "notifications:send notifications:broadcast notifications:send_as notifications:critical";
 
 #[derive(Debug, Serialize)]
 struct Claims<'a> {

@@ -16,6 +16,13 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
 pub const MAX_USER_ID_BYTES: usize = 200;
 pub const MAX_MARK_IDS: usize = 1000;
 pub const MAX_SUBSCRIBE_CATEGORIES: usize = 100;
+/// A Send's `data`, as compact JSON.
+pub const MAX_DATA_BYTES: usize = 4096;
+pub const MAX_DATA_KEYS: usize = 32;
+
+/// A Send's structured payload: a JSON object (the API converts it from and to
+/// `google.protobuf.Struct`; the store keeps its compact text).
+pub type Data = serde_json::Map<String, serde_json::Value>;
 
 /// A stored notification as one user sees it (read state is that user's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,10 @@ pub struct Notification {
     pub read_at: Option<i64>,
     /// Position in the commit-ordered log (see docs/subscribe-cursor.md).
     pub seq: i64,
+    /// The sender's payload as compact JSON (an object), as validated by [`data`].
+    pub data: Option<String>,
+    /// Sent as critical: delivered whatever the recipients' preferences.
+    pub critical: bool,
 }
 
 impl Notification {
@@ -62,6 +73,10 @@ pub struct NewSend {
     pub link: String,
     pub sender_id: String,
     pub idempotency_key: Option<String>,
+    /// Compact JSON of the payload, stored on every row of the Send; `None` when empty.
+    pub data: Option<String>,
+    /// Ignores the recipients' mutes (needs [`scope::CRITICAL`]).
+    pub critical: bool,
 }
 
 impl NewSend {
@@ -83,6 +98,9 @@ pub struct SendFields {
     pub link: String,
     pub sender_id: String,
     pub idempotency_key: String,
+    /// The payload, or why it cannot be JSON (a number that is NaN or infinite, ...).
+    pub data: Result<Option<Data>, String>,
+    pub critical: bool,
 }
 
 impl NewSend {
@@ -117,6 +135,14 @@ impl NewSend {
         v.check("category", category(&fields.category));
         v.check("content", content(&fields.content));
         v.check("link", link(&fields.link));
+        let data = match fields.data {
+            Ok(None) => None,
+            Ok(Some(object)) => v.check("data", data(object)).flatten(),
+            Err(why) => {
+                v.add("data", why);
+                None
+            }
+        };
         let sender_id = if fields.sender_id.is_empty() {
             caller.user_id.clone()
         } else {
@@ -147,6 +173,9 @@ impl NewSend {
         if sender_id != caller.user_id {
             caller.require_scope(scope::SEND_AS)?;
         }
+        if fields.critical {
+            caller.require_scope(scope::CRITICAL)?;
+        }
         Ok(NewSend {
             caller_id: caller.user_id.clone(),
             audience,
@@ -155,6 +184,8 @@ impl NewSend {
             link: fields.link,
             sender_id,
             idempotency_key,
+            data,
+            critical: fields.critical,
         })
     }
 }
@@ -309,6 +340,26 @@ pub fn link(value: &str) -> Result<(), String> {
     }
 }
 
+/// A Send's payload: at most [`MAX_DATA_KEYS`] top-level keys and [`MAX_DATA_BYTES`] as
+/// compact JSON, which is what it returns; an empty object is no payload (`None`), so a
+/// notification either has data worth showing or none.
+pub fn data(value: Data) -> Result<Option<String>, String> {
+    if value.len() > MAX_DATA_KEYS {
+        return Err(format!("at most {MAX_DATA_KEYS} top-level keys"));
+    }
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let json = serde_json::Value::Object(value).to_string();
+    if json.len() > MAX_DATA_BYTES {
+        return Err(format!(
+            "at most {MAX_DATA_BYTES} bytes as compact JSON (this is {})",
+            json.len()
+        ));
+    }
+    Ok(Some(json))
+}
+
 /// A user id: 1 to 200 bytes, no whitespace or control characters.
 pub fn user_id(value: &str) -> Result<String, String> {
     if value.is_empty() {
@@ -389,6 +440,34 @@ mod tests {
         assert!(content(&"é".repeat(2001)).is_err());
         assert!(content("   ").is_err());
         assert!(content("bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn data_is_bounded_in_keys_and_compact_bytes() {
+        let keys = |n: usize| -> Data {
+            (0..n)
+                .map(|i| (format!("k{i}"), serde_json::Value::Null))
+                .collect()
+        };
+        assert!(data(keys(MAX_DATA_KEYS)).is_ok());
+        assert!(data(keys(MAX_DATA_KEYS + 1)).is_err());
+        assert_eq!(data(Data::new()), Ok(None), "empty is no data");
+        let sized = |filler: &str| -> Data {
+            [("k".to_owned(), serde_json::Value::String(filler.to_owned()))]
+                .into_iter()
+                .collect()
+        };
+        // {"k":"..."}: 8 bytes around the filler.
+        let fits = "a".repeat(MAX_DATA_BYTES - 8);
+        assert_eq!(
+            data(sized(&fits)).map(|json| json.map(|j| j.len())),
+            Ok(Some(MAX_DATA_BYTES))
+        );
+        assert!(data(sized(&format!("{fits}a"))).is_err());
+        assert!(
+            data(sized(&"é".repeat(MAX_DATA_BYTES / 2))).is_err(),
+            "bytes, not chars"
+        );
     }
 
     proptest::proptest! {

@@ -459,6 +459,7 @@ mod tests {
                 .iter()
                 .map(|_| SendOutcome {
                     notifications: Vec::new(),
+                    muted_recipient_ids: Vec::new(),
                     created: true,
                 })
                 .collect())
@@ -510,6 +511,8 @@ mod tests {
             link: String::new(),
             sender_id: "service".into(),
             idempotency_key: None,
+            data: None,
+            critical: false,
         }
     }
 

@@ -233,6 +233,8 @@ mod tests {
             created_at: 0,
             read_at: None,
             seq,
+            data: None,
+            critical: false,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod feed;
 pub mod group_commit;
 pub mod hub;
+pub mod preferences;
 pub mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};

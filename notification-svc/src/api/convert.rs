@@ -5,9 +5,13 @@ use switchboard::{
     time::to_timestamp,
 };
 
-use crate::domain::{
-    self, ListQuery, MAX_MARK_IDS, MAX_SUBSCRIBE_CATEGORIES, MarkTarget, NewSend, Notification,
-    ReadEvent, ReadFilter, SendFields,
+use super::struct_json;
+use crate::{
+    domain::{
+        self, ListQuery, MAX_MARK_IDS, MAX_SUBSCRIBE_CATEGORIES, MarkTarget, NewSend, Notification,
+        ReadEvent, ReadFilter, SendFields,
+    },
+    preferences::{self, Mute},
 };
 
 pub fn notification(n: &Notification) -> pb::Notification {
@@ -22,6 +26,8 @@ pub fn notification(n: &Notification) -> pb::Notification {
         read: n.read_at.is_some(),
         created_at: Some(to_timestamp(n.created_at)),
         read_at: n.read_at.map(to_timestamp),
+        data: n.data.as_deref().and_then(struct_json::from_json_text),
+        critical: n.critical,
         ..pb::Notification::default()
     }
 }
@@ -45,6 +51,8 @@ pub fn send(caller: &Caller, req: pb::SendRequest) -> Result<NewSend, Error> {
             link: req.link,
             sender_id: req.sender_id,
             idempotency_key: req.idempotency_key,
+            data: req.data.map(struct_json::to_json).transpose(),
+            critical: req.critical,
         },
     )
 }
@@ -154,6 +162,55 @@ pub fn subscribe(req: pb::SubscribeRequest) -> Result<SubscribeParams, Error> {
     })
 }
 
+/// A person's mutes as the contract shows them (every entry stored is muted).
+pub fn preferences(mutes: &[Mute]) -> pb::Preferences {
+    pb::Preferences {
+        categories: mutes
+            .iter()
+            .map(|mute| pb::CategoryPreference {
+                category: mute.category.clone(),
+                muted: true,
+                muted_until: mute.until.map(to_timestamp),
+            })
+            .collect(),
+    }
+}
+
+/// The mutes an UpdatePreferences stores, checked against the clock at `now`. A request
+/// without `preferences` is refused rather than read as "clear everything", which an empty
+/// `preferences` says explicitly.
+pub fn update_preferences(req: pb::UpdatePreferencesRequest, now: i64) -> Result<Vec<Mute>, Error> {
+    let Some(set) = req.preferences else {
+        return Err(Error::invalid(
+            "preferences",
+            "required (an empty one clears every mute)",
+        ));
+    };
+    let entries = set
+        .categories
+        .into_iter()
+        .map(|entry| preferences::Entry {
+            category: entry.category,
+            muted: entry.muted,
+            muted_until: entry.muted_until.as_ref().map(micros),
+        })
+        .collect();
+    preferences::parse(entries, now)
+}
+
+/// Seconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59Z, the range
+/// `google.protobuf.Timestamp` allows.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+/// A timestamp in the service's microseconds (sub-microsecond parts are dropped), if it is a
+/// valid one.
+fn micros(ts: &prost_types::Timestamp) -> Result<i64, String> {
+    if !TIMESTAMP_SECONDS.contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err("not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)".into());
+    }
+    Ok(ts.seconds * 1_000_000 + i64::from(ts.nanos / 1_000))
+}
+
 /// An optional category filter: empty means none.
 fn optional_category(value: &str) -> Result<Option<String>, String> {
     optional(value, |category| {
@@ -212,6 +269,9 @@ mod tests {
             if let Ok(req) = pb::SubscribeRequest::decode(bytes.as_slice()) {
                 let _ = subscribe(req);
             }
+            if let Ok(req) = pb::UpdatePreferencesRequest::decode(bytes.as_slice()) {
+                let _ = update_preferences(req, 0);
+            }
         }
 
         #[test]
@@ -233,7 +293,16 @@ mod tests {
             });
             let _ = list(&caller(), &pb::ListRequest { state: number, category: text.clone(), page_size: number, page_token: text.clone(), ..Default::default() });
             let _ = mark_read(pb::MarkReadRequest { ids: recipients.clone(), all: flag, category: text.clone() });
-            let _ = subscribe(pb::SubscribeRequest { resume_after: text.clone(), categories: recipients });
+            let _ = subscribe(pb::SubscribeRequest { resume_after: text.clone(), categories: recipients.clone() });
+            let _ = update_preferences(pb::UpdatePreferencesRequest {
+                preferences: Some(pb::Preferences {
+                    categories: recipients.iter().map(|category| pb::CategoryPreference {
+                        category: category.clone(),
+                        muted: flag,
+                        muted_until: Some(prost_types::Timestamp { seconds: i64::from(number) * 1_000_000, nanos: number }),
+                    }).collect(),
+                }),
+            }, 0);
         }
     }
 }

@@ -2,6 +2,7 @@
 
 /// Protobuf <-> domain conversion at the edge (public for the fuzz target).
 pub mod convert;
+mod struct_json;
 mod subscribe;
 
 use subscribe::SubscribeStream;
@@ -104,7 +105,7 @@ impl NotificationService for NotificationApi {
             .collect();
         Ok(Response::new(pb::SendResponse {
             notifications,
-            ..pb::SendResponse::default()
+            muted_recipient_ids: sent.muted_recipient_ids,
         }))
     }
 
@@ -222,19 +223,31 @@ impl NotificationService for NotificationApi {
 
     async fn get_preferences(
         &self,
-        _request: Request<pb::GetPreferencesRequest>,
+        request: Request<pb::GetPreferencesRequest>,
     ) -> Result<Response<pb::GetPreferencesResponse>, Status> {
-        Err(Status::unimplemented(
-            "get_preferences: not built yet (issue 19)",
-        ))
+        let caller = Caller::from_metadata(request.metadata())?;
+        let mutes = self
+            .store
+            .preferences(&caller.user_id, now_micros())
+            .await?;
+        Ok(Response::new(pb::GetPreferencesResponse {
+            preferences: Some(convert::preferences(&mutes)),
+        }))
     }
 
     async fn update_preferences(
         &self,
-        _request: Request<pb::UpdatePreferencesRequest>,
+        request: Request<pb::UpdatePreferencesRequest>,
     ) -> Result<Response<pb::UpdatePreferencesResponse>, Status> {
-        Err(Status::unimplemented(
-            "update_preferences: not built yet (issue 19)",
-        ))
+        let caller = Caller::from_metadata(request.metadata())?;
+        let now = now_micros();
+        let mutes = convert::update_preferences(request.into_inner(), now)?;
+        let stored = self
+            .store
+            .replace_preferences(&caller.user_id, &mutes, now)
+            .await?;
+        Ok(Response::new(pb::UpdatePreferencesResponse {
+            preferences: Some(convert::preferences(&stored)),
+        }))
     }
 }

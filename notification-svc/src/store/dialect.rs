@@ -26,6 +26,13 @@ pub trait NotificationBackend: Backend {
         tx: &mut Transaction<'static, Self::Db>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
+    /// Taken before an UpdatePreferences replaces a user's mutes, so two replacements of one
+    /// user's set run one after the other and the last one wins whole.
+    fn lock_preferences(
+        tx: &mut Transaction<'static, Self::Db>,
+        user_id: &str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
     /// Tells the other processes, once `tx` commits, that a log moved to `head`.
     fn announce(
         tx: &mut Transaction<'static, Self::Db>,

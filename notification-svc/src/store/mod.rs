@@ -22,8 +22,12 @@ use switchboard::{
     db::{Database, PostgresBackend, SqliteBackend},
 };
 
-use crate::domain::{
-    ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent, UnreadCounts,
+use crate::{
+    domain::{
+        ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
+        UnreadCounts,
+    },
+    preferences::Mute,
 };
 
 /// Migrations of this service, one set per backend, embedded in the binary.
@@ -37,6 +41,10 @@ pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations
 #[derive(Debug, Clone)]
 pub struct SendOutcome {
     pub notifications: Vec<Notification>,
+    /// Recipients it stored nothing for because they muted the category, in request order.
+    /// A repeat reports the recipients the original stored nothing for, so a retry of the
+    /// same request gets the original's answer whatever the mutes are by then.
+    pub muted_recipient_ids: Vec<String>,
     /// False when an earlier Send with the same idempotency key was returned instead.
     pub created: bool,
 }
@@ -46,7 +54,10 @@ pub struct SendOutcome {
 #[async_trait]
 pub trait SendBatches: Send + Sync + 'static {
     /// Stores many Sends in one transaction (group commit: one head bump, one announcement,
-    /// one commit for all of them) and answers each, in order. A repeated idempotency key
+    /// one commit for all of them) and answers each, in order. A recipient who muted the
+    /// category at `now` gets nothing from a Send that is not critical (the mutes are read in
+    /// the same transaction, one lookup for the batch); broadcasts are stored whatever the
+    /// mutes. A repeated idempotency key
     /// returns the original send's notifications with `created = false`, whether the
     /// original committed earlier or is an earlier send of the same batch. Positions follow
     /// batch order. All or nothing: on error no send of the batch is stored.
@@ -113,7 +124,7 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     async fn heads(&self) -> Result<(i64, i64), Error>;
 
     /// Deletes notifications, read events and idempotency keys created before `before`
-    /// (microseconds); returns how many notifications went.
+    /// (microseconds), and mutes that ended before it; returns how many notifications went.
     async fn prune(&self, before: i64) -> Result<u64, Error>;
 
     /// The user's unread counts by category.
@@ -121,6 +132,22 @@ pub trait NotificationStore: SendBatches + MarkBatches {
 
     /// Starts listening for commits of other processes to the logs (see [`News`]).
     async fn news(&self) -> Result<Box<dyn News>, Error>;
+
+    /// The user's mutes in force at `now` (those that ended are left out), by category.
+    async fn preferences(&self, user_id: &str, now: i64) -> Result<Vec<Mute>, Error>;
+
+    /// Replaces the user's whole set of mutes with `mutes` (validated, one per category),
+    /// stamped `now`, and returns what is stored.
+    async fn replace_preferences(
+        &self,
+        user_id: &str,
+        mutes: &[Mute],
+        now: i64,
+    ) -> Result<Vec<Mute>, Error>;
+
+    /// The categories the user has muted at time `at`; each covers itself and every category
+    /// below it ([`crate::preferences::is_muted`] applies them).
+    async fn muted_prefixes(&self, user_id: &str, at: i64) -> Result<Vec<String>, Error>;
 }
 
 /// Commits of other processes, as the feed waits for them: each arrival means "the logs may

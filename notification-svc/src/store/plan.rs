@@ -1,9 +1,9 @@
 //! What a Send batch decides without the database: which sends repeat an idempotency key,
-//! the rows the new ones store, their positions, and each send's answer. The store (`sql.rs`)
-//! runs the SQL between these steps.
+//! whose mutes matter, the rows the new ones store (skipping muted recipients), their
+//! positions, and each send's answer. The store (`sql.rs`) runs the SQL between these steps.
 
 use std::{
-    collections::{BTreeMap, HashSet, btree_map::Entry},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, btree_map::Entry},
     ops::Range,
 };
 
@@ -11,7 +11,45 @@ use switchboard::Error;
 use uuid::Uuid;
 
 use super::SendOutcome;
-use crate::domain::{Audience, NewSend, Notification};
+use crate::{
+    domain::{Audience, NewSend, Notification},
+    preferences,
+};
+
+/// The mutes in force for a batch's recipients: each user's muted categories among
+/// [`MuteLookup::categories`] (users with none are absent).
+pub type Mutes = HashMap<String, Vec<String>>;
+
+/// The one mute lookup of a batch: the recipients of its new sends that mutes apply to (not
+/// critical; broadcasts are stored whatever the mutes), and every category whose mute would
+/// cover one of those sends (see [`preferences::covering_categories`]). Both sorted, no
+/// repeats; empty when no send can be muted.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MuteLookup {
+    pub users: Vec<String>,
+    pub categories: Vec<String>,
+}
+
+impl MuteLookup {
+    pub fn of(sends: &[NewSend], claims: &[Claim]) -> MuteLookup {
+        let mut users = BTreeSet::new();
+        let mut categories = BTreeSet::new();
+        for (send, claim) in sends.iter().zip(claims) {
+            let Audience::Recipients(ids) = &send.audience else {
+                continue;
+            };
+            if send.critical || !matches!(claim, Claim::New) {
+                continue;
+            }
+            users.extend(ids.iter().map(String::as_str));
+            categories.extend(preferences::covering_categories(&send.category));
+        }
+        MuteLookup {
+            users: users.into_iter().map(str::to_owned).collect(),
+            categories: categories.into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
 
 /// Where a send of a batch stands once idempotency keys are sorted out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,16 +125,20 @@ pub struct NewRows {
     pub owners: Vec<usize>,
     /// Each send's rows (empty unless it is new).
     spans: Vec<Range<usize>>,
+    /// Each new send's recipients skipped because they muted its category.
+    muted: Vec<Vec<String>>,
 }
 
 impl NewRows {
     /// One row per recipient of every send claimed [`Claim::New`] (one without recipient
-    /// for a broadcast), each with a fresh id, unread, created at `now`.
-    pub fn of(sends: &[NewSend], claims: &[Claim], now: i64) -> NewRows {
+    /// for a broadcast), each with a fresh id, unread, created at `now`; a recipient whose
+    /// `mutes` cover the category gets none, unless the send is critical.
+    pub fn of(sends: &[NewSend], claims: &[Claim], mutes: &Mutes, now: i64) -> NewRows {
         let mut rows = NewRows {
             notifications: Vec::new(),
             owners: Vec::new(),
             spans: vec![0..0; sends.len()],
+            muted: vec![Vec::new(); sends.len()],
         };
         for (i, (send, claim)) in sends.iter().zip(claims).enumerate() {
             if !matches!(claim, Claim::New) {
@@ -104,7 +146,17 @@ impl NewRows {
             }
             let recipients: Vec<Option<String>> = match &send.audience {
                 Audience::Broadcast => vec![None],
-                Audience::Recipients(ids) => ids.iter().cloned().map(Some).collect(),
+                Audience::Recipients(ids) => {
+                    let (muted, notified): (Vec<String>, Vec<String>) =
+                        ids.iter().cloned().partition(|id| {
+                            !send.critical
+                                && mutes.get(id).is_some_and(|muted| {
+                                    preferences::is_muted(&send.category, muted)
+                                })
+                        });
+                    rows.muted[i] = muted;
+                    notified.into_iter().map(Some).collect()
+                }
             };
             let start = rows.notifications.len();
             for recipient_id in recipients {
@@ -118,6 +170,8 @@ impl NewRows {
                     created_at: now,
                     read_at: None,
                     seq: 0,
+                    data: send.data.clone(),
+                    critical: send.critical,
                 });
                 rows.owners.push(i);
             }
@@ -143,37 +197,70 @@ impl NewRows {
         }
     }
 
-    /// Each send's answer, in batch order: a new send its own rows, a repeat the rows of the
-    /// send it repeats (committed earlier, or earlier in this batch).
-    pub fn outcomes(&self, claims: Vec<Claim>) -> Result<Vec<SendOutcome>, Error> {
+    /// Each send's answer, in batch order: a new send its own rows and the recipients it
+    /// skipped, a repeat the rows of the send it repeats (committed earlier, or earlier in
+    /// this batch) and the recipients those rows leave out ([`skipped_by`]).
+    pub fn outcomes(
+        &self,
+        sends: &[NewSend],
+        claims: Vec<Claim>,
+    ) -> Result<Vec<SendOutcome>, Error> {
         let mut outcomes: Vec<SendOutcome> = Vec::with_capacity(claims.len());
-        for (i, claim) in claims.into_iter().enumerate() {
+        for (i, (send, claim)) in sends.iter().zip(claims).enumerate() {
             let outcome = match claim {
                 Claim::New => SendOutcome {
                     notifications: self.notifications[self.spans[i].clone()].to_vec(),
+                    muted_recipient_ids: self.muted[i].clone(),
                     created: true,
                 },
                 Claim::Committed(notifications) => SendOutcome {
+                    muted_recipient_ids: skipped_by(send, &notifications),
                     notifications,
                     created: false,
                 },
                 // The first send of the key is earlier in the batch, so already answered.
-                Claim::SameAs(first) => SendOutcome {
-                    notifications: outcomes
+                Claim::SameAs(first) => {
+                    let notifications = outcomes
                         .get(first)
                         .map(|earlier| earlier.notifications.clone())
                         .ok_or_else(|| {
                             Error::Internal(anyhow::anyhow!(
                                 "send {i} repeats send {first}, which is not before it"
                             ))
-                        })?,
-                    created: false,
-                },
+                        })?;
+                    SendOutcome {
+                        muted_recipient_ids: skipped_by(send, &notifications),
+                        notifications,
+                        created: false,
+                    }
+                }
             };
             outcomes.push(outcome);
         }
         Ok(outcomes)
     }
+}
+
+/// What a repeat of `send` reports as muted: its recipients the original stored nothing for
+/// (`original`: the original's rows), in request order. The original stored a row for each of
+/// its recipients but the muted ones, and a Send's rows stay together (retention prunes them
+/// with its key, at the same age), so a retry of the same request gets exactly the original's
+/// list, whatever the mutes are by the time it comes. A broadcast skips nobody.
+fn skipped_by(send: &NewSend, original: &[Notification]) -> Vec<String> {
+    let Audience::Recipients(ids) = &send.audience else {
+        return Vec::new();
+    };
+    if original.iter().any(Notification::is_broadcast) {
+        return Vec::new();
+    }
+    let stored: HashSet<&str> = original
+        .iter()
+        .filter_map(|n| n.recipient_id.as_deref())
+        .collect();
+    ids.iter()
+        .filter(|id| !stored.contains(id.as_str()))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -189,6 +276,27 @@ mod tests {
             link: String::new(),
             sender_id: caller.into(),
             idempotency_key: key.map(Into::into),
+            data: None,
+            critical: false,
+        }
+    }
+
+    fn mutes(entries: &[(&str, &[&str])]) -> Mutes {
+        entries
+            .iter()
+            .map(|(user, muted)| {
+                (
+                    user.to_string(),
+                    muted.iter().map(|c| c.to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn in_category(category: &str, send: NewSend) -> NewSend {
+        NewSend {
+            category: category.into(),
+            ..send
         }
     }
 
@@ -251,7 +359,7 @@ mod tests {
             send("a", Some("k")),
         ];
         let claims = ClaimPlan::of(&sends).claims;
-        let rows = NewRows::of(&sends, &claims, 42);
+        let rows = NewRows::of(&sends, &claims, &Mutes::new(), 42);
         let recipients: Vec<Option<&str>> = rows
             .notifications
             .iter()
@@ -274,14 +382,14 @@ mod tests {
     fn a_batch_that_only_repeats_stores_no_row() {
         let sends = [send("a", Some("k"))];
         let claims = vec![Claim::Committed(Vec::new())];
-        assert!(NewRows::of(&sends, &claims, 1).is_empty());
+        assert!(NewRows::of(&sends, &claims, &Mutes::new(), 1).is_empty());
     }
 
     #[test]
     fn positions_follow_batch_order_and_end_at_the_head() {
         let sends = [send_to(&["u1", "u2"]), send_to(&["u3"])];
         let claims = ClaimPlan::of(&sends).claims;
-        let mut rows = NewRows::of(&sends, &claims, 1);
+        let mut rows = NewRows::of(&sends, &claims, &Mutes::new(), 1);
         rows.position_up_to(10);
         let seqs: Vec<i64> = rows.notifications.iter().map(|n| n.seq).collect();
         assert_eq!(seqs, [8, 9, 10]);
@@ -299,12 +407,14 @@ mod tests {
         let mut claims = ClaimPlan::of(&sends).claims;
         let earlier = Notification {
             id: "earlier".into(),
-            ..NewRows::of(&sends[1..2], &[Claim::New], 1).notifications[0].clone()
+            ..NewRows::of(&sends[1..2], &[Claim::New], &Mutes::new(), 1).notifications[0].clone()
         };
         // (a, j) was committed by an earlier batch.
         claims[2] = Claim::Committed(vec![earlier]);
-        let rows = NewRows::of(&sends, &claims, 1);
-        let outcomes = rows.outcomes(claims).expect("every repeat points back");
+        let rows = NewRows::of(&sends, &claims, &Mutes::new(), 1);
+        let outcomes = rows
+            .outcomes(&sends, claims)
+            .expect("every repeat points back");
 
         let created: Vec<bool> = outcomes.iter().map(|o| o.created).collect();
         assert_eq!(created, [true, true, false, false, false]);
@@ -321,7 +431,162 @@ mod tests {
     fn a_repeat_that_points_forward_is_an_internal_error() {
         let sends = [send("a", None), send("a", None)];
         let claims = vec![Claim::SameAs(1), Claim::New];
-        let rows = NewRows::of(&sends, &claims, 1);
-        assert!(matches!(rows.outcomes(claims), Err(Error::Internal(_))));
+        let rows = NewRows::of(&sends, &claims, &Mutes::new(), 1);
+        assert!(matches!(
+            rows.outcomes(&sends, claims),
+            Err(Error::Internal(_))
+        ));
+    }
+
+    #[test]
+    fn the_mute_lookup_covers_the_new_sends_that_mutes_apply_to() {
+        let critical = NewSend {
+            critical: true,
+            ..in_category("page", send_to(&["zed"]))
+        };
+        let sends = [
+            in_category("build.ci.nightly", send_to(&["u2", "u1"])),
+            in_category("chat", send_to(&["u1", "u3"])),
+            critical,
+            in_category("news", send("a", None)),
+            in_category(
+                "task",
+                NewSend {
+                    idempotency_key: Some("k".into()),
+                    ..send_to(&["u4"])
+                },
+            ),
+        ];
+        let mut claims = ClaimPlan::of(&sends).claims;
+        claims[4] = Claim::Committed(Vec::new());
+        assert_eq!(
+            MuteLookup::of(&sends, &claims),
+            MuteLookup {
+                users: ["u1", "u2", "u3"].map(String::from).into(),
+                categories: ["build", "build.ci", "build.ci.nightly", "chat"]
+                    .map(String::from)
+                    .into(),
+            },
+            "not the critical send, the broadcast or the repeat"
+        );
+        assert_eq!(
+            MuteLookup::of(&sends[2..4], &claims[2..4]),
+            MuteLookup {
+                users: Vec::new(),
+                categories: Vec::new()
+            }
+        );
+    }
+
+    #[test]
+    fn muted_recipients_get_no_row_unless_the_send_is_critical() {
+        let sends = [
+            in_category("build.ci", send_to(&["u1", "u2", "u3"])),
+            NewSend {
+                critical: true,
+                ..in_category("build.ci", send_to(&["u1", "u2"]))
+            },
+            in_category("build", send("a", None)),
+            in_category("buildx", send_to(&["u1"])),
+            in_category("build", send_to(&["u2"])),
+        ];
+        let claims = ClaimPlan::of(&sends).claims;
+        let muted = mutes(&[("u1", &["build"]), ("u2", &["build.ci", "chat"])]);
+        let rows = NewRows::of(&sends, &claims, &muted, 1);
+        let recipients: Vec<Option<&str>> = rows
+            .notifications
+            .iter()
+            .map(|n| n.recipient_id.as_deref())
+            .collect();
+        assert_eq!(
+            recipients,
+            [
+                Some("u3"),
+                Some("u1"),
+                Some("u2"),
+                None,
+                Some("u1"),
+                Some("u2")
+            ]
+        );
+        assert_eq!(rows.owners, [0, 1, 1, 2, 3, 4]);
+        let outcomes = rows.outcomes(&sends, claims).expect("outcomes");
+        let skipped: Vec<Vec<&str>> = outcomes
+            .iter()
+            .map(|o| o.muted_recipient_ids.iter().map(String::as_str).collect())
+            .collect();
+        let none: Vec<&str> = Vec::new();
+        assert_eq!(
+            skipped,
+            [
+                vec!["u1", "u2"],
+                none.clone(),
+                none.clone(),
+                none.clone(),
+                none
+            ],
+            "u2 muted build.ci, which build is not under"
+        );
+    }
+
+    #[test]
+    fn a_send_whose_every_recipient_muted_stores_nothing_and_says_who() {
+        let sends = [in_category("chat", send_to(&["u1", "u2"]))];
+        let claims = ClaimPlan::of(&sends).claims;
+        let rows = NewRows::of(
+            &sends,
+            &claims,
+            &mutes(&[("u1", &["chat"]), ("u2", &["chat"])]),
+            1,
+        );
+        assert!(rows.is_empty());
+        let outcomes = rows.outcomes(&sends, claims).expect("outcomes");
+        assert!(outcomes[0].notifications.is_empty() && outcomes[0].created);
+        assert_eq!(outcomes[0].muted_recipient_ids, ["u1", "u2"]);
+    }
+
+    #[test]
+    fn a_repeat_reports_who_the_original_stored_nothing_for() {
+        let keyed = |recipients: &[&str]| NewSend {
+            idempotency_key: Some("k".into()),
+            ..in_category("chat", send_to(recipients))
+        };
+        let sends = [keyed(&["u1", "u2", "u3"]), keyed(&["u1", "u2", "u3"])];
+        let claims = ClaimPlan::of(&sends).claims;
+        assert_eq!(claims[1], Claim::SameAs(0));
+        let rows = NewRows::of(&sends, &claims, &mutes(&[("u2", &["chat"])]), 1);
+        let outcomes = rows.outcomes(&sends, claims).expect("outcomes");
+        assert_eq!(outcomes[0].muted_recipient_ids, ["u2"]);
+        assert_eq!(
+            outcomes[1].muted_recipient_ids,
+            ["u2"],
+            "a repeat in the batch"
+        );
+        assert_eq!(
+            ids(&outcomes[1].notifications),
+            ids(&outcomes[0].notifications)
+        );
+
+        // Committed earlier: the same answer, with no mute in force now.
+        let original = outcomes[0].notifications.clone();
+        let later = [keyed(&["u1", "u2", "u3"])];
+        let rows = NewRows::of(
+            &later,
+            &[Claim::Committed(original.clone())],
+            &Mutes::new(),
+            2,
+        );
+        let repeat = rows
+            .outcomes(&later, vec![Claim::Committed(original)])
+            .expect("outcomes");
+        assert_eq!(repeat[0].muted_recipient_ids, ["u2"]);
+        assert!(!repeat[0].created);
+
+        // A repeat of a Send that stored nothing at all.
+        let rows = NewRows::of(&later, &[Claim::Committed(Vec::new())], &Mutes::new(), 2);
+        let repeat = rows
+            .outcomes(&later, vec![Claim::Committed(Vec::new())])
+            .expect("outcomes");
+        assert_eq!(repeat[0].muted_recipient_ids, ["u1", "u2", "u3"]);
     }
 }

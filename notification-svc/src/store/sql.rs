@@ -12,18 +12,19 @@ use crate::domain::{Notification, ReadEvent};
 /// Columns of a notification as one user sees it. The caller binds the user id right after
 /// this text, for the per-user broadcast read state.
 pub const SELECT_VISIBLE: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
-     n.recipient_id, n.created_at, COALESCE(n.read_at, br.read_at) AS read_at, n.seq \
-     FROM notifications n \
+     n.recipient_id, n.created_at, COALESCE(n.read_at, br.read_at) AS read_at, n.seq, \
+     n.data, n.critical FROM notifications n \
      LEFT JOIN broadcast_reads br \
      ON n.recipient_id IS NULL AND br.notification_id = n.id AND br.user_id = ";
 
 /// Columns of the user's own notifications; the caller binds the user id right after.
 pub const SELECT_DIRECT: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
-     n.recipient_id, n.created_at, n.read_at, n.seq \
-     FROM notifications n WHERE n.recipient_id = ";
+     n.recipient_id, n.created_at, n.read_at, n.seq, n.data, \
+     n.critical FROM notifications n WHERE n.recipient_id = ";
 
 pub const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications \
-     (id, send_id, recipient_id, category, content, link, sender_id, created_at, read_at, seq) ";
+     (id, send_id, recipient_id, category, content, link, sender_id, created_at, read_at, seq, \
+     data, critical) ";
 
 /// Moves a log's head by `$1` and returns the new head. The row lock (SQLite: the write
 /// lock) is held until commit, so positions are handed out in commit order.
@@ -36,7 +37,7 @@ pub const INSERT_READ_EVENTS: &str =
     "INSERT INTO read_events (seq, user_id, ids, all_read, category, created_at) ";
 
 pub const TAIL: &str = "SELECT id, category, content, link, sender_id, recipient_id, \
-     created_at, read_at, seq FROM notifications WHERE seq > $1 ORDER BY seq";
+     created_at, read_at, seq, data, critical FROM notifications WHERE seq > $1 ORDER BY seq";
 
 pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category FROM read_events \
      WHERE seq > $1 ORDER BY seq";
@@ -52,7 +53,8 @@ pub const IDEMPOTENT_SEND_ID: &str =
     "SELECT send_id FROM idempotency_keys WHERE caller_id = $1 AND idempotency_key = $2";
 
 pub const NOTIFICATIONS_OF_SEND: &str = "SELECT id, category, content, link, sender_id, \
-     recipient_id, created_at, read_at, seq FROM notifications WHERE send_id = $1 ORDER BY id";
+     recipient_id, created_at, read_at, seq, data, critical FROM notifications \
+     WHERE send_id = $1 ORDER BY id";
 
 /// A user's unread notifications by category, from the counters of migration 0003: unread
 /// direct rows plus broadcasts not yet read, a handful of primary-key rows however long the
@@ -119,6 +121,27 @@ pub const DROP_ZERO_COUNTERS: [&str; 3] = [
     "DELETE FROM broadcast_read_counts WHERE read = 0",
 ];
 
+/// A user's mutes in force at `$2`, by category.
+pub const PREFERENCES: &str = "SELECT category, muted_until FROM preferences \
+     WHERE user_id = $1 AND (muted_until IS NULL OR muted_until > $2) ORDER BY category";
+
+/// A user's muted categories at `$2` (see [`PREFERENCES`]).
+pub const MUTED_PREFIXES: &str = "SELECT category FROM preferences \
+     WHERE user_id = $1 AND (muted_until IS NULL OR muted_until > $2) ORDER BY category";
+
+/// Mutes in force at the time bound next, followed by `AND user_id IN (...)` and
+/// `AND category IN (...)`: the primary key `(user_id, category)` answers it.
+pub const MUTES_AMONG: &str = "SELECT user_id, category FROM preferences \
+     WHERE (muted_until IS NULL OR muted_until > ";
+
+/// Recipients per mute lookup: a whole batch of the group committer (2,000 rows at most), so
+/// a batch costs one statement, far below both backends' bind limits.
+pub const MUTE_LOOKUP_USERS: usize = 2000;
+
+/// Mutes that ended before `$1`.
+pub const PRUNE_ENDED_MUTES: &str =
+    "DELETE FROM preferences WHERE muted_until IS NOT NULL AND muted_until < $1";
+
 /// Rows go into the database in chunks: one statement per chunk keeps bind counts far below
 /// both backends' limits (SQLite 32766, PostgreSQL 65535) for 1000 recipients.
 pub const INSERT_CHUNK: usize = 500;
@@ -134,6 +157,8 @@ pub struct NotificationRow {
     pub created_at: i64,
     pub read_at: Option<i64>,
     pub seq: i64,
+    pub data: Option<String>,
+    pub critical: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -169,6 +194,8 @@ impl From<NotificationRow> for Notification {
             created_at: row.created_at,
             read_at: row.read_at,
             seq: row.seq,
+            data: row.data,
+            critical: row.critical,
         }
     }
 }
@@ -188,10 +215,11 @@ macro_rules! impl_notification_store {
                 ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
                 ReadFilter, UnreadCounts,
             };
+            use $crate::preferences::Mute;
             use $crate::store::{
                 MarkBatches, News, NotificationStore, SendBatches, SendOutcome, SqlStore,
                 dialect::NotificationBackend,
-                plan::{Claim, ClaimPlan, NewRows},
+                plan::{Claim, ClaimPlan, MuteLookup, Mutes, NewRows},
                 sql::{self, NotificationRow, ReadEventRow, UserCounter},
             };
 
@@ -249,6 +277,47 @@ macro_rules! impl_notification_store {
                     .fetch_all(&mut *conn)
                     .await?;
                 Ok(UnreadCounts { by_category: rows })
+            }
+
+            /// The user's muted categories at `at`, on any connection (inside a transaction
+            /// too, so a List or count can read them in its own snapshot).
+            async fn muted_prefixes(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                user_id: &str,
+                at: i64,
+            ) -> Result<Vec<String>, Error> {
+                Ok(sqlx::query_scalar(sql::MUTED_PREFIXES)
+                    .bind(user_id)
+                    .bind(at)
+                    .fetch_all(&mut *conn)
+                    .await?)
+            }
+
+            /// The mutes in force at `at` of the lookup's users, among its categories: one
+            /// statement for a batch of the group committer (at most
+            /// [`sql::MUTE_LOOKUP_USERS`] recipients), none when no send can be muted.
+            async fn mutes_among(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                lookup: &MuteLookup,
+                at: i64,
+            ) -> Result<Mutes, Error> {
+                let mut mutes = Mutes::new();
+                if lookup.categories.is_empty() {
+                    return Ok(mutes);
+                }
+                for users in lookup.users.chunks(sql::MUTE_LOOKUP_USERS) {
+                    let mut qb = QueryBuilder::<Db>::new(sql::MUTES_AMONG);
+                    qb.push_bind(at);
+                    qb.push(")");
+                    push_in_list(&mut qb, "user_id", users);
+                    push_in_list(&mut qb, "category", &lookup.categories);
+                    let rows: Vec<(String, String)> =
+                        qb.build_query_as().fetch_all(&mut *conn).await?;
+                    for (user_id, category) in rows {
+                        mutes.entry(user_id).or_default().push(category);
+                    }
+                }
+                Ok(mutes)
             }
 
             /// Adds `deltas` (negative to take away) to a per-(user, category) counter: one
@@ -526,7 +595,10 @@ macro_rules! impl_notification_store {
                         claims[i] = Claim::Committed(rows.into_iter().map(Into::into).collect());
                     }
 
-                    let mut created = NewRows::of(sends, &claims, now);
+                    // Whose mutes matter, read once for the batch, after the claims (which may
+                    // have waited for other batches), in this transaction.
+                    let mutes = mutes_among(&mut *tx, &MuteLookup::of(sends, &claims), now).await?;
+                    let mut created = NewRows::of(sends, &claims, &mutes, now);
                     if !created.is_empty() {
                         // Positions last: the head's lock is then held only for the inserts. One
                         // bump for the whole batch, positions in batch order.
@@ -552,7 +624,9 @@ macro_rules! impl_notification_store {
                                     .push_bind(n.sender_id.clone())
                                     .push_bind(n.created_at)
                                     .push_bind(None::<i64>)
-                                    .push_bind(n.seq);
+                                    .push_bind(n.seq)
+                                    .push_bind(n.data.clone())
+                                    .push_bind(n.critical);
                             });
                             qb.build().execute(&mut *tx).await?;
                         }
@@ -560,7 +634,35 @@ macro_rules! impl_notification_store {
                         <$backend as NotificationBackend>::announce(&mut tx, head).await?;
                     }
                     tx.commit().await?;
-                    created.outcomes(claims)
+                    created.outcomes(sends, claims)
+                }
+
+                async fn replace_preferences_tx(
+                    &self,
+                    user_id: &str,
+                    mutes: &[Mute],
+                    now: i64,
+                ) -> Result<Vec<Mute>, Error> {
+                    let mut tx = self.backend.begin_write().await?;
+                    <$backend as NotificationBackend>::lock_preferences(&mut tx, user_id).await?;
+                    sqlx::query("DELETE FROM preferences WHERE user_id = $1")
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for chunk in mutes.chunks(sql::INSERT_CHUNK) {
+                        let mut qb = QueryBuilder::<Db>::new(
+                            "INSERT INTO preferences (user_id, category, muted_until, updated_at) ",
+                        );
+                        qb.push_values(chunk, |mut row, mute| {
+                            row.push_bind(user_id.to_owned())
+                                .push_bind(mute.category.clone())
+                                .push_bind(mute.until)
+                                .push_bind(now);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(mutes.to_vec())
                 }
 
                 async fn prune_tx(&self, before: i64) -> Result<u64, Error> {
@@ -592,6 +694,11 @@ macro_rules! impl_notification_store {
                         .execute(&mut *tx)
                         .await?;
                     }
+                    // A mute that ended covers nothing any more: only its row is left to go.
+                    sqlx::query(sql::PRUNE_ENDED_MUTES)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
                     for statement in sql::DROP_ZERO_COUNTERS {
                         sqlx::query(statement).execute(&mut *tx).await?;
                     }
@@ -738,6 +845,37 @@ macro_rules! impl_notification_store {
 
                 async fn news(&self) -> Result<Box<dyn News>, Error> {
                     Ok(self.backend.news().await?)
+                }
+
+                async fn preferences(&self, user_id: &str, now: i64) -> Result<Vec<Mute>, Error> {
+                    let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql::PREFERENCES)
+                        .bind(user_id)
+                        .bind(now)
+                        .fetch_all(self.backend.read_pool())
+                        .await?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(category, until)| Mute { category, until })
+                        .collect())
+                }
+
+                async fn replace_preferences(
+                    &self,
+                    user_id: &str,
+                    mutes: &[Mute],
+                    now: i64,
+                ) -> Result<Vec<Mute>, Error> {
+                    self.backend
+                        .wrote(self.replace_preferences_tx(user_id, mutes, now).await)
+                }
+
+                async fn muted_prefixes(
+                    &self,
+                    user_id: &str,
+                    at: i64,
+                ) -> Result<Vec<String>, Error> {
+                    let mut conn = self.backend.read_pool().acquire().await?;
+                    muted_prefixes(&mut *conn, user_id, at).await
                 }
             }
         };

@@ -21,7 +21,12 @@ use tonic::{
 pub const INTERNAL_TOKEN: &str = "test-internal-token";
 pub use switchboard::testing::{Backend, assert_invalid};
 
-pub const ALL_SCOPES: &[&str] = &[scope::SEND, scope::BROADCAST, scope::SEND_AS];
+pub const ALL_SCOPES: &[&str] = &[
+    scope::SEND,
+    scope::BROADCAST,
+    scope::SEND_AS,
+    scope::CRITICAL,
+];
 
 pub struct TestApp {
     pub addr: SocketAddr,
