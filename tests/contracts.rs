@@ -27,6 +27,44 @@ fn fields(package: &str, message: &str) -> BTreeSet<String> {
     message.field.iter().map(|f| f.name().to_owned()).collect()
 }
 
+/// `(number, name)` of every field of `message`: for the issue-19 contract, where the
+/// numbers are binding too.
+fn numbered(package: &str, message: &str) -> BTreeSet<(i32, String)> {
+    let set = descriptors();
+    let message = set
+        .file
+        .iter()
+        .filter(|f| f.package() == package)
+        .flat_map(|f| f.message_type.iter())
+        .find(|m| m.name() == message)
+        .unwrap_or_else(|| panic!("{package}.{message} not found"))
+        .clone();
+    message
+        .field
+        .iter()
+        .map(|f| (f.number(), f.name().to_owned()))
+        .collect()
+}
+
+/// Enum values as `(number, name)`.
+fn enum_values(package: &str, name: &str) -> BTreeSet<(i32, String)> {
+    let set = descriptors();
+    set.file
+        .iter()
+        .filter(|f| f.package() == package)
+        .flat_map(|f| f.enum_type.iter())
+        .find(|e| e.name() == name)
+        .unwrap_or_else(|| panic!("{package}.{name} not found"))
+        .value
+        .iter()
+        .map(|v| (v.number(), v.name().to_owned()))
+        .collect()
+}
+
+fn with_numbers(fields: &[(i32, &str)]) -> BTreeSet<(i32, String)> {
+    fields.iter().map(|&(n, f)| (n, f.to_owned())).collect()
+}
+
 fn methods(package: &str, service: &str) -> BTreeSet<String> {
     let set = descriptors();
     set.file
@@ -50,7 +88,20 @@ fn notification_contract_matches_the_brief() {
     let p = "switchboard.notification.v1";
     assert_eq!(
         methods(p, "NotificationService"),
-        set(&["Send", "List", "MarkRead", "Subscribe"])
+        set(&[
+            "Send",
+            "List",
+            "MarkRead",
+            "Subscribe",
+            "MarkSeen",
+            "MarkUnread",
+            "Archive",
+            "Unarchive",
+            "Snooze",
+            "Unsnooze",
+            "GetPreferences",
+            "UpdatePreferences",
+        ])
     );
     let expected: &[(&str, &[&str])] = &[
         (
@@ -63,12 +114,22 @@ fn notification_contract_matches_the_brief() {
                 "link",
                 "sender_id",
                 "idempotency_key",
+                "data",
+                "critical",
             ],
         ),
-        ("SendResponse", &["notifications"]),
+        ("SendResponse", &["notifications", "muted_recipient_ids"]),
         (
             "ListRequest",
-            &["state", "category", "page_size", "page_token"],
+            &[
+                "state",
+                "category",
+                "page_size",
+                "page_token",
+                "seen_state",
+                "archive_state",
+                "include_snoozed",
+            ],
         ),
         (
             "ListResponse",
@@ -77,12 +138,23 @@ fn notification_contract_matches_the_brief() {
                 "next_page_token",
                 "total_unread",
                 "unread_by_category",
+                "counts",
             ],
         ),
         ("MarkReadRequest", &["ids", "all", "category"]),
-        ("MarkReadResponse", &["marked", "total_unread"]),
+        ("MarkReadResponse", &["marked", "total_unread", "counts"]),
         ("SubscribeRequest", &["resume_after", "categories"]),
-        ("SubscribeResponse", &["notification", "read", "heartbeat"]),
+        (
+            "SubscribeResponse",
+            &[
+                "notification",
+                "read",
+                "heartbeat",
+                "state",
+                "counts",
+                "preferences",
+            ],
+        ),
         (
             "Notification",
             &[
@@ -96,6 +168,13 @@ fn notification_contract_matches_the_brief() {
                 "read",
                 "created_at",
                 "read_at",
+                "seen",
+                "seen_at",
+                "archived",
+                "archived_at",
+                "snoozed_until",
+                "data",
+                "critical",
             ],
         ),
         ("ReadEvent", &["ids", "all", "category"]),
@@ -103,6 +182,140 @@ fn notification_contract_matches_the_brief() {
     ];
     for (message, names) in expected {
         assert_eq!(fields(p, message), set(names), "{message}");
+    }
+}
+
+/// The inbox model's additions, names and numbers as issue 19 binds them.
+#[test]
+fn inbox_contract_matches_issue_19_with_its_field_numbers() {
+    let p = "switchboard.notification.v1";
+    let additions: &[(&str, &[(i32, &str)])] = &[
+        (
+            "Notification",
+            &[
+                (11, "seen"),
+                (12, "seen_at"),
+                (13, "archived"),
+                (14, "archived_at"),
+                (15, "snoozed_until"),
+                (16, "data"),
+                (17, "critical"),
+            ],
+        ),
+        ("SendRequest", &[(8, "data"), (9, "critical")]),
+        ("SendResponse", &[(2, "muted_recipient_ids")]),
+        (
+            "ListRequest",
+            &[
+                (5, "seen_state"),
+                (6, "archive_state"),
+                (7, "include_snoozed"),
+            ],
+        ),
+        ("ListResponse", &[(5, "counts")]),
+        ("MarkReadResponse", &[(3, "counts")]),
+        (
+            "SubscribeResponse",
+            &[(4, "state"), (5, "counts"), (6, "preferences")],
+        ),
+    ];
+    for (message, wanted) in additions {
+        let have = numbered(p, message);
+        for field in with_numbers(wanted) {
+            assert!(have.contains(&field), "{message} lacks {field:?}");
+        }
+    }
+    let whole: &[(&str, &[(i32, &str)])] = &[
+        (
+            "Counts",
+            &[
+                (1, "unread"),
+                (2, "unseen"),
+                (3, "unread_by_category"),
+                (4, "unseen_by_category"),
+            ],
+        ),
+        (
+            "Selection",
+            &[(1, "ids"), (2, "all"), (3, "category"), (4, "state")],
+        ),
+        ("SnoozeRequest", &[(1, "selection"), (2, "until")]),
+        (
+            "StateEvent",
+            &[
+                (1, "change"),
+                (2, "ids"),
+                (3, "all"),
+                (4, "category"),
+                (5, "read_state"),
+            ],
+        ),
+        ("GetPreferencesRequest", &[]),
+        ("GetPreferencesResponse", &[(1, "preferences")]),
+        ("UpdatePreferencesRequest", &[(1, "preferences")]),
+        ("UpdatePreferencesResponse", &[(1, "preferences")]),
+        ("Preferences", &[(1, "categories")]),
+        (
+            "CategoryPreference",
+            &[(1, "category"), (2, "muted"), (3, "muted_until")],
+        ),
+    ];
+    for (message, wanted) in whole {
+        assert_eq!(numbered(p, message), with_numbers(wanted), "{message}");
+    }
+    for rpc in ["MarkSeen", "MarkUnread", "Archive", "Unarchive", "Unsnooze"] {
+        assert_eq!(
+            numbered(p, &format!("{rpc}Request")),
+            with_numbers(&[(1, "selection")]),
+            "{rpc}Request"
+        );
+    }
+    for rpc in [
+        "MarkSeen",
+        "MarkUnread",
+        "Archive",
+        "Unarchive",
+        "Snooze",
+        "Unsnooze",
+    ] {
+        assert_eq!(
+            numbered(p, &format!("{rpc}Response")),
+            with_numbers(&[(1, "changed"), (2, "counts")]),
+            "{rpc}Response"
+        );
+    }
+    let enums: &[(&str, &[(i32, &str)])] = &[
+        (
+            "SeenState",
+            &[
+                (0, "SEEN_STATE_UNSPECIFIED"),
+                (1, "SEEN_STATE_UNSEEN"),
+                (2, "SEEN_STATE_SEEN"),
+            ],
+        ),
+        (
+            "ArchiveState",
+            &[
+                (0, "ARCHIVE_STATE_UNSPECIFIED"),
+                (1, "ARCHIVE_STATE_ARCHIVED"),
+                (2, "ARCHIVE_STATE_ANY"),
+            ],
+        ),
+        (
+            "StateChange",
+            &[
+                (0, "STATE_CHANGE_UNSPECIFIED"),
+                (1, "STATE_CHANGE_SEEN"),
+                (2, "STATE_CHANGE_UNREAD"),
+                (3, "STATE_CHANGE_ARCHIVED"),
+                (4, "STATE_CHANGE_UNARCHIVED"),
+                (5, "STATE_CHANGE_SNOOZED"),
+                (6, "STATE_CHANGE_UNSNOOZED"),
+            ],
+        ),
+    ];
+    for (name, wanted) in enums {
+        assert_eq!(enum_values(p, name), with_numbers(wanted), "{name}");
     }
 }
 
