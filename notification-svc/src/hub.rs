@@ -232,6 +232,9 @@ mod tests {
             recipient_id: recipient.map(str::to_owned),
             created_at: 0,
             read_at: None,
+            seen_at: None,
+            archived_at: None,
+            snoozed_until: None,
             seq,
         }
     }

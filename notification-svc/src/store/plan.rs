@@ -117,6 +117,9 @@ impl NewRows {
                     recipient_id,
                     created_at: now,
                     read_at: None,
+                    seen_at: None,
+                    archived_at: None,
+                    snoozed_until: None,
                     seq: 0,
                 });
                 rows.owners.push(i);
