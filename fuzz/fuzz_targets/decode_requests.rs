@@ -32,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(req) = npb::MarkReadRequest::decode(data) {
         let _ = convert::mark_read(req);
     }
+    if let Ok(req) = npb::ArchiveRequest::decode(data) {
+        let _ = convert::selection(req.selection);
+    }
     if let Ok(req) = npb::SubscribeRequest::decode(data) {
         let _ = convert::subscribe(req);
     }

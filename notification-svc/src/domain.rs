@@ -3,6 +3,10 @@
 //! Everything here is plain Rust: the API layer converts protobuf into these types (and
 //! refuses what does not validate), the store persists them.
 
+mod inbox;
+
+pub use inbox::*;
+
 use std::collections::BTreeSet;
 
 use switchboard::{Caller, Error, Violations, identity::scope};
@@ -14,7 +18,6 @@ pub const MAX_LINK_BYTES: usize = 2048;
 pub const MAX_CATEGORY_LEN: usize = 64;
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
 pub const MAX_USER_ID_BYTES: usize = 200;
-pub const MAX_MARK_IDS: usize = 1000;
 pub const MAX_SUBSCRIBE_CATEGORIES: usize = 100;
 /// A Send's `data`, as compact JSON.
 pub const MAX_DATA_BYTES: usize = 4096;
@@ -36,6 +39,10 @@ pub struct Notification {
     pub recipient_id: Option<String>,
     pub created_at: i64,
     pub read_at: Option<i64>,
+    pub seen_at: Option<i64>,
+    pub archived_at: Option<i64>,
+    /// Set only while snoozed: when it wakes.
+    pub snoozed_until: Option<i64>,
     /// Position in the commit-ordered log (see docs/subscribe-cursor.md).
     pub seq: i64,
     /// The sender's payload as compact JSON (an object), as validated by [`data`].
@@ -202,6 +209,10 @@ pub enum ReadFilter {
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     pub state: ReadFilter,
+    pub seen: SeenFilter,
+    pub archive: ArchiveFilter,
+    /// Snoozed notifications are hidden unless this is set.
+    pub include_snoozed: bool,
     pub category: Option<String>,
     /// List notifications strictly older (smaller id) than this one.
     pub before_id: Option<String>,
@@ -209,23 +220,11 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
-/// The newest notifications of a List (at most its `limit`), with the caller's unread totals.
+/// The newest notifications of a List (at most its `limit`), with the caller's inbox counts.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub notifications: Vec<Notification>,
-    pub unread: UnreadCounts,
-}
-
-/// The caller's unread notifications by category.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnreadCounts {
-    pub by_category: Vec<(String, i64)>,
-}
-
-impl UnreadCounts {
-    pub fn total(&self) -> i64 {
-        self.by_category.iter().map(|(_, n)| n).sum()
-    }
+    pub counts: Counts,
 }
 
 /// Notifications a user marked read, as their other sessions hear of it.
@@ -240,37 +239,109 @@ pub struct ReadEvent {
     pub seq: i64,
 }
 
-/// What MarkRead marks.
+/// Which notifications a state change acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MarkTarget {
+pub enum Selection {
+    /// Listed ids, normalised, sorted and unique: any notification the caller can see
+    /// (archived and snoozed ones included); the others are ignored.
     Ids(Vec<String>),
-    All { category: Option<String> },
+    /// Every notification of the change's view ([`Change::view`]), optionally of one category
+    /// (exact match) and one read state.
+    All {
+        category: Option<String>,
+        read: ReadFilter,
+    },
 }
 
-/// One caller's MarkRead, as the group committer queues it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMark {
-    pub user_id: String,
-    pub target: MarkTarget,
+/// The raw fields of a selection, as a request carries them.
+pub struct SelectionFields {
+    pub ids: Vec<String>,
+    pub all: bool,
+    pub category: String,
+    /// The read-state filter, or why its value is unknown.
+    pub state: Result<ReadFilter, String>,
 }
 
-impl NewMark {
-    /// How many rows it names: its ids, or one for "all" (whose size only the store knows).
+impl Selection {
+    /// Validates a selection whose fields are named `<prefix>.ids`, `<prefix>.category`, ...,
+    /// recording every violation in `v`.
+    pub fn check(v: &mut Violations, prefix: &str, fields: SelectionFields) -> Option<Selection> {
+        let field = |name: &str| format!("{prefix}.{name}");
+        let read = match fields.state {
+            Ok(read) => Some(read),
+            Err(why) => {
+                v.add(field("state"), why);
+                None
+            }
+        };
+        if fields.all {
+            if !fields.ids.is_empty() {
+                v.add(field("ids"), "must be empty when all is set");
+            }
+            let category = if fields.category.is_empty() {
+                Some(None)
+            } else {
+                v.check(&field("category"), category(&fields.category))
+                    .map(|()| Some(fields.category))
+            };
+            let (category, read) = category.zip(read)?;
+            return Some(Selection::All { category, read });
+        }
+        if fields.ids.is_empty() {
+            v.add(field("ids"), "give 1 to 1000 ids, or set all");
+        } else if fields.ids.len() > MAX_SELECTION_IDS {
+            v.add(field("ids"), format!("at most {MAX_SELECTION_IDS} ids"));
+        }
+        if !fields.category.is_empty() {
+            v.add(field("category"), "only allowed together with all");
+        }
+        if read.is_some_and(|read| read != ReadFilter::All) {
+            v.add(field("state"), "only allowed together with all");
+        }
+        let mut ids: Vec<String> = fields
+            .ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| v.check(&format!("{prefix}.ids[{i}]"), notification_id(id)))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Some(Selection::Ids(ids))
+    }
+
+    /// How many rows it names: its ids, or one for `All` (whose size only the store knows).
     pub fn row_count(&self) -> usize {
-        match &self.target {
-            MarkTarget::Ids(ids) => ids.len().max(1),
-            MarkTarget::All { .. } => 1,
+        match self {
+            Selection::Ids(ids) => ids.len().max(1),
+            Selection::All { .. } => 1,
         }
     }
 }
 
-/// What a MarkRead changed.
+/// One caller's state change (MarkRead, MarkSeen, ..., Unsnooze), as the group committer
+/// queues it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMark {
+    pub user_id: String,
+    pub change: Change,
+    pub selection: Selection,
+}
+
+impl NewMark {
+    /// How many rows it names (see [`Selection::row_count`]).
+    pub fn row_count(&self) -> usize {
+        self.selection.row_count()
+    }
+}
+
+/// What a state change changed.
 #[derive(Debug, Clone, Default)]
 pub struct Marked {
-    /// Ids that went from unread to read (empty for `All`, which can be large).
+    /// Ids that changed (empty for `All`, which can be large).
     pub ids: Vec<String>,
     pub count: i64,
-    pub unread_left: i64,
+    /// The user's inbox counts once the whole batch is applied.
+    pub counts: Counts,
 }
 
 /// `[a-z][a-z0-9_.-]{0,63}`.
@@ -384,6 +455,93 @@ pub fn notification_id(value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields(ids: &[&str], all: bool, category: &str, state: ReadFilter) -> SelectionFields {
+        SelectionFields {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            all,
+            category: category.into(),
+            state: Ok(state),
+        }
+    }
+
+    fn violations(fields: SelectionFields) -> Vec<String> {
+        let mut v = Violations::default();
+        let selection = Selection::check(&mut v, "selection", fields);
+        match v.finish(selection) {
+            Ok(selection) => panic!("accepted {selection:?}"),
+            Err(Error::InvalidArgument(list)) => list.into_iter().map(|f| f.field).collect(),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    const ID: &str = "0190a000-0000-7000-8000-000000000001";
+
+    #[test]
+    fn selections_that_are_refused_name_their_fields() {
+        let too_many: Vec<String> = (0..1001).map(|i| format!("{ID:.30}{i:06}")).collect();
+        let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+        for (fields, expected) in [
+            (
+                fields(&[], false, "", ReadFilter::All),
+                vec!["selection.ids"],
+            ),
+            (
+                fields(&[ID], true, "", ReadFilter::All),
+                vec!["selection.ids"],
+            ),
+            (
+                fields(&[ID], false, "build", ReadFilter::All),
+                vec!["selection.category"],
+            ),
+            (
+                fields(&[ID], false, "", ReadFilter::Read),
+                vec!["selection.state"],
+            ),
+            (
+                fields(&[ID, "nope"], false, "", ReadFilter::All),
+                vec!["selection.ids[1]"],
+            ),
+            (
+                fields(&[], true, "Not Valid", ReadFilter::All),
+                vec!["selection.category"],
+            ),
+            (
+                fields(&too_many, false, "", ReadFilter::All),
+                vec!["selection.ids"],
+            ),
+            (
+                SelectionFields {
+                    state: Err("unknown read state 9".into()),
+                    ..fields(&[], true, "", ReadFilter::All)
+                },
+                vec!["selection.state"],
+            ),
+        ] {
+            assert_eq!(violations(fields), expected);
+        }
+    }
+
+    #[test]
+    fn ids_are_normalised_and_all_keeps_its_narrowing() {
+        let mut v = Violations::default();
+        let upper = ID.to_uppercase();
+        let ids = Selection::check(
+            &mut v,
+            "s",
+            fields(&[&upper, ID], false, "", ReadFilter::All),
+        );
+        assert_eq!(ids, Some(Selection::Ids(vec![ID.to_owned()])));
+        let all = Selection::check(&mut v, "s", fields(&[], true, "build", ReadFilter::Read));
+        assert_eq!(
+            all,
+            Some(Selection::All {
+                category: Some("build".into()),
+                read: ReadFilter::Read
+            })
+        );
+        assert!(v.is_empty());
+    }
 
     #[test]
     fn categories() {

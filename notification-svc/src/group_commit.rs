@@ -1,7 +1,7 @@
 //! Group commit: concurrent writes of one kind share one write transaction.
 //!
-//! Every Send takes the notification log head's lock and every MarkRead that changes
-//! something the read-event log head's (see docs/subscribe-cursor.md), so each kind commits
+//! Every Send takes the notification log head's lock and every state change (MarkRead,
+//! MarkSeen, ...) the read-event log head's (see docs/subscribe-cursor.md), so each kind commits
 //! one at a time whatever the pool size, and each write would pay a whole transaction (and,
 //! on PostgreSQL, a flush and a NOTIFY) alone. Here the API hands each validated write to
 //! the committer task of its kind, which takes the first waiting write plus everything
@@ -93,7 +93,8 @@ impl Batch for Sends {
     }
 }
 
-/// MarkReads: the feed is woken to read the new read events itself.
+/// State changes (MarkRead, MarkSeen, ...): the feed is woken to read the new read events
+/// itself.
 pub struct Marks(pub Arc<dyn MarkBatches>);
 
 #[async_trait]
@@ -101,8 +102,8 @@ impl Batch for Marks {
     type Item = NewMark;
     type Done = Marked;
     const MAX_ITEMS: usize = 256;
-    /// Two of the largest MarkReads by ids.
-    const MAX_ROWS: usize = 2 * crate::domain::MAX_MARK_IDS;
+    /// Two of the largest state changes by ids.
+    const MAX_ROWS: usize = 2 * crate::domain::MAX_SELECTION_IDS;
 
     fn rows(mark: &NewMark) -> usize {
         mark.row_count()

@@ -1,5 +1,5 @@
-//! Switchboard notification service: Send, List, MarkRead and Subscribe over gRPC, on SQLite
-//! or PostgreSQL.
+//! Switchboard notification service: Send, List, MarkRead, the inbox state changes (MarkSeen,
+//! MarkUnread, Archive, Unarchive) and Subscribe over gRPC, on SQLite or PostgreSQL.
 //!
 //! `serve` is the one entry point, used by `main.rs` and by the tests alike.
 
@@ -82,7 +82,7 @@ pub struct Internals {
     pub hub: Arc<Hub>,
     /// The Send committer's counters: how many Sends went in how many transactions.
     pub commits: Arc<CommitStats>,
-    /// The MarkRead committer's counters.
+    /// The state-change committer's counters (MarkRead, MarkSeen, ...).
     pub marks: Arc<CommitStats>,
 }
 

@@ -8,8 +8,9 @@ use switchboard::{
 use super::struct_json;
 use crate::{
     domain::{
-        self, ListQuery, MAX_MARK_IDS, MAX_SUBSCRIBE_CATEGORIES, MarkTarget, NewSend, Notification,
-        ReadEvent, ReadFilter, SendFields,
+        self, ArchiveFilter, Counts, ListQuery, MAX_SELECTION_IDS, MAX_SUBSCRIBE_CATEGORIES,
+        NewSend, Notification, ReadEvent, ReadFilter, SeenFilter, Selection, SelectionFields,
+        SendFields,
     },
     preferences::{self, Mute},
 };
@@ -28,7 +29,21 @@ pub fn notification(n: &Notification) -> pb::Notification {
         read_at: n.read_at.map(to_timestamp),
         data: n.data.as_deref().and_then(struct_json::from_json_text),
         critical: n.critical,
+        seen: n.seen_at.is_some(),
+        seen_at: n.seen_at.map(to_timestamp),
+        archived: n.archived_at.is_some(),
+        archived_at: n.archived_at.map(to_timestamp),
+        snoozed_until: n.snoozed_until.map(to_timestamp),
         ..pb::Notification::default()
+    }
+}
+
+pub fn counts(c: &Counts) -> pb::Counts {
+    pb::Counts {
+        unread: c.total_unread(),
+        unseen: c.total_unseen(),
+        unread_by_category: c.unread.clone().into_iter().collect(),
+        unseen_by_category: c.unseen.clone().into_iter().collect(),
     }
 }
 
@@ -58,8 +73,45 @@ pub fn send(caller: &Caller, req: pb::SendRequest) -> Result<NewSend, Error> {
 }
 
 /// The page-token scope: a token is only valid for the caller and filters it was made for.
+/// The filters of issue 19 join the scope only when set, so a token made before them stays
+/// valid for the same request.
 fn list_scope(caller: &Caller, req: &pb::ListRequest) -> String {
-    format!("{}|{}|{}", caller.user_id, req.state, req.category)
+    let mut scope = format!("{}|{}|{}", caller.user_id, req.state, req.category);
+    if (req.seen_state, req.archive_state, req.include_snoozed) != (0, 0, false) {
+        scope.push_str(&format!(
+            "|{}|{}|{}",
+            req.seen_state, req.archive_state, req.include_snoozed
+        ));
+    }
+    scope
+}
+
+/// A ReadState number as a filter, or why it is refused.
+fn read_filter(state: i32) -> Result<ReadFilter, String> {
+    match pb::ReadState::try_from(state) {
+        Ok(pb::ReadState::Unspecified) => Ok(ReadFilter::All),
+        Ok(pb::ReadState::Unread) => Ok(ReadFilter::Unread),
+        Ok(pb::ReadState::Read) => Ok(ReadFilter::Read),
+        Err(_) => Err(format!("unknown read state {state}")),
+    }
+}
+
+fn seen_filter(state: i32) -> Result<SeenFilter, String> {
+    match pb::SeenState::try_from(state) {
+        Ok(pb::SeenState::Unspecified) => Ok(SeenFilter::All),
+        Ok(pb::SeenState::Unseen) => Ok(SeenFilter::Unseen),
+        Ok(pb::SeenState::Seen) => Ok(SeenFilter::Seen),
+        Err(_) => Err(format!("unknown seen state {state}")),
+    }
+}
+
+fn archive_filter(state: i32) -> Result<ArchiveFilter, String> {
+    match pb::ArchiveState::try_from(state) {
+        Ok(pb::ArchiveState::Unspecified) => Ok(ArchiveFilter::Inbox),
+        Ok(pb::ArchiveState::Archived) => Ok(ArchiveFilter::Archived),
+        Ok(pb::ArchiveState::Any) => Ok(ArchiveFilter::Any),
+        Err(_) => Err(format!("unknown archive state {state}")),
+    }
 }
 
 /// A validated List: what the store reads, and how its rows become a page.
@@ -70,15 +122,9 @@ pub struct ListParams {
 
 pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListParams, Error> {
     let mut v = Violations::default();
-    let state = match pb::ReadState::try_from(req.state) {
-        Ok(pb::ReadState::Unspecified) => Some(ReadFilter::All),
-        Ok(pb::ReadState::Unread) => Some(ReadFilter::Unread),
-        Ok(pb::ReadState::Read) => Some(ReadFilter::Read),
-        Err(_) => {
-            v.add("state", format!("unknown read state {}", req.state));
-            None
-        }
-    };
+    let state = v.check("state", read_filter(req.state));
+    let seen = v.check("seen_state", seen_filter(req.seen_state));
+    let archive = v.check("archive_state", archive_filter(req.archive_state));
     let category = v.check("category", optional_category(&req.category));
     // A decoded position must itself be an id, or the token was forged.
     let paging = Paging::parse(
@@ -88,10 +134,14 @@ pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListParams, Error>
         list_scope(caller, req),
         |position| domain::notification_id(position).ok(),
     );
-    let ((state, category), paging) = v.finish(state.zip(category).zip(paging))?;
+    let (((state, (seen, archive)), category), paging) =
+        v.finish(state.zip(seen.zip(archive)).zip(category).zip(paging))?;
     Ok(ListParams {
         query: ListQuery {
             state,
+            seen,
+            archive,
+            include_snoozed: req.include_snoozed,
             category,
             before_id: paging.after.clone(),
             limit: paging.fetch_limit(),
@@ -100,19 +150,24 @@ pub fn list(caller: &Caller, req: &pb::ListRequest) -> Result<ListParams, Error>
     })
 }
 
-pub fn mark_read(req: pb::MarkReadRequest) -> Result<MarkTarget, Error> {
+/// MarkRead's ids or `all` (optionally one category), as a selection: its own field names,
+/// and no read-state narrowing.
+pub fn mark_read(req: pb::MarkReadRequest) -> Result<Selection, Error> {
     let mut v = Violations::default();
-    let target = if req.all {
+    let selection = if req.all {
         if !req.ids.is_empty() {
             v.add("ids", "must be empty when all is set");
         }
         v.check("category", optional_category(&req.category))
-            .map(|category| MarkTarget::All { category })
+            .map(|category| Selection::All {
+                category,
+                read: ReadFilter::All,
+            })
     } else {
         if req.ids.is_empty() {
             v.add("ids", "give at least one id, or set all");
-        } else if req.ids.len() > MAX_MARK_IDS {
-            v.add("ids", format!("at most {MAX_MARK_IDS} ids"));
+        } else if req.ids.len() > MAX_SELECTION_IDS {
+            v.add("ids", format!("at most {MAX_SELECTION_IDS} ids"));
         }
         if !req.category.is_empty() {
             v.add("category", "only allowed together with all");
@@ -126,9 +181,35 @@ pub fn mark_read(req: pb::MarkReadRequest) -> Result<MarkTarget, Error> {
             .collect();
         ids.sort();
         ids.dedup();
-        Some(MarkTarget::Ids(ids))
+        Some(Selection::Ids(ids))
     };
-    v.finish(target)
+    v.finish(selection)
+}
+
+/// The `selection` of a state-change request (MarkSeen, MarkUnread, Archive, ...), recording
+/// its violations under `selection.*`.
+fn check_selection(v: &mut Violations, selection: Option<pb::Selection>) -> Option<Selection> {
+    let Some(selection) = selection else {
+        v.add("selection", "required: give ids, or set all");
+        return None;
+    };
+    Selection::check(
+        v,
+        "selection",
+        SelectionFields {
+            ids: selection.ids,
+            all: selection.all,
+            category: selection.category,
+            state: read_filter(selection.state),
+        },
+    )
+}
+
+/// The selection of MarkSeen, MarkUnread, Archive or Unarchive.
+pub fn selection(selection: Option<pb::Selection>) -> Result<Selection, Error> {
+    let mut v = Violations::default();
+    let selection = check_selection(&mut v, selection);
+    v.finish(selection)
 }
 
 /// A validated Subscribe request.
@@ -266,6 +347,9 @@ mod tests {
             if let Ok(req) = pb::MarkReadRequest::decode(bytes.as_slice()) {
                 let _ = mark_read(req);
             }
+            if let Ok(req) = pb::ArchiveRequest::decode(bytes.as_slice()) {
+                let _ = selection(req.selection);
+            }
             if let Ok(req) = pb::SubscribeRequest::decode(bytes.as_slice()) {
                 let _ = subscribe(req);
             }
@@ -293,6 +377,7 @@ mod tests {
             });
             let _ = list(&caller(), &pb::ListRequest { state: number, category: text.clone(), page_size: number, page_token: text.clone(), ..Default::default() });
             let _ = mark_read(pb::MarkReadRequest { ids: recipients.clone(), all: flag, category: text.clone() });
+            let _ = selection(Some(pb::Selection { ids: recipients.clone(), all: flag, category: text.clone(), state: number }));
             let _ = subscribe(pb::SubscribeRequest { resume_after: text.clone(), categories: recipients.clone() });
             let _ = update_preferences(pb::UpdatePreferencesRequest {
                 preferences: Some(pb::Preferences {

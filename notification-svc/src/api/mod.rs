@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::NewMark,
+    domain::{Change, NewMark, Selection},
     group_commit::{Committer, Marks, Sends},
     hub::Hub,
     store::NotificationStore,
@@ -62,6 +62,25 @@ impl NotificationApi {
 }
 
 impl NotificationApi {
+    /// Applies a state change for the caller through the committer: how many notifications
+    /// changed, and the caller's counts afterwards.
+    async fn change(
+        &self,
+        caller: Caller,
+        change: Change,
+        selection: Selection,
+    ) -> Result<(i64, pb::Counts), Error> {
+        let marked = self
+            .marks
+            .submit(NewMark {
+                user_id: caller.user_id,
+                change,
+                selection,
+            })
+            .await?;
+        Ok((marked.count, convert::counts(&marked.counts)))
+    }
+
     /// The log position of `resume_after`. A notification past the retention horizon is
     /// refused as such (OUT_OF_RANGE: re-list, then subscribe without `resume_after`), never
     /// answered with a silent partial replay; an id the caller cannot see is refused as
@@ -121,9 +140,9 @@ impl NotificationService for NotificationApi {
         Ok(Response::new(pb::ListResponse {
             notifications: notifications.iter().map(convert::notification).collect(),
             next_page_token,
-            total_unread: page.unread.total(),
-            unread_by_category: page.unread.by_category.into_iter().collect(),
-            ..pb::ListResponse::default()
+            total_unread: page.counts.total_unread(),
+            unread_by_category: page.counts.unread.clone().into_iter().collect(),
+            counts: Some(convert::counts(&page.counts)),
         }))
     }
 
@@ -132,18 +151,12 @@ impl NotificationService for NotificationApi {
         request: Request<pb::MarkReadRequest>,
     ) -> Result<Response<pb::MarkReadResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
-        let target = convert::mark_read(request.into_inner())?;
-        let marked = self
-            .marks
-            .submit(NewMark {
-                user_id: caller.user_id,
-                target,
-            })
-            .await?;
+        let selection = convert::mark_read(request.into_inner())?;
+        let (marked, counts) = self.change(caller, Change::Read, selection).await?;
         Ok(Response::new(pb::MarkReadResponse {
-            marked: marked.count,
-            total_unread: marked.unread_left,
-            ..pb::MarkReadResponse::default()
+            marked,
+            total_unread: counts.unread,
+            counts: Some(counts),
         }))
     }
 
@@ -177,34 +190,57 @@ impl NotificationService for NotificationApi {
         );
         Ok(Response::new(stream))
     }
+
     async fn mark_seen(
         &self,
-        _request: Request<pb::MarkSeenRequest>,
+        request: Request<pb::MarkSeenRequest>,
     ) -> Result<Response<pb::MarkSeenResponse>, Status> {
-        Err(Status::unimplemented("mark_seen: not built yet (issue 19)"))
+        let caller = Caller::from_metadata(request.metadata())?;
+        let selection = convert::selection(request.into_inner().selection)?;
+        let (changed, counts) = self.change(caller, Change::Seen, selection).await?;
+        Ok(Response::new(pb::MarkSeenResponse {
+            changed,
+            counts: Some(counts),
+        }))
     }
 
     async fn mark_unread(
         &self,
-        _request: Request<pb::MarkUnreadRequest>,
+        request: Request<pb::MarkUnreadRequest>,
     ) -> Result<Response<pb::MarkUnreadResponse>, Status> {
-        Err(Status::unimplemented(
-            "mark_unread: not built yet (issue 19)",
-        ))
+        let caller = Caller::from_metadata(request.metadata())?;
+        let selection = convert::selection(request.into_inner().selection)?;
+        let (changed, counts) = self.change(caller, Change::Unread, selection).await?;
+        Ok(Response::new(pb::MarkUnreadResponse {
+            changed,
+            counts: Some(counts),
+        }))
     }
 
     async fn archive(
         &self,
-        _request: Request<pb::ArchiveRequest>,
+        request: Request<pb::ArchiveRequest>,
     ) -> Result<Response<pb::ArchiveResponse>, Status> {
-        Err(Status::unimplemented("archive: not built yet (issue 19)"))
+        let caller = Caller::from_metadata(request.metadata())?;
+        let selection = convert::selection(request.into_inner().selection)?;
+        let (changed, counts) = self.change(caller, Change::Archive, selection).await?;
+        Ok(Response::new(pb::ArchiveResponse {
+            changed,
+            counts: Some(counts),
+        }))
     }
 
     async fn unarchive(
         &self,
-        _request: Request<pb::UnarchiveRequest>,
+        request: Request<pb::UnarchiveRequest>,
     ) -> Result<Response<pb::UnarchiveResponse>, Status> {
-        Err(Status::unimplemented("unarchive: not built yet (issue 19)"))
+        let caller = Caller::from_metadata(request.metadata())?;
+        let selection = convert::selection(request.into_inner().selection)?;
+        let (changed, counts) = self.change(caller, Change::Unarchive, selection).await?;
+        Ok(Response::new(pb::UnarchiveResponse {
+            changed,
+            counts: Some(counts),
+        }))
     }
 
     async fn snooze(

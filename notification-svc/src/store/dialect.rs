@@ -11,8 +11,8 @@ use super::News;
 /// statements. SQLite runs one write transaction at a time (`BEGIN IMMEDIATE`) in one
 /// process, so its locks and announcements are empty. PostgreSQL's writers on several
 /// replicas run under READ COMMITTED (idempotency keys' primary key serialises repeated
-/// Sends, the log heads' row locks order commits): prunes and MarkRead batches need the two
-/// locks below on top, and replicas tell each other of commits by `NOTIFY`/`LISTEN`.
+/// Sends, the log heads' row locks order commits): prunes and state-change batches need the
+/// two locks below on top, and replicas tell each other of commits by `NOTIFY`/`LISTEN`.
 pub trait NotificationBackend: Backend {
     /// Keeps every other writer off the notifications a prune is about to count and delete.
     fn lock_prunable(
@@ -20,8 +20,8 @@ pub trait NotificationBackend: Backend {
         before: i64,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
-    /// Taken first thing in a MarkRead batch, so batches of different replicas run one at a
-    /// time.
+    /// Taken first thing by every writer of per-person state (a batch of state changes, a
+    /// prune), so they run one at a time across replicas.
     fn lock_read_events(
         tx: &mut Transaction<'static, Self::Db>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;

@@ -6,13 +6,17 @@
 //! Send batch decides without the database is in `plan.rs`.
 //!
 //! Notifications and read events are also two commit-ordered logs (`seq`), which the feed
-//! tails to drive live delivery and Subscribe resumes by.
+//! tails to drive live delivery and Subscribe resumes by. Per-person state (read, seen,
+//! archived, snoozed) and the inbox counters kept beside it are in `inbox_sql.rs`; what a
+//! state change does to each row, decided without the database, in `steps.rs`.
 
 mod dialect;
+mod inbox_sql;
 mod plan;
 mod postgres;
 mod sql;
 mod sqlite;
+mod steps;
 
 use std::sync::Arc;
 
@@ -24,11 +28,15 @@ use switchboard::{
 
 use crate::{
     domain::{
-        ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
-        UnreadCounts,
+        Change, Counts, ListQuery, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
+        Selection,
     },
     preferences::Mute,
 };
+
+/// The muted category prefixes List, counts and `all` selections hide broadcasts of: none yet,
+/// until preferences (issue 19) are stored; [`NotificationStore::counts`] already takes them.
+pub const NO_MUTES: &[String] = &[];
 
 /// Migrations of this service, one set per backend, embedded in the binary.
 pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations {
@@ -64,40 +72,41 @@ pub trait SendBatches: Send + Sync + 'static {
     async fn send_batch(&self, sends: &[NewSend], now: i64) -> Result<Vec<SendOutcome>, Error>;
 }
 
-/// The write the MarkRead committer needs (see [`SendBatches`]).
+/// The write the state-change committer (MarkRead, MarkSeen, ...) needs (see [`SendBatches`]).
 #[async_trait]
 pub trait MarkBatches: Send + Sync + 'static {
-    /// Applies many MarkReads in one transaction (one head bump for their read events, one
-    /// announcement, one commit) and answers each, in order. Each marks only what its user
-    /// can see; `unread_left` is the user's total once the whole batch is applied. All or
-    /// nothing.
+    /// Applies many state changes (MarkRead, MarkSeen, ...) in one transaction (one head bump
+    /// for their events, one announcement, one commit) and answers each, in order. Each
+    /// changes only what its user can see; `counts` are the user's once the whole batch is
+    /// applied. All or nothing.
     async fn mark_batch(&self, marks: &[NewMark], now: i64) -> Result<Vec<Marked>, Error>;
 }
 
 #[async_trait]
 pub trait NotificationStore: SendBatches + MarkBatches {
-    /// At most `query.limit` of the user's notifications, newest first, with unread totals.
+    /// At most `query.limit` of the user's notifications, newest first, with their inbox counts.
     async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error>;
 
-    /// Marks notifications the user can see read (others are ignored) and, when anything
-    /// changed, appends a read event for the user's other sessions: a batch of one, outside
-    /// the committer (the service always goes through it; tests of the store need not).
-    async fn mark_read(
+    /// Applies one state change to the notifications the user can see (others are ignored)
+    /// and, when anything changed, appends an event for the user's other sessions: a batch of
+    /// one, outside the committer (the service always goes through it; tests of the store
+    /// need not).
+    async fn change(
         &self,
         user_id: &str,
-        target: &MarkTarget,
+        change: Change,
+        selection: &Selection,
         now: i64,
     ) -> Result<Marked, Error> {
         let mark = NewMark {
             user_id: user_id.to_owned(),
-            target: target.clone(),
+            change,
+            selection: selection.clone(),
         };
         self.mark_batch(std::slice::from_ref(&mark), now)
             .await?
             .pop()
-            .ok_or_else(|| {
-                Error::Internal(anyhow::anyhow!("the store answered no MarkRead of one"))
-            })
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("the store answered no change of one")))
     }
 
     /// Up to `limit` notifications visible to the user after position `after_seq`, in commit
@@ -123,12 +132,14 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     /// The newest positions of the notification and read-event logs.
     async fn heads(&self) -> Result<(i64, i64), Error>;
 
-    /// Deletes notifications, read events and idempotency keys created before `before`
-    /// (microseconds), and mutes that ended before it; returns how many notifications went.
+    /// Deletes notifications (with every person's state of them and their share of the
+    /// counters), read events and idempotency keys created before `before` (microseconds),
+    /// and mutes that ended before it; returns how many notifications went.
     async fn prune(&self, before: i64) -> Result<u64, Error>;
 
-    /// The user's unread counts by category.
-    async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error>;
+    /// The user's inbox counts, from the counters. Non-critical broadcasts of the `muted`
+    /// category prefixes are left out (`build` hides `build` and `build.*`).
+    async fn counts(&self, user_id: &str, muted: &[String]) -> Result<Counts, Error>;
 
     /// Starts listening for commits of other processes to the logs (see [`News`]).
     async fn news(&self) -> Result<Box<dyn News>, Error>;

@@ -18,12 +18,12 @@ const FEED_CHANNEL: &str = "switchboard_feed";
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 impl NotificationBackend for PostgresBackend {
-    /// Locks the notifications a prune is about to delete. Under READ COMMITTED a MarkRead
-    /// could otherwise mark one read, or read a broadcast, between the prune's counting and
-    /// its delete, and the counters would take that change into account twice (or not at
-    /// all). `FOR UPDATE` also conflicts with the key-share lock a new `broadcast_reads` row
-    /// takes on its broadcast, so such writers wait until the rows are gone; writers of newer
-    /// rows are not held up.
+    /// Locks the notifications a prune is about to delete. State changes already wait for the
+    /// prune (it takes [`lock_read_events`](NotificationBackend::lock_read_events) first);
+    /// this keeps any other writer of those rows out between the prune's counting and its
+    /// delete, where the counters would take a change into account twice (or not at all).
+    /// `FOR UPDATE` also conflicts with the key-share lock a new `broadcast_states` row takes
+    /// on its broadcast; writers of newer rows are not held up.
     async fn lock_prunable(
         tx: &mut Transaction<'static, Postgres>,
         before: i64,
@@ -38,9 +38,9 @@ impl NotificationBackend for PostgresBackend {
         .map(|_| ())
     }
 
-    /// Takes the read-event log's head row first thing in a MarkRead batch, so batches of
-    /// different replicas run one at a time. They queue on this row at their head bump
-    /// anyway; taken later, after each batch has locked its users' rows in its own queue
+    /// Takes the read-event log's head row first thing in a state-change batch (or a prune),
+    /// so they run one at a time across replicas. Batches queue on this row at their head
+    /// bump anyway; taken later, after each batch has locked its users' rows in its own queue
     /// order, two batches marking one user's notifications in opposite orders deadlock.
     async fn lock_read_events(tx: &mut Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT seq FROM feed_heads WHERE name = 'read_events' FOR UPDATE")
@@ -115,3 +115,4 @@ impl News for Announcements {
 }
 
 super::sql::impl_notification_store!(PostgresBackend);
+super::inbox_sql::impl_inbox_state!(PostgresBackend);

@@ -10,17 +10,20 @@
 use crate::domain::{Notification, ReadEvent};
 
 /// Columns of a notification as one user sees it. The caller binds the user id right after
-/// this text, for the per-user broadcast read state.
+/// this text, for the per-user broadcast state (`s`).
 pub const SELECT_VISIBLE: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
-     n.recipient_id, n.created_at, COALESCE(n.read_at, br.read_at) AS read_at, n.seq, \
+     n.recipient_id, n.created_at, COALESCE(n.read_at, s.read_at) AS read_at, \
+     COALESCE(n.seen_at, s.seen_at) AS seen_at, \
+     COALESCE(n.archived_at, s.archived_at) AS archived_at, \
+     COALESCE(n.snoozed_until, s.snoozed_until) AS snoozed_until, n.seq, \
      n.data, n.critical FROM notifications n \
-     LEFT JOIN broadcast_reads br \
-     ON n.recipient_id IS NULL AND br.notification_id = n.id AND br.user_id = ";
+     LEFT JOIN broadcast_states s \
+     ON n.recipient_id IS NULL AND s.notification_id = n.id AND s.user_id = ";
 
 /// Columns of the user's own notifications; the caller binds the user id right after.
 pub const SELECT_DIRECT: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
-     n.recipient_id, n.created_at, n.read_at, n.seq, n.data, \
-     n.critical FROM notifications n WHERE n.recipient_id = ";
+     n.recipient_id, n.created_at, n.read_at, n.seen_at, n.archived_at, n.snoozed_until, n.seq, \
+     n.data, n.critical FROM notifications n WHERE n.recipient_id = ";
 
 pub const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications \
      (id, send_id, recipient_id, category, content, link, sender_id, created_at, read_at, seq, \
@@ -37,7 +40,8 @@ pub const INSERT_READ_EVENTS: &str =
     "INSERT INTO read_events (seq, user_id, ids, all_read, category, created_at) ";
 
 pub const TAIL: &str = "SELECT id, category, content, link, sender_id, recipient_id, \
-     created_at, read_at, seq, data, critical FROM notifications WHERE seq > $1 ORDER BY seq";
+     created_at, read_at, seen_at, archived_at, snoozed_until, seq, data, critical FROM notifications \
+     WHERE seq > $1 ORDER BY seq";
 
 pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category FROM read_events \
      WHERE seq > $1 ORDER BY seq";
@@ -53,73 +57,8 @@ pub const IDEMPOTENT_SEND_ID: &str =
     "SELECT send_id FROM idempotency_keys WHERE caller_id = $1 AND idempotency_key = $2";
 
 pub const NOTIFICATIONS_OF_SEND: &str = "SELECT id, category, content, link, sender_id, \
-     recipient_id, created_at, read_at, seq, data, critical FROM notifications \
-     WHERE send_id = $1 ORDER BY id";
-
-/// A user's unread notifications by category, from the counters of migration 0003: unread
-/// direct rows plus broadcasts not yet read, a handful of primary-key rows however long the
-/// history is. Categories at zero are left out. `SUM` is cast because PostgreSQL sums BIGINT
-/// to NUMERIC.
-pub const UNREAD_BY_CATEGORY: &str = "SELECT category, CAST(SUM(unread) AS BIGINT) AS unread \
-     FROM ( \
-       SELECT category, unread FROM unread_counts WHERE user_id = $1 \
-       UNION ALL \
-       SELECT b.category, b.total - COALESCE(r.read, 0) FROM broadcast_counts b \
-         LEFT JOIN broadcast_read_counts r ON r.category = b.category AND r.user_id = $2 \
-     ) AS u GROUP BY category HAVING SUM(unread) > 0 ORDER BY category";
-
-/// The category of the broadcast a `broadcast_reads` row was just inserted for, as a
-/// `RETURNING` expression (an INSERT can only return its own table's columns).
-pub const BROADCAST_READ_CATEGORY: &str = "(SELECT bn.category FROM notifications bn \
-     WHERE bn.id = broadcast_reads.notification_id)";
-
-/// A counter kept per user and category: its table and count column.
-#[derive(Debug, Clone, Copy)]
-pub struct UserCounter {
-    pub table: &'static str,
-    pub column: &'static str,
-}
-
-/// Unread direct notifications.
-pub const UNREAD_DIRECT: UserCounter = UserCounter {
-    table: "unread_counts",
-    column: "unread",
-};
-
-/// Broadcasts the user has read.
-pub const BROADCASTS_READ: UserCounter = UserCounter {
-    table: "broadcast_read_counts",
-    column: "read",
-};
-
-/// Takes the counters' share of the notifications about to be pruned off them. Each statement
-/// counts what the deletes that follow will remove, in the same transaction, with no other
-/// writer able to change those rows in between (see `lock_prunable` of each backend).
-pub const PRUNE_COUNTERS: [&str; 3] = [
-    "UPDATE unread_counts SET unread = unread - d.n FROM ( \
-       SELECT recipient_id AS user_id, category, COUNT(*) AS n FROM notifications \
-       WHERE created_at < $1 AND recipient_id IS NOT NULL AND read_at IS NULL \
-       GROUP BY recipient_id, category) AS d \
-     WHERE unread_counts.user_id = d.user_id AND unread_counts.category = d.category",
-    "UPDATE broadcast_counts SET total = total - d.n FROM ( \
-       SELECT category, COUNT(*) AS n FROM notifications \
-       WHERE created_at < $1 AND recipient_id IS NULL GROUP BY category) AS d \
-     WHERE broadcast_counts.category = d.category",
-    "UPDATE broadcast_read_counts SET read = read - d.n FROM ( \
-       SELECT br.user_id, n.category, COUNT(*) AS n FROM broadcast_reads br \
-       JOIN notifications n ON n.id = br.notification_id \
-       WHERE n.created_at < $1 AND n.recipient_id IS NULL GROUP BY br.user_id, n.category) AS d \
-     WHERE broadcast_read_counts.user_id = d.user_id \
-       AND broadcast_read_counts.category = d.category",
-];
-
-/// Counter rows that reached zero: dropped after a prune so the tables stay the size of the
-/// live data (a later write recreates a row through its upsert).
-pub const DROP_ZERO_COUNTERS: [&str; 3] = [
-    "DELETE FROM unread_counts WHERE unread = 0",
-    "DELETE FROM broadcast_counts WHERE total = 0",
-    "DELETE FROM broadcast_read_counts WHERE read = 0",
-];
+     recipient_id, created_at, read_at, seen_at, archived_at, snoozed_until, seq, data, critical \
+     FROM notifications WHERE send_id = $1 ORDER BY id";
 
 /// A user's mutes in force at `$2`, by category.
 pub const PREFERENCES: &str = "SELECT category, muted_until FROM preferences \
@@ -156,6 +95,9 @@ pub struct NotificationRow {
     pub recipient_id: Option<String>,
     pub created_at: i64,
     pub read_at: Option<i64>,
+    pub seen_at: Option<i64>,
+    pub archived_at: Option<i64>,
+    pub snoozed_until: Option<i64>,
     pub seq: i64,
     pub data: Option<String>,
     pub critical: bool,
@@ -193,6 +135,9 @@ impl From<NotificationRow> for Notification {
             recipient_id: row.recipient_id,
             created_at: row.created_at,
             read_at: row.read_at,
+            seen_at: row.seen_at,
+            archived_at: row.archived_at,
+            snoozed_until: row.snoozed_until,
             seq: row.seq,
             data: row.data,
             critical: row.critical,
@@ -212,15 +157,16 @@ macro_rules! impl_notification_store {
             use uuid::Uuid;
 
             use $crate::domain::{
-                ListQuery, MarkTarget, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
-                ReadFilter, UnreadCounts,
+                ArchiveFilter, Change, Counts, ListQuery, Marked, NewMark, NewSend, Notification,
+                Page, ReadEvent, ReadFilter, SeenFilter, Selection,
             };
             use $crate::preferences::Mute;
             use $crate::store::{
-                MarkBatches, News, NotificationStore, SendBatches, SendOutcome, SqlStore,
+                MarkBatches, NO_MUTES, News, NotificationStore, SendBatches, SendOutcome, SqlStore,
                 dialect::NotificationBackend,
+                inbox_sql::{self, CounterDeltas},
                 plan::{Claim, ClaimPlan, MuteLookup, Mutes, NewRows},
-                sql::{self, NotificationRow, ReadEventRow, UserCounter},
+                sql::{self, NotificationRow, ReadEventRow},
             };
 
             /// The sqlx database of this backend.
@@ -236,16 +182,30 @@ macro_rules! impl_notification_store {
                 qb
             }
 
-            /// The List filters (read state by `read_at`, category, page position) of one branch.
-            fn push_page_filters(qb: &mut QueryBuilder<Db>, query: &ListQuery, read_at: &str) {
+            /// The List filters of one branch: read, seen, archive and snooze state on the
+            /// user's state columns (`state` names their row: `n` for direct notifications,
+            /// the broadcast state `s` for broadcasts), category and page position.
+            fn push_page_filters(qb: &mut QueryBuilder<Db>, query: &ListQuery, state: &str) {
+                let mut filter = |condition: String| {
+                    qb.push(format!(" AND {state}.{condition}"));
+                };
                 match query.state {
                     ReadFilter::All => {}
-                    ReadFilter::Unread => {
-                        qb.push(format!(" AND {read_at} IS NULL"));
-                    }
-                    ReadFilter::Read => {
-                        qb.push(format!(" AND {read_at} IS NOT NULL"));
-                    }
+                    ReadFilter::Unread => filter("read_at IS NULL".into()),
+                    ReadFilter::Read => filter("read_at IS NOT NULL".into()),
+                }
+                match query.seen {
+                    SeenFilter::All => {}
+                    SeenFilter::Unseen => filter("seen_at IS NULL".into()),
+                    SeenFilter::Seen => filter("seen_at IS NOT NULL".into()),
+                }
+                match query.archive {
+                    ArchiveFilter::Any => {}
+                    ArchiveFilter::Inbox => filter("archived_at IS NULL".into()),
+                    ArchiveFilter::Archived => filter("archived_at IS NOT NULL".into()),
+                }
+                if !query.include_snoozed {
+                    filter("snoozed_until IS NULL".into());
                 }
                 if let Some(category) = &query.category {
                     qb.push(" AND n.category = ");
@@ -264,19 +224,6 @@ macro_rules! impl_notification_store {
                     list.push_bind(value.clone());
                 }
                 qb.push(")");
-            }
-
-            /// The user's unread counts, from the counters (no scan of their history).
-            async fn unread_counts(
-                conn: &mut <Db as sqlx::Database>::Connection,
-                user_id: &str,
-            ) -> Result<UnreadCounts, Error> {
-                let rows: Vec<(String, i64)> = sqlx::query_as(sql::UNREAD_BY_CATEGORY)
-                    .bind(user_id)
-                    .bind(user_id)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                Ok(UnreadCounts { by_category: rows })
             }
 
             /// The user's muted categories at `at`, on any connection (inside a transaction
@@ -320,156 +267,6 @@ macro_rules! impl_notification_store {
                 Ok(mutes)
             }
 
-            /// Adds `deltas` (negative to take away) to a per-(user, category) counter: one
-            /// upsert per chunk of keys. Keys go in order (a `BTreeMap`), so concurrent
-            /// PostgreSQL writers lock counter rows in one order and cannot deadlock on them;
-            /// each key appears once, as `ON CONFLICT DO UPDATE` requires.
-            async fn add_to_counter(
-                conn: &mut <Db as sqlx::Database>::Connection,
-                counter: UserCounter,
-                deltas: &BTreeMap<(String, String), i64>,
-            ) -> Result<(), Error> {
-                let rows: Vec<_> = deltas.iter().filter(|(_, delta)| **delta != 0).collect();
-                let UserCounter { table, column } = counter;
-                for chunk in rows.chunks(sql::INSERT_CHUNK) {
-                    let mut qb = QueryBuilder::<Db>::new(format!(
-                        "INSERT INTO {table} (user_id, category, {column}) "
-                    ));
-                    qb.push_values(chunk, |mut row, ((user_id, category), delta)| {
-                        row.push_bind(user_id.clone())
-                            .push_bind(category.clone())
-                            .push_bind(**delta);
-                    });
-                    qb.push(format!(
-                        " ON CONFLICT (user_id, category) DO UPDATE \
-                         SET {column} = {table}.{column} + excluded.{column}"
-                    ));
-                    qb.build().execute(&mut *conn).await?;
-                }
-                Ok(())
-            }
-
-            /// Counts newly stored notifications into the counters: one unread per direct
-            /// notification by (recipient, category), one broadcast per broadcast by category.
-            /// Takes any batch, of one Send or of many, and groups it here, so one call after
-            /// the inserts costs a statement or two whatever the batch size. Must run in the
-            /// transaction that inserts `notifications`.
-            async fn count_new(
-                conn: &mut <Db as sqlx::Database>::Connection,
-                notifications: &[Notification],
-            ) -> Result<(), Error> {
-                let mut direct = BTreeMap::<(String, String), i64>::new();
-                let mut broadcasts = BTreeMap::<String, i64>::new();
-                for n in notifications {
-                    match &n.recipient_id {
-                        Some(recipient) if n.read_at.is_none() => {
-                            *direct
-                                .entry((recipient.clone(), n.category.clone()))
-                                .or_default() += 1;
-                        }
-                        Some(_) => {}
-                        None => *broadcasts.entry(n.category.clone()).or_default() += 1,
-                    }
-                }
-                add_to_counter(&mut *conn, sql::UNREAD_DIRECT, &direct).await?;
-                let broadcasts: Vec<_> = broadcasts.into_iter().collect();
-                for chunk in broadcasts.chunks(sql::INSERT_CHUNK) {
-                    let mut qb =
-                        QueryBuilder::<Db>::new("INSERT INTO broadcast_counts (category, total) ");
-                    qb.push_values(chunk, |mut row, (category, total)| {
-                        row.push_bind(category.clone()).push_bind(*total);
-                    });
-                    qb.push(
-                        " ON CONFLICT (category) DO UPDATE \
-                         SET total = broadcast_counts.total + excluded.total",
-                    );
-                    qb.build().execute(&mut *conn).await?;
-                }
-                Ok(())
-            }
-
-            /// What one MarkRead changed, with the categories of the rows it changed: direct rows
-            /// leave the user's unread counter, broadcasts join their read counter.
-            struct MarkedRows {
-                marked: Marked,
-                direct: Vec<String>,
-                broadcasts: Vec<String>,
-            }
-
-            /// The rows a MarkRead names, as `AND` filters on `notifications`: its ids, or all
-            /// of a category, or all.
-            fn push_mark_target(qb: &mut QueryBuilder<Db>, target: &MarkTarget) {
-                match target {
-                    MarkTarget::Ids(ids) => push_in_list(qb, "notifications.id", ids),
-                    MarkTarget::All { category: None } => {}
-                    MarkTarget::All {
-                        category: Some(category),
-                    } => {
-                        qb.push(" AND notifications.category = ");
-                        qb.push_bind(category.clone());
-                    }
-                }
-            }
-
-            /// Marks what one MarkRead names, if its user can see it: direct rows get
-            /// `read_at`, broadcasts a `broadcast_reads` row. Counters, unread totals and the
-            /// read event are left to the batch. `RETURNING` reports only rows this statement
-            /// changed, so a row another transaction marked first is not counted twice.
-            async fn mark_rows(
-                conn: &mut <Db as sqlx::Database>::Connection,
-                mark: &NewMark,
-                now: i64,
-            ) -> Result<MarkedRows, Error> {
-                let mut direct = QueryBuilder::<Db>::new("UPDATE notifications SET read_at = ");
-                direct.push_bind(now);
-                direct.push(" WHERE read_at IS NULL AND recipient_id = ");
-                direct.push_bind(mark.user_id.clone());
-                push_mark_target(&mut direct, &mark.target);
-                direct.push(" RETURNING id, category");
-                let direct: Vec<(String, String)> =
-                    direct.build_query_as().fetch_all(&mut *conn).await?;
-
-                let mut broadcast = QueryBuilder::<Db>::new(
-                    "INSERT INTO broadcast_reads (user_id, notification_id, read_at) SELECT ",
-                );
-                broadcast.push_bind(mark.user_id.clone());
-                broadcast.push(", notifications.id, ");
-                broadcast.push_bind(now);
-                broadcast.push(" FROM notifications WHERE notifications.recipient_id IS NULL");
-                push_mark_target(&mut broadcast, &mark.target);
-                broadcast.push(
-                    " AND NOT EXISTS (SELECT 1 FROM broadcast_reads br \
-                     WHERE br.notification_id = notifications.id AND br.user_id = ",
-                );
-                broadcast.push_bind(mark.user_id.clone());
-                broadcast.push(") ON CONFLICT DO NOTHING RETURNING notification_id, ");
-                broadcast.push(sql::BROADCAST_READ_CATEGORY);
-                let read: Vec<(String, String)> =
-                    broadcast.build_query_as().fetch_all(&mut *conn).await?;
-
-                let (mut changed, direct): (Vec<String>, Vec<String>) = direct.into_iter().unzip();
-                let (read, broadcasts): (Vec<String>, Vec<String>) = read.into_iter().unzip();
-                changed.extend(read);
-                let count = changed.len() as i64;
-                // "All" can change many rows: its read event says "all", not which.
-                let ids = match mark.target {
-                    MarkTarget::Ids(_) => {
-                        changed.sort();
-                        changed
-                    }
-                    MarkTarget::All { .. } => Vec::new(),
-                };
-                Ok(MarkedRows {
-                    marked: Marked {
-                        ids,
-                        count,
-                        unread_left: 0,
-                    },
-                    direct,
-                    broadcasts,
-                })
-            }
-
             // The write transactions, apart from the trait methods below, which tell the store
             // what each result says about the storage (`wrote`: on SQLite, health follows it).
             impl SqlStore<$backend> {
@@ -482,42 +279,36 @@ macro_rules! impl_notification_store {
                     // Before any row: two replicas' batches could otherwise take one user's rows in
                     // opposite orders and deadlock.
                     <$backend as NotificationBackend>::lock_read_events(&mut tx).await?;
-                    // In queue order, so each user's MarkReads apply in the order they came.
+                    // In queue order, so each user's changes apply in the order they came.
                     let mut marked = Vec::with_capacity(marks.len());
-                    let mut unread_direct = BTreeMap::<(String, String), i64>::new();
-                    let mut broadcasts_read = BTreeMap::<(String, String), i64>::new();
+                    let mut deltas = CounterDeltas::default();
                     for mark in marks {
-                        let rows = mark_rows(&mut *tx, mark, now).await?;
-                        for category in rows.direct {
-                            *unread_direct
-                                .entry((mark.user_id.clone(), category))
-                                .or_default() -= 1;
-                        }
-                        for category in rows.broadcasts {
-                            *broadcasts_read
-                                .entry((mark.user_id.clone(), category))
-                                .or_default() += 1;
-                        }
-                        marked.push(rows.marked);
+                        let (ids, count) =
+                            Self::change_rows(&mut *tx, mark, now, &mut deltas).await?;
+                        marked.push(Marked {
+                            ids,
+                            count,
+                            counts: Counts::default(),
+                        });
                     }
-                    add_to_counter(&mut *tx, sql::UNREAD_DIRECT, &unread_direct).await?;
-                    add_to_counter(&mut *tx, sql::BROADCASTS_READ, &broadcasts_read).await?;
-                    // Once per user, after the whole batch: what they have left when answered.
-                    let mut left = BTreeMap::<&str, i64>::new();
+                    Self::add_counter_deltas(&mut *tx, &deltas).await?;
+                    // Once per user, after the whole batch: what they have when answered.
+                    let mut after = BTreeMap::<&str, Counts>::new();
                     for mark in marks {
-                        if !left.contains_key(mark.user_id.as_str()) {
-                            let total = unread_counts(&mut *tx, &mark.user_id).await?.total();
-                            left.insert(&mark.user_id, total);
+                        if !after.contains_key(mark.user_id.as_str()) {
+                            let counts = Self::counts_in(&mut *tx, &mark.user_id, NO_MUTES).await?;
+                            after.insert(&mark.user_id, counts);
                         }
                     }
                     for (mark, marked) in marks.iter().zip(&mut marked) {
-                        marked.unread_left = left[mark.user_id.as_str()];
+                        marked.counts = after[mark.user_id.as_str()].clone();
                     }
 
                     // One read event per MarkRead that changed something, in queue order, for
                     // the user's other sessions.
-                    let events: Vec<usize> =
-                        (0..marks.len()).filter(|&i| marked[i].count > 0).collect();
+                    let events: Vec<usize> = (0..marks.len())
+                        .filter(|&i| marks[i].change == Change::Read && marked[i].count > 0)
+                        .collect();
                     if !events.is_empty() {
                         let count = events.len() as i64;
                         let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
@@ -530,9 +321,9 @@ macro_rules! impl_notification_store {
                         for chunk in numbered.chunks(sql::INSERT_CHUNK) {
                             let mut qb = QueryBuilder::<Db>::new(sql::INSERT_READ_EVENTS);
                             qb.push_values(chunk, |mut row, &(seq, i)| {
-                                let (all, category) = match &marks[i].target {
-                                    MarkTarget::Ids(_) => (false, None),
-                                    MarkTarget::All { category } => (true, category.clone()),
+                                let (all, category) = match &marks[i].selection {
+                                    Selection::Ids(_) => (false, None),
+                                    Selection::All { category, .. } => (true, category.clone()),
                                 };
                                 row.push_bind(seq)
                                     .push_bind(marks[i].user_id.clone())
@@ -630,7 +421,7 @@ macro_rules! impl_notification_store {
                             });
                             qb.build().execute(&mut *tx).await?;
                         }
-                        count_new(&mut *tx, &created.notifications).await?;
+                        Self::count_new(&mut *tx, &created.notifications).await?;
                         <$backend as NotificationBackend>::announce(&mut tx, head).await?;
                     }
                     tx.commit().await?;
@@ -667,20 +458,20 @@ macro_rules! impl_notification_store {
 
                 async fn prune_tx(&self, before: i64) -> Result<u64, Error> {
                     let mut tx = self.backend.begin_write().await?;
+                    // State changes first (they take this lock first too), so none changes a
+                    // row between the counting below and the deletes.
+                    <$backend as NotificationBackend>::lock_read_events(&mut tx).await?;
                     <$backend as NotificationBackend>::lock_prunable(&mut tx, before).await?;
-                    for statement in sql::PRUNE_COUNTERS {
+                    for statement in inbox_sql::PRUNE_COUNTERS {
                         sqlx::query(statement)
                             .bind(before)
                             .execute(&mut *tx)
                             .await?;
                     }
-                    sqlx::query(
-                        "DELETE FROM broadcast_reads WHERE notification_id IN \
-                         (SELECT id FROM notifications WHERE created_at < $1)",
-                    )
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(inbox_sql::PRUNE_BROADCAST_STATES)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
                     let pruned = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
                         .bind(before)
                         .execute(&mut *tx)
@@ -699,7 +490,7 @@ macro_rules! impl_notification_store {
                         .bind(before)
                         .execute(&mut *tx)
                         .await?;
-                    for statement in sql::DROP_ZERO_COUNTERS {
+                    for statement in inbox_sql::DROP_ZERO_COUNTERS {
                         sqlx::query(statement).execute(&mut *tx).await?;
                     }
                     tx.commit().await?;
@@ -742,14 +533,14 @@ macro_rules! impl_notification_store {
                     let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (SELECT * FROM (");
                     qb.push(sql::SELECT_DIRECT);
                     qb.push_bind(user_id.to_owned());
-                    push_page_filters(&mut qb, query, "n.read_at");
+                    push_page_filters(&mut qb, query, "n");
                     qb.push(" ORDER BY n.id DESC");
                     qb.push(switchboard::db::limit(limit));
                     qb.push(") AS direct UNION ALL SELECT * FROM (");
                     qb.push(sql::SELECT_VISIBLE);
                     qb.push_bind(user_id.to_owned());
                     qb.push(" WHERE n.recipient_id IS NULL");
-                    push_page_filters(&mut qb, query, "br.read_at");
+                    push_page_filters(&mut qb, query, "s");
                     qb.push(" ORDER BY n.id DESC");
                     qb.push(switchboard::db::limit(limit));
                     qb.push(") AS broadcasts) AS visible ORDER BY id DESC");
@@ -758,11 +549,11 @@ macro_rules! impl_notification_store {
                         qb.build_query_as().fetch_all(&mut *tx).await?;
                     let notifications: Vec<Notification> =
                         rows.into_iter().map(Into::into).collect();
-                    let unread = unread_counts(&mut *tx, user_id).await?;
+                    let counts = Self::counts_in(&mut *tx, user_id, NO_MUTES).await?;
                     tx.commit().await?;
                     Ok(Page {
                         notifications,
-                        unread,
+                        counts,
                     })
                 }
 
@@ -838,9 +629,9 @@ macro_rules! impl_notification_store {
                     self.backend.wrote(self.prune_tx(before).await)
                 }
 
-                async fn unread(&self, user_id: &str) -> Result<UnreadCounts, Error> {
+                async fn counts(&self, user_id: &str, muted: &[String]) -> Result<Counts, Error> {
                     let mut conn = self.backend.read_pool().acquire().await?;
-                    unread_counts(&mut *conn, user_id).await
+                    Self::counts_in(&mut *conn, user_id, muted).await
                 }
 
                 async fn news(&self) -> Result<Box<dyn News>, Error> {

@@ -385,3 +385,137 @@ pub async fn gap_free_log(database_url: &str, log: &str) -> (Vec<(String, i64)>,
     );
     (rows, head)
 }
+
+/// A selection of listed ids.
+pub fn select_ids(ids: &[String]) -> Option<pb::Selection> {
+    Some(pb::Selection {
+        ids: ids.to_vec(),
+        ..Default::default()
+    })
+}
+
+/// A selection of `all`, narrowed by `category` (empty: every category) and `state`.
+pub fn select_all(category: &str, state: pb::ReadState) -> Option<pb::Selection> {
+    Some(pb::Selection {
+        all: true,
+        category: category.into(),
+        state: state.into(),
+        ..Default::default()
+    })
+}
+
+/// The state RPCs that take only a selection, so tests can drive them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRpc {
+    MarkSeen,
+    MarkUnread,
+    Archive,
+    Unarchive,
+}
+
+impl StateRpc {
+    pub const ALL: [StateRpc; 4] = [
+        StateRpc::MarkSeen,
+        StateRpc::MarkUnread,
+        StateRpc::Archive,
+        StateRpc::Unarchive,
+    ];
+}
+
+/// Calls `rpc` with `selection`: `(changed, counts)`.
+pub async fn change_state(
+    client: &mut Client,
+    rpc: StateRpc,
+    selection: Option<pb::Selection>,
+) -> Result<(i64, pb::Counts), Status> {
+    let (changed, counts) = match rpc {
+        StateRpc::MarkSeen => {
+            let r = client.mark_seen(pb::MarkSeenRequest { selection }).await?;
+            let r = r.into_inner();
+            (r.changed, r.counts)
+        }
+        StateRpc::MarkUnread => {
+            let r = client
+                .mark_unread(pb::MarkUnreadRequest { selection })
+                .await?;
+            let r = r.into_inner();
+            (r.changed, r.counts)
+        }
+        StateRpc::Archive => {
+            let r = client.archive(pb::ArchiveRequest { selection }).await?;
+            let r = r.into_inner();
+            (r.changed, r.counts)
+        }
+        StateRpc::Unarchive => {
+            let r = client.unarchive(pb::UnarchiveRequest { selection }).await?;
+            let r = r.into_inner();
+            (r.changed, r.counts)
+        }
+    };
+    Ok((
+        changed,
+        counts.expect("every state change answers its counts"),
+    ))
+}
+
+/// [`change_state`] that must succeed.
+pub async fn apply(
+    client: &mut Client,
+    rpc: StateRpc,
+    selection: Option<pb::Selection>,
+) -> (i64, pb::Counts) {
+    change_state(client, rpc, selection)
+        .await
+        .unwrap_or_else(|status| panic!("{rpc:?}: {status:?}"))
+}
+
+/// Every notification the user can see, whatever its state (archived and snoozed included),
+/// newest first, page by page.
+pub async fn list_everything(client: &mut Client) -> Vec<pb::Notification> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(
+            client,
+            pb::ListRequest {
+                page_size: 500,
+                page_token: token,
+                archive_state: pb::ArchiveState::Any.into(),
+                include_snoozed: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        all.extend(page.notifications);
+        token = page.next_page_token;
+        if token.is_empty() {
+            return all;
+        }
+    }
+}
+
+/// The counts of what `notifications` (everything a user can see) put in their inbox,
+/// computed from scratch: not archived, not snoozed; unread and unseen by category.
+pub fn inbox_counts_of(notifications: &[pb::Notification]) -> pb::Counts {
+    let mut counts = pb::Counts::default();
+    for n in notifications {
+        if n.archived || n.snoozed_until.is_some() {
+            continue;
+        }
+        if !n.read {
+            counts.unread += 1;
+            *counts
+                .unread_by_category
+                .entry(n.category.clone())
+                .or_default() += 1;
+        }
+        if !n.seen {
+            counts.unseen += 1;
+            *counts
+                .unseen_by_category
+                .entry(n.category.clone())
+                .or_default() += 1;
+        }
+    }
+    counts
+}

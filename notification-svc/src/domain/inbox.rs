@@ -1,0 +1,162 @@
+//! The per-person inbox model (issue 19): which notifications a state change selects, what it
+//! changes, and the counts of what a person's inbox holds.
+//!
+//! A notification is in a person's inbox while it is neither archived nor snoozed (nor, for a
+//! broadcast, hidden by a mute). The counts are of the inbox only, so archiving or snoozing
+//! takes a notification out of them and unarchiving or waking puts it back.
+
+use std::collections::BTreeMap;
+
+/// Most ids one selection may list.
+pub const MAX_SELECTION_IDS: usize = 1000;
+
+/// What a state change does to the selected notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Marks read, and seen (you cannot read what you have not seen).
+    Read,
+    Seen,
+    /// Marks unread again; seen stays.
+    Unread,
+    Archive,
+    Unarchive,
+    /// Hides until `until` (microseconds), when the notification wakes. Archived ones are left
+    /// alone.
+    Snooze {
+        until: i64,
+    },
+    /// Wakes snoozed notifications now.
+    Unsnooze,
+}
+
+/// Which notifications a selection of `all` covers for a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Not archived and not snoozed.
+    Inbox,
+    Archived,
+    Snoozed,
+}
+
+impl Change {
+    pub fn view(self) -> View {
+        match self {
+            Change::Unarchive => View::Archived,
+            Change::Unsnooze => View::Snoozed,
+            _ => View::Inbox,
+        }
+    }
+}
+
+/// One person's state of one notification, as the counters see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct State {
+    pub read: bool,
+    pub seen: bool,
+    pub archived: bool,
+    pub snoozed: bool,
+}
+
+impl State {
+    pub fn in_inbox(self) -> bool {
+        !self.archived && !self.snoozed
+    }
+
+    /// Whether it counts as unread in the inbox.
+    pub fn counts_unread(self) -> bool {
+        self.in_inbox() && !self.read
+    }
+
+    /// Whether it counts as unseen in the inbox.
+    pub fn counts_unseen(self) -> bool {
+        self.in_inbox() && !self.seen
+    }
+}
+
+/// What a person's inbox holds, by category (categories at zero are left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub unread: BTreeMap<String, i64>,
+    pub unseen: BTreeMap<String, i64>,
+}
+
+impl Counts {
+    pub fn total_unread(&self) -> i64 {
+        self.unread.values().sum()
+    }
+
+    pub fn total_unseen(&self) -> i64 {
+        self.unseen.values().sum()
+    }
+
+    /// Adds a counter row's share (categories that end at zero are dropped by
+    /// [`Counts::without_zeros`]).
+    pub fn add(&mut self, category: &str, unread: i64, unseen: i64) {
+        *self.unread.entry(category.to_owned()).or_default() += unread;
+        *self.unseen.entry(category.to_owned()).or_default() += unseen;
+    }
+
+    pub fn without_zeros(mut self) -> Counts {
+        self.unread.retain(|_, n| *n != 0);
+        self.unseen.retain(|_, n| *n != 0);
+        self
+    }
+}
+
+/// Whether a mute of the `muted` categories hides `category`: a muted `build` covers `build`
+/// and every `build.<anything>` (prefixes end on a dot boundary).
+pub fn is_muted(category: &str, muted: &[String]) -> bool {
+    muted.iter().any(|prefix| {
+        category
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
+}
+
+/// Seen-state filter of List.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeenFilter {
+    All,
+    Unseen,
+    Seen,
+}
+
+/// Archive filter of List.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFilter {
+    /// Not archived.
+    Inbox,
+    Archived,
+    Any,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutes_cover_a_category_and_everything_below_it_on_dot_boundaries() {
+        let muted = vec!["build".to_owned()];
+        assert!(is_muted("build", &muted));
+        assert!(is_muted("build.failed", &muted));
+        assert!(!is_muted("builder", &muted));
+        assert!(!is_muted("chat", &muted));
+        assert!(!is_muted("build", &[]));
+    }
+
+    #[test]
+    fn only_the_inbox_counts() {
+        let unread = State::default();
+        assert!(unread.counts_unread() && unread.counts_unseen());
+        let archived = State {
+            archived: true,
+            ..unread
+        };
+        assert!(!archived.counts_unread() && !archived.counts_unseen());
+        let seen = State {
+            seen: true,
+            ..unread
+        };
+        assert!(seen.counts_unread() && !seen.counts_unseen());
+    }
+}
