@@ -239,6 +239,8 @@ fn new_send(audience: Audience, category: &str) -> NewSend {
         link: String::new(),
         sender_id: "service".into(),
         idempotency_key: None,
+        data: None,
+        critical: false,
     }
 }
 
