@@ -20,4 +20,5 @@ mod mark_batching;
 mod mark_read;
 mod replicas;
 mod send;
+mod snooze;
 mod subscribe;
