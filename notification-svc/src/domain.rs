@@ -43,7 +43,8 @@ pub struct Notification {
     pub archived_at: Option<i64>,
     /// Set only while snoozed: when it wakes.
     pub snoozed_until: Option<i64>,
-    /// Position in the commit-ordered log (see docs/subscribe-cursor.md).
+    /// Position in the commit-ordered log (see docs/subscribe-cursor.md): where it was sent,
+    /// or, delivered as a wake, where it woke.
     pub seq: i64,
     /// The sender's payload as compact JSON (an object), as validated by [`data`].
     pub data: Option<String>,
@@ -59,6 +60,31 @@ impl Notification {
     /// Whether `user_id` may see it.
     pub fn is_visible_to(&self, user_id: &str) -> bool {
         self.recipient_id.as_deref().is_none_or(|r| r == user_id)
+    }
+}
+
+/// An entry of the commit-ordered notification log, as the feed publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A new notification, for its recipient (everyone, for a broadcast).
+    Sent(Notification),
+    /// A snoozed notification woke for one person: their state of it, at the wake's own
+    /// position (`notification.seq`).
+    Woke {
+        user_id: String,
+        notification: Notification,
+    },
+}
+
+impl LogEntry {
+    /// Its position in the log.
+    pub fn seq(&self) -> i64 {
+        match self {
+            LogEntry::Sent(n)
+            | LogEntry::Woke {
+                notification: n, ..
+            } => n.seq,
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! The live feed: one task per process tails the commit-ordered logs (notifications and read
-//! events) and publishes every new entry to the hub, in order.
+//! The live feed: one task per process tails the commit-ordered logs (notifications, with the
+//! wakes of snoozed ones among them, and read events) and publishes every new entry to the
+//! hub, in order.
 //!
 //! Writers poke the task after they commit; every replica is also poked by the store's news
 //! of other processes' commits ([`News`]: on PostgreSQL, `LISTEN`/`NOTIFY`), so a stream on
@@ -19,7 +20,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::Notification,
+    domain::{LogEntry, Notification},
     hub::Hub,
     store::{News, NotificationStore},
 };
@@ -143,9 +144,15 @@ async fn drain(
     loop {
         let batch = store.tail(*notifications, TAIL_BATCH).await?;
         let full = batch.len() == TAIL_BATCH;
-        for notification in batch {
-            *notifications = notification.seq;
-            hub.publish_notification(notification);
+        for entry in batch {
+            *notifications = entry.seq();
+            match entry {
+                LogEntry::Sent(notification) => hub.publish_notification(notification),
+                LogEntry::Woke {
+                    user_id,
+                    notification,
+                } => hub.publish_wake(&user_id, notification),
+            }
         }
         if !full {
             break;

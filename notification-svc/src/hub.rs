@@ -202,6 +202,16 @@ impl Hub {
         }
     }
 
+    /// Delivers a notification that woke for `user_id` to that user's subscribers only (for a
+    /// broadcast too: it woke for the one who snoozed it). Called by the feed, in commit order.
+    pub fn publish_wake(&self, user_id: &str, notification: Notification) {
+        let event = Event::Notification(Arc::new(notification));
+        let inner = lock(&self.inner);
+        for subscriber in inner.by_user.get(user_id).into_iter().flatten() {
+            subscriber.offer(&event);
+        }
+    }
+
     /// Tells every stream of the event's user that notifications were marked read.
     pub fn publish_read(&self, read: ReadEvent) {
         let user_id = read.user_id.clone();

@@ -11,6 +11,7 @@ pub mod group_commit;
 pub mod hub;
 pub mod preferences;
 pub mod store;
+pub mod waker;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -34,6 +35,7 @@ use crate::{
     feed::Feed,
     group_commit::{Committer, Marks, Sends},
     store::NotificationStore,
+    waker::WakeUp,
 };
 
 /// How often notifications past the retention are deleted.
@@ -84,6 +86,9 @@ pub struct Internals {
     pub commits: Arc<CommitStats>,
     /// The state-change committer's counters (MarkRead, MarkSeen, ...).
     pub marks: Arc<CommitStats>,
+    /// Makes the snooze waker look for due notifications again (a Snooze pokes it; a test
+    /// that moved a snooze's time into the past does too).
+    pub wake_up: WakeUp,
 }
 
 impl Internals {
@@ -93,6 +98,7 @@ impl Internals {
             hub: Arc::new(Hub::with_limits(config.stream_limits())),
             commits: Arc::default(),
             marks: Arc::default(),
+            wake_up: WakeUp::default(),
         }
     }
 }
@@ -108,6 +114,7 @@ pub async fn serve_with_internals(
         hub,
         commits,
         marks,
+        wake_up,
     } = internals;
     switchboard::identity::require_internal_token(&config.internal_token)?;
     // Before the database: a bad certificate stops start-up at once, naming its files.
@@ -120,6 +127,7 @@ pub async fn serve_with_internals(
     }
     let feed = Feed::start(store.clone(), hub.clone(), stop.clone()).await?;
     prune_periodically(store.clone(), config.retention, stop.clone());
+    waker::start(store.clone(), feed.clone(), wake_up.clone(), stop.clone());
     // Its own token, cancelled only once the server has drained: writes still in flight
     // during the grace period must commit.
     let commit_stop = CancellationToken::new();
@@ -139,7 +147,7 @@ pub async fn serve_with_internals(
     let api = NotificationApi::new(
         store,
         (sends, marks),
-        hub,
+        (hub, wake_up),
         config.heartbeat_interval,
         config.retention,
         stop.clone(),

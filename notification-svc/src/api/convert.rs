@@ -205,7 +205,33 @@ fn check_selection(v: &mut Violations, selection: Option<pb::Selection>) -> Opti
     )
 }
 
-/// The selection of MarkSeen, MarkUnread, Archive or Unarchive.
+/// A Snooze: its selection, and its `until` (microseconds) checked against `now` and the
+/// retention (microseconds).
+pub fn snooze(req: pb::SnoozeRequest, now: i64, retention: i64) -> Result<(Selection, i64), Error> {
+    let mut v = Violations::default();
+    let selection = check_selection(&mut v, req.selection);
+    let until = v.check(
+        "until",
+        req.until
+            .ok_or_else(|| "required: when the notifications wake".to_owned())
+            .and_then(|until| micros_of(until.seconds, until.nanos))
+            .and_then(|until| domain::snooze_until(until, now, retention)),
+    );
+    v.finish(selection.zip(until))
+}
+
+/// A timestamp as microseconds since the epoch, the store's clock (finer parts are dropped).
+fn micros_of(seconds: i64, nanos: i32) -> Result<i64, String> {
+    if !(0..1_000_000_000).contains(&nanos) {
+        return Err("not a valid timestamp (nanos out of range)".into());
+    }
+    seconds
+        .checked_mul(1_000_000)
+        .and_then(|micros| micros.checked_add(i64::from(nanos / 1000)))
+        .ok_or_else(|| "not a valid timestamp".to_owned())
+}
+
+/// The selection of MarkSeen, MarkUnread, Archive, Unarchive or Unsnooze.
 pub fn selection(selection: Option<pb::Selection>) -> Result<Selection, Error> {
     let mut v = Violations::default();
     let selection = check_selection(&mut v, selection);
@@ -349,6 +375,9 @@ mod tests {
             }
             if let Ok(req) = pb::ArchiveRequest::decode(bytes.as_slice()) {
                 let _ = selection(req.selection);
+            }
+            if let Ok(req) = pb::SnoozeRequest::decode(bytes.as_slice()) {
+                let _ = snooze(req, 0, i64::MAX);
             }
             if let Ok(req) = pb::SubscribeRequest::decode(bytes.as_slice()) {
                 let _ = subscribe(req);

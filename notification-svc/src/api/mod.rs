@@ -22,6 +22,7 @@ use crate::{
     group_commit::{Committer, Marks, Sends},
     hub::Hub,
     store::NotificationStore,
+    waker::WakeUp,
 };
 
 /// Shared state of every call.
@@ -33,6 +34,8 @@ pub struct NotificationApi {
     sends: Committer<Sends>,
     marks: Committer<Marks>,
     hub: Arc<Hub>,
+    /// Poked after a Snooze, so the waker sees the new due time.
+    wake_up: WakeUp,
     heartbeat_interval: Duration,
     /// How long notifications are kept; an older `resume_after` is refused as such.
     retention: Duration,
@@ -44,7 +47,7 @@ impl NotificationApi {
     pub fn new(
         store: Arc<dyn NotificationStore>,
         (sends, marks): (Committer<Sends>, Committer<Marks>),
-        hub: Arc<Hub>,
+        (hub, wake_up): (Arc<Hub>, WakeUp),
         heartbeat_interval: Duration,
         retention: Duration,
         shutdown: CancellationToken,
@@ -54,6 +57,7 @@ impl NotificationApi {
             sends,
             marks,
             hub,
+            wake_up,
             heartbeat_interval,
             retention,
             shutdown,
@@ -245,16 +249,35 @@ impl NotificationService for NotificationApi {
 
     async fn snooze(
         &self,
-        _request: Request<pb::SnoozeRequest>,
+        request: Request<pb::SnoozeRequest>,
     ) -> Result<Response<pb::SnoozeResponse>, Status> {
-        Err(Status::unimplemented("snooze: not built yet (issue 19)"))
+        let caller = Caller::from_metadata(request.metadata())?;
+        let retention = i64::try_from(self.retention.as_micros()).unwrap_or(i64::MAX);
+        let (selection, until) = convert::snooze(request.into_inner(), now_micros(), retention)?;
+        let (changed, counts) = self
+            .change(caller, Change::Snooze { until }, selection)
+            .await?;
+        if changed > 0 {
+            // A new due time, perhaps the next one.
+            self.wake_up.poke();
+        }
+        Ok(Response::new(pb::SnoozeResponse {
+            changed,
+            counts: Some(counts),
+        }))
     }
 
     async fn unsnooze(
         &self,
-        _request: Request<pb::UnsnoozeRequest>,
+        request: Request<pb::UnsnoozeRequest>,
     ) -> Result<Response<pb::UnsnoozeResponse>, Status> {
-        Err(Status::unimplemented("unsnooze: not built yet (issue 19)"))
+        let caller = Caller::from_metadata(request.metadata())?;
+        let selection = convert::selection(request.into_inner().selection)?;
+        let (changed, counts) = self.change(caller, Change::Unsnooze, selection).await?;
+        Ok(Response::new(pb::UnsnoozeResponse {
+            changed,
+            counts: Some(counts),
+        }))
     }
 
     async fn get_preferences(

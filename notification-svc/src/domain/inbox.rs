@@ -10,6 +10,21 @@ use std::collections::BTreeMap;
 /// Most ids one selection may list.
 pub const MAX_SELECTION_IDS: usize = 1000;
 
+/// The shortest snooze: `until` must be at least this far ahead (microseconds).
+pub const MIN_SNOOZE_MICROS: i64 = 60_000_000;
+
+/// Checks a Snooze's `until` (microseconds) against `now`: at least a minute ahead, at most
+/// `retention` ahead (a notification is not kept longer than that).
+pub fn snooze_until(until: i64, now: i64, retention: i64) -> Result<i64, String> {
+    if until < now.saturating_add(MIN_SNOOZE_MICROS) {
+        return Err("must be at least one minute ahead".into());
+    }
+    if until > now.saturating_add(retention) {
+        return Err("must be at most the retention ahead".into());
+    }
+    Ok(until)
+}
+
 /// What a state change does to the selected notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -133,6 +148,16 @@ pub enum ArchiveFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snooze_is_one_minute_to_the_retention_ahead() {
+        let (now, retention) = (1_000_000_000, 90 * 86_400_000_000);
+        assert!(snooze_until(now + MIN_SNOOZE_MICROS - 1, now, retention).is_err());
+        assert!(snooze_until(now + MIN_SNOOZE_MICROS, now, retention).is_ok());
+        assert!(snooze_until(now + retention, now, retention).is_ok());
+        assert!(snooze_until(now + retention + 1, now, retention).is_err());
+        assert!(snooze_until(now - 1, now, retention).is_err());
+    }
 
     #[test]
     fn mutes_cover_a_category_and_everything_below_it_on_dot_boundaries() {

@@ -8,7 +8,8 @@
 //! Notifications and read events are also two commit-ordered logs (`seq`), which the feed
 //! tails to drive live delivery and Subscribe resumes by. Per-person state (read, seen,
 //! archived, snoozed) and the inbox counters kept beside it are in `inbox_sql.rs`; what a
-//! state change does to each row, decided without the database, in `steps.rs`.
+//! state change does to each row, decided without the database, in `steps.rs`; snoozed
+//! notifications waking, as entries of the notification log, in `wake_sql.rs`.
 
 mod dialect;
 mod inbox_sql;
@@ -17,6 +18,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 mod steps;
+mod wake_sql;
 
 use std::sync::Arc;
 
@@ -28,8 +30,8 @@ use switchboard::{
 
 use crate::{
     domain::{
-        Change, Counts, ListQuery, Marked, NewMark, NewSend, Notification, Page, ReadEvent,
-        Selection,
+        Change, Counts, ListQuery, LogEntry, Marked, NewMark, NewSend, Notification, Page,
+        ReadEvent, Selection,
     },
     preferences::Mute,
 };
@@ -55,6 +57,18 @@ pub struct SendOutcome {
     pub muted_recipient_ids: Vec<String>,
     /// False when an earlier Send with the same idempotency key was returned instead.
     pub created: bool,
+}
+
+/// What one wake-up transaction did ([`NotificationStore::wake_due`]).
+#[derive(Debug, Clone, Default)]
+pub struct Woken {
+    /// Rows whose snooze ended (direct notifications and broadcast states).
+    pub rows: usize,
+    /// A limit was reached: more may be due already.
+    pub full: bool,
+    /// Wake entries appended to the notification log (one per notification woken into an
+    /// inbox; one woken into the archive has none).
+    pub entries: usize,
 }
 
 /// The one write the group committer needs, apart from the rest of the store so the
@@ -111,7 +125,8 @@ pub trait NotificationStore: SendBatches + MarkBatches {
 
     /// Up to `limit` notifications visible to the user after position `after_seq`, in commit
     /// order, optionally of the given categories (empty: all). Feeds Subscribe replay and the
-    /// catch-up of a subscriber that fell behind.
+    /// catch-up of a subscriber that fell behind. A notification that woke for the user
+    /// comes once, at the position of its latest wake (its `seq`), not where it was sent.
     async fn replay(
         &self,
         user_id: &str,
@@ -123,8 +138,9 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     /// The position of notification `id` if the user can see it.
     async fn seq_of(&self, user_id: &str, id: &str) -> Result<Option<i64>, Error>;
 
-    /// Every notification after `after_seq`, in commit order: the live feed.
-    async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<Notification>, Error>;
+    /// Every entry of the notification log after `after_seq` (new notifications and wakes),
+    /// in commit order: the live feed.
+    async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<LogEntry>, Error>;
 
     /// Every read event after `after_seq`, in commit order.
     async fn tail_reads(&self, after_seq: i64, limit: usize) -> Result<Vec<ReadEvent>, Error>;
@@ -136,6 +152,15 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     /// counters), read events and idempotency keys created before `before` (microseconds),
     /// and mutes that ended before it; returns how many notifications went.
     async fn prune(&self, before: i64) -> Result<u64, Error>;
+
+    /// Wakes the snoozed notifications due at `now` (at most `limit` direct ones and `limit`
+    /// broadcast states): their snooze ends, the counters take them back, and each woken
+    /// into an inbox gets a wake entry in the notification log. The `UPDATE` that clears a
+    /// row is its claim, so with several replicas a row wakes once.
+    async fn wake_due(&self, now: i64, limit: usize) -> Result<Woken, Error>;
+
+    /// When the next snoozed notification is due, if any is snoozed.
+    async fn next_wake(&self) -> Result<Option<i64>, Error>;
 
     /// The user's inbox counts, from the counters. Non-critical broadcasts of the `muted`
     /// category prefixes are left out (`build` hides `build` and `build.*`).

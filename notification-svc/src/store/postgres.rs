@@ -116,3 +116,4 @@ impl News for Announcements {
 
 super::sql::impl_notification_store!(PostgresBackend);
 super::inbox_sql::impl_inbox_state!(PostgresBackend);
+super::wake_sql::impl_wakes!(PostgresBackend);

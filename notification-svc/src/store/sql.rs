@@ -7,7 +7,7 @@
 //! `NotificationBackend` (`dialect.rs`), so each backend's part is checked by the compiler.
 //! Queries are built with `QueryBuilder` + `push_bind` so placeholders fit either dialect.
 
-use crate::domain::{Notification, ReadEvent};
+use crate::domain::{LogEntry, Notification, ReadEvent};
 
 /// Columns of a notification as one user sees it. The caller binds the user id right after
 /// this text, for the per-user broadcast state (`s`).
@@ -19,6 +19,18 @@ pub const SELECT_VISIBLE: &str = "SELECT n.id, n.category, n.content, n.link, n.
      n.data, n.critical FROM notifications n \
      LEFT JOIN broadcast_states s \
      ON n.recipient_id IS NULL AND s.notification_id = n.id AND s.user_id = ";
+
+/// The same columns for a notification that woke, at the wake's position, with the state of
+/// the user it woke for; the caller binds the user id right after.
+pub const SELECT_WOKEN: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
+     n.recipient_id, n.created_at, COALESCE(n.read_at, s.read_at) AS read_at, \
+     COALESCE(n.seen_at, s.seen_at) AS seen_at, \
+     COALESCE(n.archived_at, s.archived_at) AS archived_at, \
+     COALESCE(n.snoozed_until, s.snoozed_until) AS snoozed_until, w.seq AS seq, \
+     n.data, n.critical FROM wakes w JOIN notifications n ON n.id = w.notification_id \
+     LEFT JOIN broadcast_states s \
+     ON n.recipient_id IS NULL AND s.notification_id = n.id AND s.user_id = w.user_id \
+     WHERE w.user_id = ";
 
 /// Columns of the user's own notifications; the caller binds the user id right after.
 pub const SELECT_DIRECT: &str = "SELECT n.id, n.category, n.content, n.link, n.sender_id, \
@@ -39,9 +51,22 @@ pub const HEADS: &str = "SELECT name, seq FROM feed_heads";
 pub const INSERT_READ_EVENTS: &str =
     "INSERT INTO read_events (seq, user_id, ids, all_read, category, created_at) ";
 
-pub const TAIL: &str = "SELECT id, category, content, link, sender_id, recipient_id, \
-     created_at, read_at, seen_at, archived_at, snoozed_until, seq, data, critical FROM notifications \
-     WHERE seq > $1 ORDER BY seq";
+/// Every entry of the notification log after `$1` (bound twice): new notifications, and
+/// wakes with the state of the user each is for (`woke_for`).
+pub const TAIL: &str = "SELECT * FROM ( \
+       SELECT id, category, content, link, sender_id, recipient_id, created_at, read_at, \
+         seen_at, archived_at, snoozed_until, seq, data, critical, CAST(NULL AS TEXT) AS woke_for \
+       FROM notifications WHERE seq > $1 \
+       UNION ALL \
+       SELECT n.id, n.category, n.content, n.link, n.sender_id, n.recipient_id, n.created_at, \
+         COALESCE(n.read_at, s.read_at), COALESCE(n.seen_at, s.seen_at), \
+         COALESCE(n.archived_at, s.archived_at), COALESCE(n.snoozed_until, s.snoozed_until), \
+         w.seq, n.data, n.critical, w.user_id \
+       FROM wakes w JOIN notifications n ON n.id = w.notification_id \
+       LEFT JOIN broadcast_states s \
+         ON n.recipient_id IS NULL AND s.notification_id = n.id AND s.user_id = w.user_id \
+       WHERE w.seq > $2 \
+     ) AS entries ORDER BY seq";
 
 pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category FROM read_events \
      WHERE seq > $1 ORDER BY seq";
@@ -103,6 +128,27 @@ pub struct NotificationRow {
     pub critical: bool,
 }
 
+/// An entry of [`TAIL`].
+#[derive(sqlx::FromRow)]
+pub struct LogRow {
+    #[sqlx(flatten)]
+    pub notification: NotificationRow,
+    pub woke_for: Option<String>,
+}
+
+impl From<LogRow> for LogEntry {
+    fn from(row: LogRow) -> Self {
+        let notification = row.notification.into();
+        match row.woke_for {
+            None => LogEntry::Sent(notification),
+            Some(user_id) => LogEntry::Woke {
+                user_id,
+                notification,
+            },
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub struct ReadEventRow {
     pub seq: i64,
@@ -157,16 +203,18 @@ macro_rules! impl_notification_store {
             use uuid::Uuid;
 
             use $crate::domain::{
-                ArchiveFilter, Change, Counts, ListQuery, Marked, NewMark, NewSend, Notification,
-                Page, ReadEvent, ReadFilter, SeenFilter, Selection,
+                ArchiveFilter, Change, Counts, ListQuery, LogEntry, Marked, NewMark, NewSend,
+                Notification, Page, ReadEvent, ReadFilter, SeenFilter, Selection,
             };
             use $crate::preferences::Mute;
             use $crate::store::{
                 MarkBatches, NO_MUTES, News, NotificationStore, SendBatches, SendOutcome, SqlStore,
+                Woken,
                 dialect::NotificationBackend,
                 inbox_sql::{self, CounterDeltas},
                 plan::{Claim, ClaimPlan, MuteLookup, Mutes, NewRows},
-                sql::{self, NotificationRow, ReadEventRow},
+                sql::{self, LogRow, NotificationRow, ReadEventRow},
+                wake_sql,
             };
 
             /// The sqlx database of this backend.
@@ -468,10 +516,12 @@ macro_rules! impl_notification_store {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    sqlx::query(inbox_sql::PRUNE_BROADCAST_STATES)
-                        .bind(before)
-                        .execute(&mut *tx)
-                        .await?;
+                    for statement in [inbox_sql::PRUNE_BROADCAST_STATES, wake_sql::PRUNE_WAKES] {
+                        sqlx::query(statement)
+                            .bind(before)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     let pruned = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
                         .bind(before)
                         .execute(&mut *tx)
@@ -564,13 +614,37 @@ macro_rules! impl_notification_store {
                     categories: &[String],
                     limit: usize,
                 ) -> Result<Vec<Notification>, Error> {
-                    let mut qb = visible_to(user_id);
-                    qb.push(" AND n.seq > ");
+                    // New notifications and the user's wakes, each notification once: at its
+                    // latest entry (a later wake of it replaces the earlier entries).
+                    let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (");
+                    qb.push(sql::SELECT_VISIBLE);
+                    qb.push_bind(user_id.to_owned());
+                    qb.push(" WHERE (n.recipient_id = ");
+                    qb.push_bind(user_id.to_owned());
+                    qb.push(" OR n.recipient_id IS NULL) AND n.seq > ");
                     qb.push_bind(after_seq);
                     if !categories.is_empty() {
                         push_in_list(&mut qb, "n.category", categories);
                     }
-                    qb.push(" ORDER BY n.seq ASC");
+                    qb.push(
+                        " AND NOT EXISTS (SELECT 1 FROM wakes w \
+                         WHERE w.notification_id = n.id AND w.user_id = ",
+                    );
+                    qb.push_bind(user_id.to_owned());
+                    qb.push(") UNION ALL ");
+                    qb.push(sql::SELECT_WOKEN);
+                    qb.push_bind(user_id.to_owned());
+                    qb.push(" AND w.seq > ");
+                    qb.push_bind(after_seq);
+                    if !categories.is_empty() {
+                        push_in_list(&mut qb, "n.category", categories);
+                    }
+                    qb.push(
+                        " AND NOT EXISTS (SELECT 1 FROM wakes later \
+                         WHERE later.notification_id = w.notification_id \
+                         AND later.user_id = w.user_id AND later.seq > w.seq)) AS entries \
+                         ORDER BY seq ASC",
+                    );
                     qb.push(switchboard::db::limit(limit));
                     let rows: Vec<NotificationRow> = qb
                         .build_query_as()
@@ -590,13 +664,10 @@ macro_rules! impl_notification_store {
                     Ok(row.map(|r| r.seq))
                 }
 
-                async fn tail(
-                    &self,
-                    after_seq: i64,
-                    limit: usize,
-                ) -> Result<Vec<Notification>, Error> {
-                    let rows: Vec<NotificationRow> =
+                async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<LogEntry>, Error> {
+                    let rows: Vec<LogRow> =
                         sqlx::query_as(switchboard::db::limited(sql::TAIL, limit))
+                            .bind(after_seq)
                             .bind(after_seq)
                             .fetch_all(self.backend.read_pool())
                             .await?;
@@ -627,6 +698,14 @@ macro_rules! impl_notification_store {
 
                 async fn prune(&self, before: i64) -> Result<u64, Error> {
                     self.backend.wrote(self.prune_tx(before).await)
+                }
+
+                async fn wake_due(&self, now: i64, limit: usize) -> Result<Woken, Error> {
+                    self.backend.wrote(self.wake_due_tx(now, limit).await)
+                }
+
+                async fn next_wake(&self) -> Result<Option<i64>, Error> {
+                    self.next_wake_at().await
                 }
 
                 async fn counts(&self, user_id: &str, muted: &[String]) -> Result<Counts, Error> {

@@ -43,3 +43,4 @@ impl NotificationBackend for SqliteBackend {
 
 super::sql::impl_notification_store!(SqliteBackend);
 super::inbox_sql::impl_inbox_state!(SqliteBackend);
+super::wake_sql::impl_wakes!(SqliteBackend);

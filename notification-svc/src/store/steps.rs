@@ -131,6 +131,12 @@ pub fn steps(change: Change) -> Vec<Step> {
     }
 }
 
+/// The statement that wakes a snoozed notification when its `snoozed_until` is due (the same
+/// as an Unsnooze, for the rows whose time came).
+pub fn wake() -> Step {
+    Step::new(Column::Snoozed, Value::Unset, Pin::Set)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

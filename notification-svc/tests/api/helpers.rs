@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use notification_svc::{CommitStats, Config, Internals, serve_with_internals};
+use notification_svc::{CommitStats, Config, Internals, serve_with_internals, waker::WakeUp};
 use switchboard::{
     Caller,
     identity::scope,
@@ -34,8 +34,10 @@ pub struct TestApp {
     pub database_url: String,
     /// The Send committer's counters (Sends, transactions).
     pub commits: Arc<CommitStats>,
-    /// The MarkRead committer's counters.
+    /// The state-change committer's counters.
     pub marks: Arc<CommitStats>,
+    /// Tells the service's snooze waker to look for due notifications.
+    pub wake_up: WakeUp,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -88,6 +90,7 @@ async fn start(
     // The real `serve`, with the hub and commit counters kept to be watched.
     let internals = Internals::new(&config);
     let (commits, marks) = (internals.commits.clone(), internals.marks.clone());
+    let wake_up = internals.wake_up.clone();
     let server = tokio::spawn(serve_with_internals(
         config,
         listener,
@@ -105,6 +108,7 @@ async fn start(
         database_url,
         commits,
         marks,
+        wake_up,
         channel,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -356,15 +360,17 @@ pub async fn burst_behind<T: Send + 'static>(
 }
 
 /// `(key, seq)` of every entry of one commit-ordered log in log order, and the log's head:
-/// `notifications` keyed by id, `read_events` by user. Asserts what every log must be:
-/// positions 1..=head, no gap, no repeat.
+/// `notifications` keyed by id (a wake entry by the id of the notification that woke),
+/// `read_events` by user. Asserts what every log must be: positions 1..=head, no gap, no
+/// repeat.
 pub async fn gap_free_log(database_url: &str, log: &str) -> (Vec<(String, i64)>, i64) {
-    let key = if log == "notifications" {
-        "id"
+    let rows_query = sqlx::AssertSqlSafe(if log == "notifications" {
+        "SELECT id, seq FROM notifications UNION ALL SELECT notification_id, seq FROM wakes \
+         ORDER BY seq"
+            .to_owned()
     } else {
-        "user_id"
-    };
-    let rows_query = sqlx::AssertSqlSafe(format!("SELECT {key}, seq FROM {log} ORDER BY seq"));
+        format!("SELECT user_id, seq FROM {log} ORDER BY seq")
+    });
     let head_query = "SELECT seq FROM feed_heads WHERE name = $1";
     let (rows, head): (Vec<(String, i64)>, i64) = if database_url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
@@ -404,22 +410,37 @@ pub fn select_all(category: &str, state: pb::ReadState) -> Option<pb::Selection>
     })
 }
 
-/// The state RPCs that take only a selection, so tests can drive them alike.
+/// The state RPCs that take a selection (Snooze also an `until`: ten minutes ahead), so
+/// tests can drive them alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateRpc {
     MarkSeen,
     MarkUnread,
     Archive,
     Unarchive,
+    Snooze,
+    Unsnooze,
 }
 
 impl StateRpc {
-    pub const ALL: [StateRpc; 4] = [
+    pub const ALL: [StateRpc; 6] = [
         StateRpc::MarkSeen,
         StateRpc::MarkUnread,
         StateRpc::Archive,
         StateRpc::Unarchive,
+        StateRpc::Snooze,
+        StateRpc::Unsnooze,
     ];
+}
+
+/// Microseconds in a minute, the store's clock.
+pub const MINUTE: i64 = 60_000_000;
+
+/// `minutes` from now, as a timestamp.
+pub fn minutes_ahead(minutes: i64) -> Option<prost_types::Timestamp> {
+    Some(switchboard::time::to_timestamp(
+        switchboard::time::now_micros() + minutes * MINUTE,
+    ))
 }
 
 /// Calls `rpc` with `selection`: `(changed, counts)`.
@@ -448,6 +469,19 @@ pub async fn change_state(
         }
         StateRpc::Unarchive => {
             let r = client.unarchive(pb::UnarchiveRequest { selection }).await?;
+            let r = r.into_inner();
+            (r.changed, r.counts)
+        }
+        StateRpc::Snooze => {
+            let until = minutes_ahead(10);
+            let r = client
+                .snooze(pb::SnoozeRequest { selection, until })
+                .await?;
+            let r = r.into_inner();
+            (r.changed, r.counts)
+        }
+        StateRpc::Unsnooze => {
+            let r = client.unsnooze(pb::UnsnoozeRequest { selection }).await?;
             let r = r.into_inner();
             (r.changed, r.counts)
         }
@@ -518,4 +552,70 @@ pub fn inbox_counts_of(notifications: &[pb::Notification]) -> pb::Counts {
         }
     }
     counts
+}
+
+/// Runs `statement` straight against the app's database (tests that set state up by hand).
+pub async fn execute(database_url: &str, statement: String) -> u64 {
+    let statement = sqlx::AssertSqlSafe(statement);
+    if database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+        let done = sqlx::query(statement).execute(&pool).await.unwrap();
+        pool.close().await;
+        done.rows_affected()
+    } else {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        let done = sqlx::query(statement).execute(&pool).await.unwrap();
+        pool.close().await;
+        done.rows_affected()
+    }
+}
+
+/// Time travel for snoozes: the snoozes of `ids` (direct ones, and every user's state of a
+/// broadcast among them) come due, as if their time had passed, straight in the database.
+/// The service's waker notices at its next look: poke it (`TestApp::wake_up`) or restart.
+pub async fn make_due(database_url: &str, ids: &[String]) {
+    let list = ids
+        .iter()
+        .map(|id| format!("'{}'", uuid::Uuid::parse_str(id).expect("an id")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let direct = execute(
+        database_url,
+        format!(
+            "UPDATE notifications SET snoozed_until = 1 \
+             WHERE snoozed_until IS NOT NULL AND id IN ({list})"
+        ),
+    );
+    let broadcasts = execute(
+        database_url,
+        format!(
+            "UPDATE broadcast_states SET snoozed_until = 1 \
+             WHERE snoozed_until IS NOT NULL AND notification_id IN ({list})"
+        ),
+    );
+    assert!(
+        direct.await + broadcasts.await > 0,
+        "nothing of {ids:?} is snoozed"
+    );
+}
+
+/// Waits until none of `ids` is snoozed for `client` any more (a generous bound, so a waker
+/// that never wakes them fails the test instead of hanging it; not a measurement).
+pub async fn until_woken(client: &mut Client, ids: &[String]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let everything = list_everything(client).await;
+        let snoozed: Vec<&pb::Notification> = everything
+            .iter()
+            .filter(|n| ids.contains(&n.id) && n.snoozed_until.is_some())
+            .collect();
+        if snoozed.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still snoozed: {snoozed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

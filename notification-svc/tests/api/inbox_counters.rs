@@ -258,22 +258,17 @@ async fn rows_in(database: &Database, table: &str) -> i64 {
 }
 
 /// Prune takes exactly the deleted notifications' share off the counters: old direct
-/// notifications and broadcasts in every state (read, seen, archived, unread again), by some
-/// users and not others, next to newer ones that stay. Checked against the COUNT over
-/// history after each prune; once everything is gone no state row and no counter row is left.
+/// notifications and broadcasts in every state (read, seen, archived, unread again, snoozed,
+/// woken), by some users and not others, next to newer ones that stay. Wakes are checked
+/// too: every hour wakes what came due. Checked against the COUNT over history after each
+/// hour and prune; once everything is gone no state, wake or counter row is left.
 async fn prune_keeps_counters_exact(backend: Backend) {
     let (_test_database, url) = TestDatabase::create(backend, "notifications.db").await;
     let database = db::connect(&url, &MIGRATIONS).await.expect("connect");
     let store = store::for_database(&database);
     let mut rng = Lcg(42);
     let mut sent = Vec::new();
-    let changes = [
-        Change::Read,
-        Change::Seen,
-        Change::Unread,
-        Change::Archive,
-        Change::Unarchive,
-    ];
+    let mut woken = 0;
     // Ten "hours" of history, a mix of sends and state changes in each.
     for hour in 0..10 {
         let now = (hour + 1) * HOUR;
@@ -308,12 +303,25 @@ async fn prune_keeps_counters_exact(backend: Backend) {
                 ids.dedup();
                 Selection::Ids(ids)
             };
+            let until = now + HOUR * (1 + rng.below(3) as i64);
+            let change = rng.pick(&[
+                Change::Read,
+                Change::Seen,
+                Change::Unread,
+                Change::Archive,
+                Change::Unarchive,
+                Change::Snooze { until },
+                Change::Unsnooze,
+            ]);
             store
-                .change(user, rng.pick(&changes), &selection, now)
+                .change(user, change, &selection, now)
                 .await
                 .expect("change");
         }
+        woken += store.wake_due(now, 1000).await.expect("wake").rows;
+        assert_store_matches(&database, store.as_ref(), &format!("hour {hour}")).await;
     }
+    assert!(woken > 0, "the history wakes something");
     let before = assert_store_matches(&database, store.as_ref(), "the history").await;
     assert!(before > 0);
     assert!(rows_in(&database, "broadcast_states").await > 0);
@@ -330,6 +338,7 @@ async fn prune_keeps_counters_exact(backend: Backend) {
     // Everything pruned: no state or counter row is left behind, not even at zero.
     for table in [
         "broadcast_states",
+        "wakes",
         "inbox_counts",
         "broadcast_counts",
         "broadcast_state_counts",

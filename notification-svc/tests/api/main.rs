@@ -24,4 +24,5 @@ mod send;
 mod send_critical;
 mod send_data;
 mod send_muted;
+mod snooze;
 mod subscribe;
