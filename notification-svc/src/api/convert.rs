@@ -34,7 +34,6 @@ pub fn notification(n: &Notification) -> pb::Notification {
         archived: n.archived_at.is_some(),
         archived_at: n.archived_at.map(to_timestamp),
         snoozed_until: n.snoozed_until.map(to_timestamp),
-        ..pb::Notification::default()
     }
 }
 
