@@ -4,6 +4,7 @@
 pub mod convert;
 mod subscribe;
 
+pub use subscribe::StreamStats;
 use subscribe::SubscribeStream;
 
 use std::{sync::Arc, time::Duration};
@@ -35,6 +36,7 @@ pub struct NotificationApi {
     hub: Arc<Hub>,
     /// Poked after a Snooze, so the waker sees the new due time.
     wake_up: WakeUp,
+    streams: Arc<StreamStats>,
     heartbeat_interval: Duration,
     /// How long notifications are kept; an older `resume_after` is refused as such.
     retention: Duration,
@@ -46,7 +48,7 @@ impl NotificationApi {
     pub fn new(
         store: Arc<dyn NotificationStore>,
         (sends, marks): (Committer<Sends>, Committer<Marks>),
-        (hub, wake_up): (Arc<Hub>, WakeUp),
+        (hub, wake_up, streams): (Arc<Hub>, WakeUp, Arc<StreamStats>),
         heartbeat_interval: Duration,
         retention: Duration,
         shutdown: CancellationToken,
@@ -57,6 +59,7 @@ impl NotificationApi {
             marks,
             hub,
             wake_up,
+            streams,
             heartbeat_interval,
             retention,
             shutdown,
@@ -187,6 +190,7 @@ impl NotificationService for NotificationApi {
                 replay,
                 user_id: caller.user_id,
                 categories: params.categories,
+                stats: self.streams.clone(),
             },
             self.heartbeat_interval,
             self.shutdown.clone(),
