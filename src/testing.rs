@@ -202,8 +202,8 @@ pub fn assert_invalid(status: &tonic::Status, field: &str) {
     );
 }
 
-/// The next notification of a Subscribe stream, skipping heartbeats and read events; fails
-/// the test after 20 s or if the stream ends.
+/// The next notification of a Subscribe stream, skipping every other event (heartbeats,
+/// read and state events, counts); fails the test after 20 s or if the stream ends.
 pub async fn next_notification(
     stream: &mut tonic::Streaming<crate::proto::notification::v1::SubscribeResponse>,
 ) -> crate::proto::notification::v1::Notification {

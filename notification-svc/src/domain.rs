@@ -253,15 +253,19 @@ pub struct Page {
     pub counts: Counts,
 }
 
-/// Notifications a user marked read, as their other sessions hear of it.
+/// A state change a user made (MarkRead, MarkSeen, ..., Unsnooze), as their other sessions
+/// hear of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadEvent {
+pub struct StateEvent {
     pub user_id: String,
+    pub change: ChangeKind,
     /// The ids that changed (empty for `all`).
     pub ids: Vec<String>,
     pub all: bool,
     pub category: Option<String>,
-    /// Position in the commit-ordered log of read events.
+    /// With `all`: the read state the change was narrowed to.
+    pub read: ReadFilter,
+    /// Position in the commit-ordered log of state events.
     pub seq: i64,
 }
 

@@ -1,5 +1,5 @@
 //! The live feed: one task per process tails the commit-ordered logs (notifications, with the
-//! wakes of snoozed ones among them, and read events) and publishes every new entry to the
+//! wakes of snoozed ones among them, and state events) and publishes every new entry to the
 //! hub, in order.
 //!
 //! Writers poke the task after they commit; every replica is also poked by the store's news
@@ -163,7 +163,7 @@ async fn drain(
         let full = batch.len() == TAIL_BATCH;
         for read in batch {
             *reads = read.seq;
-            hub.publish_read(read);
+            hub.publish_state(read);
         }
         if !full {
             return Ok(());

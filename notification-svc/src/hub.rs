@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use switchboard::Error;
 
-use crate::domain::{Notification, ReadEvent};
+use crate::domain::{Notification, StateEvent};
 
 /// Events queued per subscriber before it counts as lagging. Large enough to absorb bursts
 /// (a broadcast storm, a thousand-recipient Send) without a database catch-up, small enough
@@ -32,7 +32,8 @@ pub const SUBSCRIBER_QUEUE: usize = 1024;
 #[derive(Debug, Clone)]
 pub enum Event {
     Notification(Arc<Notification>),
-    Read(Arc<ReadEvent>),
+    /// A state change (read, seen, archived, ...) of one of the user's sessions.
+    State(Arc<StateEvent>),
 }
 
 /// One open Subscribe stream, as the hub sees it.
@@ -57,10 +58,11 @@ impl Subscriber {
             Err(mpsc::error::TrySendError::Full(Event::Notification(_))) => {
                 self.lagging.store(true, Ordering::Release);
             }
-            Err(mpsc::error::TrySendError::Full(Event::Read(_))) => {
-                // Read events are not replayed: a client this far behind re-reads its
-                // unread state from List.
-                tracing::debug!(user_id = %self.user_id, "read event dropped for a lagging subscriber");
+            Err(mpsc::error::TrySendError::Full(Event::State(_))) => {
+                // State events are not replayed: a client this far behind re-reads its state
+                // from List. Marking it lagging sends it fresh counts after its catch-up.
+                self.lagging.store(true, Ordering::Release);
+                tracing::debug!(user_id = %self.user_id, "state event dropped for a lagging subscriber");
             }
             // The stream is going away; its guard removes it from the hub.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -212,10 +214,10 @@ impl Hub {
         }
     }
 
-    /// Tells every stream of the event's user that notifications were marked read.
-    pub fn publish_read(&self, read: ReadEvent) {
-        let user_id = read.user_id.clone();
-        let event = Event::Read(Arc::new(read));
+    /// Tells every stream of the event's user that notifications changed state.
+    pub fn publish_state(&self, change: StateEvent) {
+        let user_id = change.user_id.clone();
+        let event = Event::State(Arc::new(change));
         let inner = lock(&self.inner);
         for subscriber in inner.by_user.get(&user_id).into_iter().flatten() {
             subscriber.offer(&event);

@@ -31,7 +31,7 @@ pub use crate::{
 };
 
 use crate::{
-    api::NotificationApi,
+    api::{NotificationApi, StreamStats},
     feed::Feed,
     group_commit::{Committer, Marks, Sends},
     store::NotificationStore,
@@ -89,6 +89,8 @@ pub struct Internals {
     /// Makes the snooze waker look for due notifications again (a Snooze pokes it; a test
     /// that moved a snooze's time into the past does too).
     pub wake_up: WakeUp,
+    /// What the Subscribe streams did (how often they read counts).
+    pub streams: Arc<StreamStats>,
 }
 
 impl Internals {
@@ -99,6 +101,7 @@ impl Internals {
             commits: Arc::default(),
             marks: Arc::default(),
             wake_up: WakeUp::default(),
+            streams: Arc::default(),
         }
     }
 }
@@ -115,6 +118,7 @@ pub async fn serve_with_internals(
         commits,
         marks,
         wake_up,
+        streams,
     } = internals;
     switchboard::identity::require_internal_token(&config.internal_token)?;
     // Before the database: a bad certificate stops start-up at once, naming its files.
@@ -147,7 +151,7 @@ pub async fn serve_with_internals(
     let api = NotificationApi::new(
         store,
         (sends, marks),
-        (hub, wake_up),
+        (hub, wake_up, streams),
         config.heartbeat_interval,
         config.retention,
         stop.clone(),

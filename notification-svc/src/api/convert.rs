@@ -8,9 +8,9 @@ use switchboard::{
 use super::struct_json;
 use crate::{
     domain::{
-        self, ArchiveFilter, Counts, ListQuery, MAX_SELECTION_IDS, MAX_SUBSCRIBE_CATEGORIES,
-        NewSend, Notification, ReadEvent, ReadFilter, SeenFilter, Selection, SelectionFields,
-        SendFields,
+        self, ArchiveFilter, ChangeKind, Counts, ListQuery, MAX_SELECTION_IDS,
+        MAX_SUBSCRIBE_CATEGORIES, NewSend, Notification, ReadFilter, SeenFilter, Selection,
+        SelectionFields, SendFields, StateEvent,
     },
     preferences::{self, Mute},
 };
@@ -46,12 +46,38 @@ pub fn counts(c: &Counts) -> pb::Counts {
     }
 }
 
-pub fn read_event(r: &ReadEvent) -> pb::ReadEvent {
-    pb::ReadEvent {
-        ids: r.ids.clone(),
-        all: r.all,
-        category: r.category.clone().unwrap_or_default(),
-    }
+/// A state event as the stream sends it: a MarkRead stays a `read` event (as before issue
+/// 19), every other change is a `state` event.
+pub fn state_event(e: &StateEvent) -> pb::subscribe_response::Event {
+    use pb::subscribe_response::Event;
+    let category = e.category.clone().unwrap_or_default();
+    let change = match e.change {
+        ChangeKind::Read => {
+            return Event::Read(pb::ReadEvent {
+                ids: e.ids.clone(),
+                all: e.all,
+                category,
+            });
+        }
+        ChangeKind::Seen => pb::StateChange::Seen,
+        ChangeKind::Unread => pb::StateChange::Unread,
+        ChangeKind::Archived => pb::StateChange::Archived,
+        ChangeKind::Unarchived => pb::StateChange::Unarchived,
+        ChangeKind::Snoozed => pb::StateChange::Snoozed,
+        ChangeKind::Unsnoozed => pb::StateChange::Unsnoozed,
+    };
+    let read_state = match e.read {
+        ReadFilter::All => pb::ReadState::Unspecified,
+        ReadFilter::Unread => pb::ReadState::Unread,
+        ReadFilter::Read => pb::ReadState::Read,
+    };
+    Event::State(pb::StateEvent {
+        change: change.into(),
+        ids: e.ids.clone(),
+        all: e.all,
+        category,
+        read_state: read_state.into(),
+    })
 }
 
 pub fn send(caller: &Caller, req: pb::SendRequest) -> Result<NewSend, Error> {

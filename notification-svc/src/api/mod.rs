@@ -5,6 +5,7 @@ pub mod convert;
 mod struct_json;
 mod subscribe;
 
+pub use subscribe::StreamStats;
 use subscribe::SubscribeStream;
 
 use std::{sync::Arc, time::Duration};
@@ -36,6 +37,7 @@ pub struct NotificationApi {
     hub: Arc<Hub>,
     /// Poked after a Snooze, so the waker sees the new due time.
     wake_up: WakeUp,
+    streams: Arc<StreamStats>,
     heartbeat_interval: Duration,
     /// How long notifications are kept; an older `resume_after` is refused as such.
     retention: Duration,
@@ -47,7 +49,7 @@ impl NotificationApi {
     pub fn new(
         store: Arc<dyn NotificationStore>,
         (sends, marks): (Committer<Sends>, Committer<Marks>),
-        (hub, wake_up): (Arc<Hub>, WakeUp),
+        (hub, wake_up, streams): (Arc<Hub>, WakeUp, Arc<StreamStats>),
         heartbeat_interval: Duration,
         retention: Duration,
         shutdown: CancellationToken,
@@ -58,6 +60,7 @@ impl NotificationApi {
             marks,
             hub,
             wake_up,
+            streams,
             heartbeat_interval,
             retention,
             shutdown,
@@ -188,6 +191,7 @@ impl NotificationService for NotificationApi {
                 replay,
                 user_id: caller.user_id,
                 categories: params.categories,
+                stats: self.streams.clone(),
             },
             self.heartbeat_interval,
             self.shutdown.clone(),

@@ -11,13 +11,30 @@
 //! 4. when the hub reports a dropped event (queue full), re-read from the database after the
 //!    watermark, then go on with the queue (skipping what the database already gave).
 //!
+//! The stream also sends the user's inbox counts: once when it is live (after any replay),
+//! then whenever an event may have changed them (a notification or wake for the user, a state
+//! change, a catch-up). Such events only mark the counts stale; they are read
+//! [`COUNTS_COALESCE`] after the first of them, so a burst costs one counts query (at most
+//! one per that interval however long it lasts), and counts equal to the last ones sent are
+//! not sent again.
+//!
 //! See docs/subscribe-cursor.md for why positions, not ids, are the cursor.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::{Stream, StreamExt, stream};
 use switchboard::{proto::notification::v1 as pb, time::to_timestamp};
-use tokio::{sync::mpsc, time::MissedTickBehavior};
+use tokio::{
+    sync::mpsc,
+    time::{Instant, MissedTickBehavior},
+};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -26,7 +43,7 @@ use super::convert;
 use crate::{
     domain::Notification,
     hub::{Event, Subscription},
-    store::NotificationStore,
+    store::{NO_MUTES, NotificationStore},
 };
 
 /// The stream a Subscribe answers with.
@@ -41,6 +58,24 @@ const OUTBOUND_BUFFER: usize = 16;
 /// Rows read per database round trip during replay and catch-up.
 const REPLAY_PAGE: usize = 500;
 
+/// How long after the first change to a user's counts the stream reads them: what else
+/// arrives meanwhile (the rest of a batch of Sends, of a mark-all, of a wake) is covered by
+/// the same read. Short enough for a badge to follow at once.
+pub const COUNTS_COALESCE: Duration = Duration::from_millis(50);
+
+/// What every stream of a process did, for tests and diagnostics.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    counts_reads: AtomicU64,
+}
+
+impl StreamStats {
+    /// Counts read for streams so far (each read is one query).
+    pub fn counts_reads(&self) -> u64 {
+        self.counts_reads.load(Ordering::Acquire)
+    }
+}
+
 /// Where a stream starts.
 pub struct Start {
     pub subscription: Subscription,
@@ -50,6 +85,7 @@ pub struct Start {
     pub replay: bool,
     pub user_id: String,
     pub categories: Vec<String>,
+    pub stats: Arc<StreamStats>,
 }
 
 pub fn start(
@@ -67,6 +103,9 @@ pub fn start(
         out,
         shutdown: shutdown.clone(),
         watermark: start.watermark,
+        counts_due: None,
+        counts_sent: None,
+        stats: start.stats,
     };
     tokio::spawn(producer.run(start.replay, heartbeat_interval));
 
@@ -100,6 +139,11 @@ struct Producer {
     shutdown: CancellationToken,
     /// Position of the last notification delivered (or known not to be for this stream).
     watermark: i64,
+    /// When to read and send the user's counts: set by the first change since the last read.
+    counts_due: Option<Instant>,
+    /// The counts last sent, so unchanged ones are not sent again.
+    counts_sent: Option<pb::Counts>,
+    stats: Arc<StreamStats>,
 }
 
 impl Producer {
@@ -117,13 +161,23 @@ impl Producer {
         if replay_first && let Err(stop) = self.deliver_from_db().await {
             return stop;
         }
+        // Live: the counts as they stand now.
+        if let Err(stop) = self.emit_counts().await {
+            return stop;
+        }
         let start = tokio::time::Instant::now() + heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at(start, heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let counts_due = self.counts_due;
             let step = tokio::select! {
+                // Counts that are due go before queued events, so a long burst still sends
+                // them every COUNTS_COALESCE.
+                biased;
                 () = self.shutdown.cancelled() => Err(Stop::Gone),
                 () = self.out.closed() => Err(Stop::Gone),
+                () = tokio::time::sleep_until(counts_due.unwrap_or_else(Instant::now)),
+                    if counts_due.is_some() => self.emit_counts().await,
                 event = self.subscription.events.recv() => match event {
                     Some(event) => self.deliver_live(event).await,
                     // The hub only goes away with the server.
@@ -144,6 +198,8 @@ impl Producer {
                 if let Err(stop) = self.deliver_from_db().await {
                     return stop;
                 }
+                // Events dropped meanwhile may have changed them.
+                self.counts_changed();
             }
         }
     }
@@ -153,19 +209,48 @@ impl Producer {
             Event::Notification(n) => {
                 if n.seq > self.watermark {
                     self.watermark = n.seq;
+                    // New (or woken) for the user: in the counts whatever the category filter.
+                    if n.is_visible_to(&self.user_id) {
+                        self.counts_changed();
+                    }
                     if self.wants(&n) {
                         self.emit_notification(&n).await?;
                     }
                 }
                 Ok(())
             }
-            Event::Read(read) => {
-                self.emit(pb::subscribe_response::Event::Read(convert::read_event(
-                    &read,
-                )))
-                .await
+            Event::State(change) => {
+                self.counts_changed();
+                self.emit(convert::state_event(&change)).await
             }
         }
+    }
+
+    /// The user's counts may have changed: read them soon, with whatever else changes them
+    /// meanwhile.
+    fn counts_changed(&mut self) {
+        if self.counts_due.is_none() {
+            self.counts_due = Some(Instant::now() + COUNTS_COALESCE);
+        }
+    }
+
+    /// Reads the user's counts and sends them, unless they are the ones sent last.
+    async fn emit_counts(&mut self) -> Result<(), Stop> {
+        self.counts_due = None;
+        self.stats.counts_reads.fetch_add(1, Ordering::AcqRel);
+        let counts = self
+            .store
+            .counts(&self.user_id, NO_MUTES)
+            .await
+            .map_err(|err| Stop::Failed(err.into()))?;
+        let counts = convert::counts(&counts);
+        if self.counts_sent.as_ref() == Some(&counts) {
+            return Ok(());
+        }
+        self.emit(pb::subscribe_response::Event::Counts(counts.clone()))
+            .await?;
+        self.counts_sent = Some(counts);
+        Ok(())
     }
 
     /// Delivers every visible notification after the watermark, in commit order.

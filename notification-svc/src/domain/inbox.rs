@@ -44,6 +44,64 @@ pub enum Change {
     Unsnooze,
 }
 
+impl Change {
+    /// What its state events say it was.
+    pub fn kind(self) -> ChangeKind {
+        match self {
+            Change::Read => ChangeKind::Read,
+            Change::Seen => ChangeKind::Seen,
+            Change::Unread => ChangeKind::Unread,
+            Change::Archive => ChangeKind::Archived,
+            Change::Unarchive => ChangeKind::Unarchived,
+            Change::Snooze { .. } => ChangeKind::Snoozed,
+            Change::Unsnooze => ChangeKind::Unsnoozed,
+        }
+    }
+}
+
+/// What a state event reports: a change without its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Read,
+    Seen,
+    Unread,
+    Archived,
+    Unarchived,
+    Snoozed,
+    Unsnoozed,
+}
+
+impl ChangeKind {
+    const ALL: [ChangeKind; 7] = [
+        ChangeKind::Read,
+        ChangeKind::Seen,
+        ChangeKind::Unread,
+        ChangeKind::Archived,
+        ChangeKind::Unarchived,
+        ChangeKind::Snoozed,
+        ChangeKind::Unsnoozed,
+    ];
+
+    /// Its name in the state-event log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Read => "read",
+            ChangeKind::Seen => "seen",
+            ChangeKind::Unread => "unread",
+            ChangeKind::Archived => "archived",
+            ChangeKind::Unarchived => "unarchived",
+            ChangeKind::Snoozed => "snoozed",
+            ChangeKind::Unsnoozed => "unsnoozed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ChangeKind> {
+        ChangeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
 /// Which notifications a selection of `all` covers for a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -148,6 +206,14 @@ pub enum ArchiveFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_kinds_round_trip_through_their_names() {
+        for kind in ChangeKind::ALL {
+            assert_eq!(ChangeKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ChangeKind::parse("nope"), None);
+    }
 
     #[test]
     fn a_snooze_is_one_minute_to_the_retention_ahead() {

@@ -31,7 +31,7 @@ use switchboard::{
 use crate::{
     domain::{
         Change, Counts, ListQuery, LogEntry, Marked, NewMark, NewSend, Notification, Page,
-        ReadEvent, Selection,
+        Selection, StateEvent,
     },
     preferences::Mute,
 };
@@ -142,8 +142,8 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     /// in commit order: the live feed.
     async fn tail(&self, after_seq: i64, limit: usize) -> Result<Vec<LogEntry>, Error>;
 
-    /// Every read event after `after_seq`, in commit order.
-    async fn tail_reads(&self, after_seq: i64, limit: usize) -> Result<Vec<ReadEvent>, Error>;
+    /// Every state event (MarkRead, MarkSeen, ...) after `after_seq`, in commit order.
+    async fn tail_reads(&self, after_seq: i64, limit: usize) -> Result<Vec<StateEvent>, Error>;
 
     /// The newest positions of the notification and read-event logs.
     async fn heads(&self) -> Result<(i64, i64), Error>;

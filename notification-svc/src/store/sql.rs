@@ -7,7 +7,9 @@
 //! `NotificationBackend` (`dialect.rs`), so each backend's part is checked by the compiler.
 //! Queries are built with `QueryBuilder` + `push_bind` so placeholders fit either dialect.
 
-use crate::domain::{LogEntry, Notification, ReadEvent};
+use switchboard::Error;
+
+use crate::domain::{ChangeKind, LogEntry, Notification, ReadFilter, StateEvent};
 
 /// Columns of a notification as one user sees it. The caller binds the user id right after
 /// this text, for the per-user broadcast state (`s`).
@@ -47,9 +49,19 @@ pub const BUMP_HEAD: &str = "UPDATE feed_heads SET seq = seq + $1 WHERE name = $
 
 pub const HEADS: &str = "SELECT name, seq FROM feed_heads";
 
-/// Followed by `VALUES` rows of (seq, user_id, ids, all_read, category, created_at).
-pub const INSERT_READ_EVENTS: &str =
-    "INSERT INTO read_events (seq, user_id, ids, all_read, category, created_at) ";
+/// Followed by `VALUES` rows of (seq, user_id, ids, all_read, category, change, read_state,
+/// created_at): one state event per change (`all_read` is "all").
+pub const INSERT_READ_EVENTS: &str = "INSERT INTO read_events \
+     (seq, user_id, ids, all_read, category, change, read_state, created_at) ";
+
+/// How `read_events.read_state` stores the read state an `all` change was narrowed to.
+pub fn stored_read_state(read: ReadFilter) -> Option<&'static str> {
+    match read {
+        ReadFilter::All => None,
+        ReadFilter::Unread => Some("unread"),
+        ReadFilter::Read => Some("read"),
+    }
+}
 
 /// Every entry of the notification log after `$1` (bound twice): new notifications, and
 /// wakes with the state of the user each is for (`woke_for`).
@@ -68,8 +80,8 @@ pub const TAIL: &str = "SELECT * FROM ( \
        WHERE w.seq > $2 \
      ) AS entries ORDER BY seq";
 
-pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category FROM read_events \
-     WHERE seq > $1 ORDER BY seq";
+pub const TAIL_READS: &str = "SELECT seq, user_id, ids, all_read, category, change, read_state \
+     FROM read_events WHERE seq > $1 ORDER BY seq";
 
 /// Followed by `VALUES` rows of (caller, key, send id, now), then [`CLAIMED`].
 pub const CLAIM_IDEMPOTENCY_KEYS: &str = "INSERT INTO idempotency_keys \
@@ -156,17 +168,43 @@ pub struct ReadEventRow {
     pub ids: String,
     pub all_read: bool,
     pub category: Option<String>,
+    pub change: String,
+    pub read_state: Option<String>,
 }
 
-impl From<ReadEventRow> for ReadEvent {
-    fn from(row: ReadEventRow) -> Self {
-        ReadEvent {
+impl TryFrom<ReadEventRow> for StateEvent {
+    type Error = Error;
+
+    /// A row only this service writes: a value it does not know is a bug, not bad input.
+    fn try_from(row: ReadEventRow) -> Result<Self, Error> {
+        let change = ChangeKind::parse(&row.change).ok_or_else(|| {
+            anyhow::anyhow!(
+                "state event {} has an unknown change {:?}",
+                row.seq,
+                row.change
+            )
+        })?;
+        let read = match row.read_state.as_deref() {
+            None => ReadFilter::All,
+            Some("unread") => ReadFilter::Unread,
+            Some("read") => ReadFilter::Read,
+            Some(other) => {
+                return Err(anyhow::anyhow!(
+                    "state event {} has an unknown read state {other:?}",
+                    row.seq
+                )
+                .into());
+            }
+        };
+        Ok(StateEvent {
             user_id: row.user_id,
+            change,
             ids: row.ids.split_whitespace().map(str::to_owned).collect(),
             all: row.all_read,
             category: row.category,
+            read,
             seq: row.seq,
-        }
+        })
     }
 }
 
@@ -203,8 +241,8 @@ macro_rules! impl_notification_store {
             use uuid::Uuid;
 
             use $crate::domain::{
-                ArchiveFilter, Change, Counts, ListQuery, LogEntry, Marked, NewMark, NewSend,
-                Notification, Page, ReadEvent, ReadFilter, SeenFilter, Selection,
+                ArchiveFilter, Counts, ListQuery, LogEntry, Marked, NewMark, NewSend, Notification,
+                Page, ReadFilter, SeenFilter, Selection, StateEvent,
             };
             use $crate::preferences::Mute;
             use $crate::store::{
@@ -352,11 +390,10 @@ macro_rules! impl_notification_store {
                         marked.counts = after[mark.user_id.as_str()].clone();
                     }
 
-                    // One read event per MarkRead that changed something, in queue order, for
-                    // the user's other sessions.
-                    let events: Vec<usize> = (0..marks.len())
-                        .filter(|&i| marks[i].change == Change::Read && marked[i].count > 0)
-                        .collect();
+                    // One state event per change that changed something, in queue order, for
+                    // the user's other sessions (a change of nothing tells nobody).
+                    let events: Vec<usize> =
+                        (0..marks.len()).filter(|&i| marked[i].count > 0).collect();
                     if !events.is_empty() {
                         let count = events.len() as i64;
                         let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
@@ -369,15 +406,19 @@ macro_rules! impl_notification_store {
                         for chunk in numbered.chunks(sql::INSERT_CHUNK) {
                             let mut qb = QueryBuilder::<Db>::new(sql::INSERT_READ_EVENTS);
                             qb.push_values(chunk, |mut row, &(seq, i)| {
-                                let (all, category) = match &marks[i].selection {
-                                    Selection::Ids(_) => (false, None),
-                                    Selection::All { category, .. } => (true, category.clone()),
+                                let (all, category, read) = match &marks[i].selection {
+                                    Selection::Ids(_) => (false, None, ReadFilter::All),
+                                    Selection::All { category, read } => {
+                                        (true, category.clone(), *read)
+                                    }
                                 };
                                 row.push_bind(seq)
                                     .push_bind(marks[i].user_id.clone())
                                     .push_bind(marked[i].ids.join(" "))
                                     .push_bind(all)
                                     .push_bind(category)
+                                    .push_bind(marks[i].change.kind().as_str())
+                                    .push_bind(sql::stored_read_state(read))
                                     .push_bind(now);
                             });
                             qb.build().execute(&mut *tx).await?;
@@ -678,13 +719,13 @@ macro_rules! impl_notification_store {
                     &self,
                     after_seq: i64,
                     limit: usize,
-                ) -> Result<Vec<ReadEvent>, Error> {
+                ) -> Result<Vec<StateEvent>, Error> {
                     let rows: Vec<ReadEventRow> =
                         sqlx::query_as(switchboard::db::limited(sql::TAIL_READS, limit))
                             .bind(after_seq)
                             .fetch_all(self.backend.read_pool())
                             .await?;
-                    Ok(rows.into_iter().map(Into::into).collect())
+                    rows.into_iter().map(TryInto::try_into).collect()
                 }
 
                 async fn heads(&self) -> Result<(i64, i64), Error> {

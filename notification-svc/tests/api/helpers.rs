@@ -3,7 +3,9 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use notification_svc::{CommitStats, Config, Internals, serve_with_internals, waker::WakeUp};
+use notification_svc::{
+    CommitStats, Config, Internals, api::StreamStats, serve_with_internals, waker::WakeUp,
+};
 use switchboard::{
     Caller,
     identity::scope,
@@ -38,6 +40,8 @@ pub struct TestApp {
     pub marks: Arc<CommitStats>,
     /// Tells the service's snooze waker to look for due notifications.
     pub wake_up: WakeUp,
+    /// What the service's Subscribe streams did (counts reads).
+    pub streams: Arc<StreamStats>,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -90,7 +94,7 @@ async fn start(
     // The real `serve`, with the hub and commit counters kept to be watched.
     let internals = Internals::new(&config);
     let (commits, marks) = (internals.commits.clone(), internals.marks.clone());
-    let wake_up = internals.wake_up.clone();
+    let (wake_up, streams) = (internals.wake_up.clone(), internals.streams.clone());
     let server = tokio::spawn(serve_with_internals(
         config,
         listener,
@@ -109,6 +113,7 @@ async fn start(
         commits,
         marks,
         wake_up,
+        streams,
         channel,
         shutdown: Some(shutdown),
         server: Some(server),

@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod binary;
+mod counts_property;
 mod database_outage;
 mod disk_full;
 mod external_client;
@@ -13,6 +14,7 @@ mod faults;
 mod group_commit;
 mod hostile;
 mod inbox_counters;
+mod inbox_events;
 mod inbox_state;
 mod list;
 mod listen;

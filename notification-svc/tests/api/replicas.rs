@@ -17,7 +17,8 @@ async fn next(stream: &mut Streaming<pb::SubscribeResponse>) -> Event {
             .expect("stream ok")
             .expect("stream open");
         match message.event.expect("event") {
-            Event::Heartbeat(_) => continue,
+            // Counts come after every change; `inbox_events.rs` follows them.
+            Event::Heartbeat(_) | Event::Counts(_) => continue,
             event => return event,
         }
     }
