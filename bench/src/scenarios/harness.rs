@@ -35,11 +35,13 @@ pub struct Settings {
 }
 
 /// Every name `--only` takes.
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 9] = [
     "list",
     "list-unloaded",
     "send",
     "mark-read",
+    "mark-seen",
+    "archive",
     "conversation",
     "fanout",
     "list-large",

@@ -113,7 +113,15 @@ pub async fn run_backend(
 }
 
 /// Scenarios measured by the closed-loop generator, comparable with the ceiling.
-const UNARY: [&str; 5] = ["list", "send", "mark-read", "conversation", "list-large"];
+const UNARY: [&str; 7] = [
+    "list",
+    "send",
+    "mark-read",
+    "mark-seen",
+    "archive",
+    "conversation",
+    "list-large",
+];
 
 /// Fills `ratio`: ceiling scenarios to the ceiling, gateway and relay rows to their direct row.
 fn add_ratios(rows: &mut [Row]) {

@@ -1,5 +1,6 @@
-//! Unary scenarios: `list`, `send`, `mark-read` and `conversation`, each straight to the
-//! service and through the gateway, and the ceiling they are compared with.
+//! Unary scenarios: `list`, `send`, `mark-read`, `mark-seen`, `archive` and `conversation`,
+//! each straight to the service and through the gateway, and the ceiling they are compared
+//! with.
 
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +22,7 @@ use crate::{
 
 /// Users whose lists are read in `list` (each gets `rows_per_user` notifications).
 pub const LIST_USERS: usize = 10;
-/// Recipients of `send`, whose notifications `mark-read` then marks.
+/// Recipients of `send`, whose notifications the state changes ([`Change`]) then act on.
 const RECIPIENTS: usize = 1000;
 /// Users holding conversations in `conversation`, in pairs.
 const CONVERSATION_USERS: usize = 200;
@@ -222,9 +223,13 @@ pub async fn all(
         relay.stop().await;
     }
 
-    // mark-read marks what send created.
+    // The state changes act on what send created, each on ids the ones before left alone.
     let sent = Arc::new(Mutex::new(Vec::new()));
-    if settings.wants("send") || settings.wants("mark-read") {
+    let changes: Vec<Change> = Change::ALL
+        .into_iter()
+        .filter(|c| settings.wants(c.scenario()))
+        .collect();
+    if settings.wants("send") || !changes.is_empty() {
         for (path, clients, servers) in &paths {
             let measured = send(settings, path, clients, servers, sent.clone()).await?;
             rows.push(row(
@@ -237,26 +242,34 @@ pub async fn all(
         }
     }
 
-    if settings.wants("mark-read") {
-        let sent: Arc<Vec<(usize, String)>> = Arc::new(
-            sent.lock()
-                .map(|mut s| std::mem::take(&mut *s))
-                .unwrap_or_default(),
-        );
-        let mut offset = 0;
+    let sent: Arc<Vec<(usize, String)>> = Arc::new(
+        sent.lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default(),
+    );
+    let mut offset = 0;
+    for change in changes {
         for (path, clients, servers) in &paths {
-            let (measured, used) =
-                mark_read(settings, path, clients, servers, sent.clone(), offset).await?;
+            let (measured, used) = change_state(
+                settings,
+                change,
+                path,
+                clients,
+                servers,
+                sent.clone(),
+                offset,
+            )
+            .await?;
             offset += used;
             let note = if offset > sent.len() {
                 format!(
-                    "1 id per call; pool of {} unread ids ran out, rest no-ops",
+                    "1 id per call; pool of {} fresh ids ran out, rest no-ops",
                     sent.len()
                 )
             } else {
-                "1 id per call, each unread".to_owned()
+                change.note().to_owned()
             };
-            rows.push(row(backend, "mark-read", path.name(), measured, note));
+            rows.push(row(backend, change.scenario(), path.name(), measured, note));
         }
     }
 
@@ -348,9 +361,39 @@ async fn send(
     .await)
 }
 
-/// Marks one id per call, walking the pool from `offset`; returns how many it used.
-async fn mark_read(
+/// A per-person state change measured on one id per call.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Read,
+    Seen,
+    Archive,
+}
+
+impl Change {
+    const ALL: [Change; 3] = [Change::Read, Change::Seen, Change::Archive];
+
+    fn scenario(self) -> &'static str {
+        match self {
+            Change::Read => "mark-read",
+            Change::Seen => "mark-seen",
+            Change::Archive => "archive",
+        }
+    }
+
+    fn note(self) -> &'static str {
+        match self {
+            Change::Read => "1 id per call, each unread",
+            Change::Seen => "1 id per call, each unseen",
+            Change::Archive => "1 id per call, each in the inbox",
+        }
+    }
+}
+
+/// Applies `change` to one id per call, walking the pool from `offset`; returns how many it
+/// used.
+async fn change_state(
     settings: &Settings,
+    change: Change,
     path: &Path,
     clients: &Clients,
     servers: &[&Server],
@@ -358,7 +401,10 @@ async fn mark_read(
     offset: usize,
 ) -> anyhow::Result<(harness::Measurement, usize)> {
     if pool.is_empty() {
-        anyhow::bail!("mark-read needs the notifications `send` created");
+        anyhow::bail!(
+            "{} needs the notifications `send` created",
+            change.scenario()
+        );
     }
     let users = Arc::new(path.users("r", RECIPIENTS, "")?);
     let clients = clients.clone();
@@ -368,12 +414,31 @@ async fn mark_read(
         let mut client = clients[turn.worker % clients.len()].clone();
         let k = offset + counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (recipient, id) = &pool[k % pool.len()];
-        let call = pb::MarkReadRequest {
-            ids: vec![id.clone()],
+        let ids = vec![id.clone()];
+        let metadata = users[*recipient].clone();
+        let selection = Some(pb::Selection {
+            ids: ids.clone(),
             ..Default::default()
-        };
-        let request = request(call, &users[*recipient]);
-        async move { client.mark_read(request).await.map(drop) }
+        });
+        async move {
+            match change {
+                Change::Read => {
+                    let call = pb::MarkReadRequest {
+                        ids,
+                        ..Default::default()
+                    };
+                    client.mark_read(request(call, &metadata)).await.map(drop)
+                }
+                Change::Seen => {
+                    let call = pb::MarkSeenRequest { selection };
+                    client.mark_seen(request(call, &metadata)).await.map(drop)
+                }
+                Change::Archive => {
+                    let call = pb::ArchiveRequest { selection };
+                    client.archive(request(call, &metadata)).await.map(drop)
+                }
+            }
+        }
     })
     .await;
     Ok((measured, used.load(std::sync::atomic::Ordering::Relaxed)))
