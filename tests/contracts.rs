@@ -5,41 +5,42 @@
 use std::{collections::BTreeSet, process::Command};
 
 use prost::Message;
-use prost_types::FileDescriptorSet;
+use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 use switchboard::proto::FILE_DESCRIPTOR_SET;
 
 fn descriptors() -> FileDescriptorSet {
     FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("descriptor set decodes")
 }
 
-fn fields(package: &str, message: &str) -> BTreeSet<String> {
-    let set = descriptors();
-    let file = set
+/// The files of `package`.
+fn package(package: &str) -> Vec<FileDescriptorProto> {
+    descriptors()
         .file
+        .into_iter()
+        .filter(|f| f.package() == package)
+        .collect()
+}
+
+fn message(package_name: &str, name: &str) -> DescriptorProto {
+    package(package_name)
+        .into_iter()
+        .flat_map(|f| f.message_type)
+        .find(|m| m.name() == name)
+        .unwrap_or_else(|| panic!("{package_name}.{name} not found"))
+}
+
+fn fields(package: &str, name: &str) -> BTreeSet<String> {
+    message(package, name)
+        .field
         .iter()
-        .find(|f| f.package() == package && f.message_type.iter().any(|m| m.name() == message))
-        .unwrap_or_else(|| panic!("{package}.{message} not found"));
-    let message = file
-        .message_type
-        .iter()
-        .find(|m| m.name() == message)
-        .expect("message");
-    message.field.iter().map(|f| f.name().to_owned()).collect()
+        .map(|f| f.name().to_owned())
+        .collect()
 }
 
 /// `(number, name)` of every field of `message`: for the issue-19 contract, where the
 /// numbers are binding too.
-fn numbered(package: &str, message: &str) -> BTreeSet<(i32, String)> {
-    let set = descriptors();
-    let message = set
-        .file
-        .iter()
-        .filter(|f| f.package() == package)
-        .flat_map(|f| f.message_type.iter())
-        .find(|m| m.name() == message)
-        .unwrap_or_else(|| panic!("{package}.{message} not found"))
-        .clone();
-    message
+fn numbered(package: &str, name: &str) -> BTreeSet<(i32, String)> {
+    message(package, name)
         .field
         .iter()
         .map(|f| (f.number(), f.name().to_owned()))
@@ -47,14 +48,12 @@ fn numbered(package: &str, message: &str) -> BTreeSet<(i32, String)> {
 }
 
 /// Enum values as `(number, name)`.
-fn enum_values(package: &str, name: &str) -> BTreeSet<(i32, String)> {
-    let set = descriptors();
-    set.file
-        .iter()
-        .filter(|f| f.package() == package)
-        .flat_map(|f| f.enum_type.iter())
+fn enum_values(package_name: &str, name: &str) -> BTreeSet<(i32, String)> {
+    package(package_name)
+        .into_iter()
+        .flat_map(|f| f.enum_type)
         .find(|e| e.name() == name)
-        .unwrap_or_else(|| panic!("{package}.{name} not found"))
+        .unwrap_or_else(|| panic!("{package_name}.{name} not found"))
         .value
         .iter()
         .map(|v| (v.number(), v.name().to_owned()))
@@ -65,14 +64,12 @@ fn with_numbers(fields: &[(i32, &str)]) -> BTreeSet<(i32, String)> {
     fields.iter().map(|&(n, f)| (n, f.to_owned())).collect()
 }
 
-fn methods(package: &str, service: &str) -> BTreeSet<String> {
-    let set = descriptors();
-    set.file
-        .iter()
-        .filter(|f| f.package() == package)
-        .flat_map(|f| f.service.iter())
+fn methods(package_name: &str, service: &str) -> BTreeSet<String> {
+    package(package_name)
+        .into_iter()
+        .flat_map(|f| f.service)
         .find(|s| s.name() == service)
-        .unwrap_or_else(|| panic!("{package}.{service} not found"))
+        .unwrap_or_else(|| panic!("{package_name}.{service} not found"))
         .method
         .iter()
         .map(|m| m.name().to_owned())
