@@ -202,23 +202,36 @@ pub fn assert_invalid(status: &tonic::Status, field: &str) {
     );
 }
 
+/// The next event of a Subscribe stream that `skip` does not pass over; fails the test after
+/// 20 s in all (one deadline, so skipped heartbeats cannot keep it waiting) or if the stream
+/// ends or sends a message with no event.
+pub async fn next_event(
+    stream: &mut tonic::Streaming<crate::proto::notification::v1::SubscribeResponse>,
+    skip: impl Fn(&crate::proto::notification::v1::subscribe_response::Event) -> bool,
+) -> crate::proto::notification::v1::subscribe_response::Event {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("an event in time")
+            .expect("stream ok")
+            .expect("stream open");
+        let event = message.event.expect("event set");
+        if !skip(&event) {
+            return event;
+        }
+    }
+}
+
 /// The next notification of a Subscribe stream, skipping every other event (heartbeats,
 /// read and state events, counts); fails the test after 20 s or if the stream ends.
 pub async fn next_notification(
     stream: &mut tonic::Streaming<crate::proto::notification::v1::SubscribeResponse>,
 ) -> crate::proto::notification::v1::Notification {
     use crate::proto::notification::v1::subscribe_response::Event;
-    // One deadline for the whole wait, so heartbeats cannot keep it alive forever.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let message = tokio::time::timeout_at(deadline, stream.message())
-            .await
-            .expect("a notification in time")
-            .expect("stream ok")
-            .expect("stream open");
-        if let Some(Event::Notification(n)) = message.event {
-            return n;
-        }
+    match next_event(stream, |e| !matches!(e, Event::Notification(_))).await {
+        Event::Notification(n) => n,
+        other => unreachable!("skipped above: {other:?}"),
     }
 }
 

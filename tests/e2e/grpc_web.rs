@@ -145,17 +145,7 @@ async fn grpc_web_subscribe_streams_events_as_they_happen_and_a_client_that_leav
     .await;
     let token = app.token("una", "");
     let mut client = connect(app.gateway).await;
-    let response = client
-        .send(call(
-            SUBSCRIBE,
-            &token,
-            BINARY,
-            &npb::SubscribeRequest::default(),
-        ))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let (parts, mut frames) = Frames::new(response);
-    assert_eq!(parts.headers["content-type"], BINARY);
+    let mut frames = client.subscribe(&token).await;
     app.wait_for_subscribers(1).await;
 
     // Heartbeats arrive one by one while the stream is open.

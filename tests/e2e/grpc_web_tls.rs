@@ -5,7 +5,6 @@ use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use devstack::{StackTls, certs::DevCerts};
 use e2e::*;
-use http::StatusCode;
 use prost::Message;
 use switchboard::proto::notification::v1 as npb;
 use tokio::net::TcpStream;
@@ -97,17 +96,7 @@ async fn grpc_web_over_tls(alpn: &'static [u8]) {
 
     // The Subscribe on a connection of its own, as a browser keeps one for it.
     let mut subscriber = web_client(&app, alpn).await;
-    let response = subscriber
-        .send(call(
-            SUBSCRIBE,
-            &token,
-            BINARY,
-            &npb::SubscribeRequest::default(),
-        ))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let (parts, mut frames) = Frames::new(response);
-    assert_eq!(parts.headers["content-type"], BINARY);
+    let mut frames = subscriber.subscribe(&token).await;
     app.wait_for_subscribers(1).await;
     sender
         .send(to("wes", "deploy finished"))

@@ -97,6 +97,23 @@ impl WebClient {
         response
     }
 
+    /// Opens a binary gRPC-Web Subscribe as `token`'s person and checks it was answered as
+    /// one (200, `application/grpc-web+proto`): the stream's frames.
+    pub async fn subscribe(&mut self, token: &str) -> Frames {
+        let response = self
+            .send(call(
+                SUBSCRIBE,
+                token,
+                BINARY,
+                &npb::SubscribeRequest::default(),
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let (parts, frames) = Frames::new(response);
+        assert_eq!(parts.headers["content-type"], BINARY);
+        frames
+    }
+
     pub async fn try_send(
         &mut self,
         mut request: http::Request<Full<Bytes>>,

@@ -274,6 +274,26 @@ pub async fn sent_ids(client: &mut Client, request: pb::SendRequest) -> Vec<Stri
     ids(&send(client, request).await)
 }
 
+/// `count` Sends, `b<i>` broadcasts every `every`-th and `n<i>` to `recipients` otherwise:
+/// the ids stored, in order.
+pub async fn mixed_history(
+    client: &mut Client,
+    count: usize,
+    every: usize,
+    recipients: &[&str],
+) -> Vec<String> {
+    let mut sent = Vec::new();
+    for i in 0..count {
+        let request = if i % every == 0 {
+            broadcast(&format!("b{i}"))
+        } else {
+            send_to(recipients, &format!("n{i}"))
+        };
+        sent.extend(sent_ids(client, request).await);
+    }
+    sent
+}
+
 pub async fn subscribe(
     client: &mut Client,
     request: pb::SubscribeRequest,

@@ -565,15 +565,7 @@ async fn concurrent_changes_on_two_replicas_keep_counts_exact() {
     let app = spawn_app(Backend::Postgres).await;
     let replica = spawn_replica(&app).await;
     let mut service = app.user("service");
-    let mut sent = Vec::new();
-    for i in 0..20 {
-        let request = if i % 4 == 0 {
-            broadcast(&format!("b{i}"))
-        } else {
-            send_to(&["alice", "bob"], &format!("n{i}"))
-        };
-        sent.extend(sent_ids(&mut service, request).await);
-    }
+    let sent = mixed_history(&mut service, 20, 4, &["alice", "bob"]).await;
     let mut workers = Vec::new();
     for (w, server) in [&app, &replica, &app, &replica].into_iter().enumerate() {
         let clients = [server.user("alice"), server.user("bob")];

@@ -15,40 +15,22 @@ use crate::helpers::*;
 
 use StateRpc::*;
 
-const WAIT: Duration = Duration::from_secs(20);
-
 /// The next event that is not a heartbeat.
 async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> Event {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let message = tokio::time::timeout_at(deadline, stream.message())
-            .await
-            .expect("an event within the timeout")
-            .expect("stream ok")
-            .expect("stream open");
-        match message.event.expect("event set") {
-            Event::Heartbeat(_) => continue,
-            event => return event,
-        }
-    }
+    switchboard::testing::next_event(stream, |e| matches!(e, Event::Heartbeat(_))).await
 }
 
 /// The next `state` or `read` event, skipping notifications and counts.
 async fn next_change(stream: &mut Streaming<pb::SubscribeResponse>) -> Event {
-    loop {
-        match next_event(stream).await {
-            event @ (Event::State(_) | Event::Read(_)) => return event,
-            _ => continue,
-        }
-    }
+    switchboard::testing::next_event(stream, |e| !matches!(e, Event::State(_) | Event::Read(_)))
+        .await
 }
 
 /// The next `counts` event, skipping every other kind.
 async fn next_counts(stream: &mut Streaming<pb::SubscribeResponse>) -> pb::Counts {
-    loop {
-        if let Event::Counts(counts) = next_event(stream).await {
-            return counts;
-        }
+    match switchboard::testing::next_event(stream, |e| !matches!(e, Event::Counts(_))).await {
+        Event::Counts(counts) => counts,
+        other => unreachable!("skipped above: {other:?}"),
     }
 }
 

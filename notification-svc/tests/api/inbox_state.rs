@@ -398,15 +398,7 @@ async fn invalid_selections_are_refused_and_change_nothing(backend: Backend) {
 async fn list_filters_by_seen_and_archive_state_with_page_tokens_bound_to_them(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut service = app.user("service");
-    let mut sent = Vec::new();
-    for i in 0..6 {
-        let request = if i % 3 == 0 {
-            broadcast(&format!("b{i}"))
-        } else {
-            send_to(&["alice"], &format!("n{i}"))
-        };
-        sent.extend(sent_ids(&mut service, request).await);
-    }
+    let sent = mixed_history(&mut service, 6, 3, &["alice"]).await;
     let mut alice = app.user("alice");
     // Seen: 0, 1, 2 (a broadcast among them); archived: 1, 4.
     apply(&mut alice, MarkSeen, select_ids(&sent[0..3])).await;

@@ -88,15 +88,7 @@ async fn filters_by_state_and_category_with_totals_ignoring_them(backend: Backen
 async fn pages_cover_everything_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut service = app.user("service");
-    let mut sent = Vec::new();
-    for i in 0..23 {
-        let request = if i % 5 == 0 {
-            broadcast(&format!("b{i}"))
-        } else {
-            send_to(&["alice"], &format!("n{i}"))
-        };
-        sent.extend(sent_ids(&mut service, request).await);
-    }
+    let mut sent = mixed_history(&mut service, 23, 5, &["alice"]).await;
     let mut alice = app.user("alice");
     let mut seen = Vec::new();
     let mut token = String::new();

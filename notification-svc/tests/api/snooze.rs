@@ -358,15 +358,7 @@ async fn two_replicas_wake_each_row_once() {
     let app = spawn_app(Backend::Postgres).await;
     let replica = spawn_replica(&app).await;
     let mut service = app.user("service");
-    let mut snoozed = Vec::new();
-    for i in 0..30 {
-        let request = if i % 5 == 0 {
-            broadcast(&format!("b{i}"))
-        } else {
-            send_to(&["alice"], &format!("n{i}"))
-        };
-        snoozed.extend(sent_ids(&mut service, request).await);
-    }
+    let snoozed = mixed_history(&mut service, 30, 5, &["alice"]).await;
     let mut alice = app.user("alice");
     let (changed, _) = snooze(&mut alice, select_ids(&snoozed), minutes_ahead(5))
         .await

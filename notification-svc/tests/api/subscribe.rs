@@ -7,22 +7,13 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The next event other than a heartbeat.
+/// The next event other than a heartbeat or counts.
 async fn next_event(stream: &mut Streaming<pb::SubscribeResponse>) -> Event {
-    // One deadline for the whole wait, so heartbeats cannot keep it alive forever.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let message = tokio::time::timeout_at(deadline, stream.message())
-            .await
-            .expect("an event within the timeout")
-            .expect("stream ok")
-            .expect("stream open");
-        match message.event.expect("event set") {
-            // Counts come after every change; `inbox_events.rs` follows them.
-            Event::Heartbeat(_) | Event::Counts(_) => continue,
-            event => return event,
-        }
-    }
+    // Counts come after every change; `inbox_events.rs` follows them.
+    switchboard::testing::next_event(stream, |e| {
+        matches!(e, Event::Heartbeat(_) | Event::Counts(_))
+    })
+    .await
 }
 
 async fn next_notification(stream: &mut Streaming<pb::SubscribeResponse>) -> pb::Notification {
