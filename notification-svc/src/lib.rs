@@ -151,7 +151,7 @@ pub async fn serve_with_internals(
     let api = NotificationApi::new(
         store,
         (sends, marks),
-        (hub, wake_up, streams),
+        (hub, feed, wake_up, streams),
         config.heartbeat_interval,
         config.retention,
         stop.clone(),

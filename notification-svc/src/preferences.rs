@@ -112,6 +112,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mutes_cover_a_category_and_everything_below_it_on_dot_boundaries() {
+        let muted = vec!["build".to_owned()];
+        assert!(is_muted("build", &muted));
+        assert!(is_muted("build.failed", &muted));
+        assert!(!is_muted("builder", &muted));
+        assert!(!is_muted("chat", &muted));
+        assert!(!is_muted::<String>("build", &[]));
+    }
+
+    #[test]
     fn a_mute_covers_its_category_and_those_below_it_on_dot_boundaries() {
         let muted = ["build"];
         for yes in ["build", "build.x", "build.x.y", "build..z", "build."] {

@@ -1,6 +1,8 @@
 //! Snoozed notifications wake at their `snoozed_until`: one task per process sleeps until the
 //! next one is due, wakes what is due (`NotificationStore::wake_due`, one transaction per
-//! batch) and pokes the feed, which publishes the wake entries like new notifications.
+//! batch) and pokes the feed, which publishes the wake entries like new notifications. Timed
+//! mutes end the same way (`NotificationStore::end_mutes`): the feed publishes a
+//! `preferences` state event, and the person's streams send the counts the end changed.
 //!
 //! Every replica runs one. The `UPDATE` that clears a row is its claim, so a row wakes once
 //! whichever replica gets there first. A Snooze pokes its own process's waker so it sees the
@@ -74,8 +76,8 @@ fn until(due: i64) -> Duration {
     Duration::from_micros(u64::try_from(due.saturating_sub(now_micros())).unwrap_or(0))
 }
 
-/// Wakes everything due now, batch after batch, and pokes the feed after each batch that
-/// appended wake entries.
+/// Wakes everything due now and ends the mutes that are over, batch after batch, and pokes
+/// the feed after each batch that appended log entries.
 async fn wake_what_is_due(store: &dyn NotificationStore, feed: &Feed) -> Result<(), Error> {
     loop {
         let woken = store.wake_due(now_micros(), WAKE_BATCH).await?;
@@ -90,6 +92,16 @@ async fn wake_what_is_due(store: &dyn NotificationStore, feed: &Feed) -> Result<
             feed.poke();
         }
         if !woken.full {
+            break;
+        }
+    }
+    loop {
+        let ended = store.end_mutes(now_micros(), WAKE_BATCH).await?;
+        if ended > 0 {
+            tracing::debug!(mutes = ended, "timed mutes ended");
+            feed.poke();
+        }
+        if ended < WAKE_BATCH {
             return Ok(());
         }
     }

@@ -1,8 +1,10 @@
 //! Protobuf <-> domain conversion: validation at the edge, so handlers see domain types.
 
 use switchboard::{
-    Caller, Error, Violations, page_token::Paging, proto::notification::v1 as pb,
-    time::to_timestamp,
+    Caller, Error, Violations,
+    page_token::Paging,
+    proto::notification::v1 as pb,
+    time::{from_timestamp, to_timestamp},
 };
 
 use super::struct_json;
@@ -47,17 +49,18 @@ pub fn counts(c: &Counts) -> pb::Counts {
 }
 
 /// A state event as the stream sends it: a MarkRead stays a `read` event (as before issue
-/// 19), every other change is a `state` event.
-pub fn state_event(e: &StateEvent) -> pb::subscribe_response::Event {
+/// 19), every other change to notifications is a `state` event; a change of preferences is
+/// none (the stream sends the preferences it reads then).
+pub fn state_event(e: &StateEvent) -> Option<pb::subscribe_response::Event> {
     use pb::subscribe_response::Event;
     let category = e.category.clone().unwrap_or_default();
     let change = match e.change {
         ChangeKind::Read => {
-            return Event::Read(pb::ReadEvent {
+            return Some(Event::Read(pb::ReadEvent {
                 ids: e.ids.clone(),
                 all: e.all,
                 category,
-            });
+            }));
         }
         ChangeKind::Seen => pb::StateChange::Seen,
         ChangeKind::Unread => pb::StateChange::Unread,
@@ -65,19 +68,21 @@ pub fn state_event(e: &StateEvent) -> pb::subscribe_response::Event {
         ChangeKind::Unarchived => pb::StateChange::Unarchived,
         ChangeKind::Snoozed => pb::StateChange::Snoozed,
         ChangeKind::Unsnoozed => pb::StateChange::Unsnoozed,
+        // Told as a `preferences` event, once the stream has read them.
+        ChangeKind::Preferences => return None,
     };
     let read_state = match e.read {
         ReadFilter::All => pb::ReadState::Unspecified,
         ReadFilter::Unread => pb::ReadState::Unread,
         ReadFilter::Read => pb::ReadState::Read,
     };
-    Event::State(pb::StateEvent {
+    Some(Event::State(pb::StateEvent {
         change: change.into(),
         ids: e.ids.clone(),
         all: e.all,
         category,
         read_state: read_state.into(),
-    })
+    }))
 }
 
 pub fn send(caller: &Caller, req: pb::SendRequest) -> Result<NewSend, Error> {
@@ -239,21 +244,10 @@ pub fn snooze(req: pb::SnoozeRequest, now: i64, retention: i64) -> Result<(Selec
         "until",
         req.until
             .ok_or_else(|| "required: when the notifications wake".to_owned())
-            .and_then(|until| micros_of(until.seconds, until.nanos))
+            .and_then(|until| from_timestamp(&until))
             .and_then(|until| domain::snooze_until(until, now, retention)),
     );
     v.finish(selection.zip(until))
-}
-
-/// A timestamp as microseconds since the epoch, the store's clock (finer parts are dropped).
-fn micros_of(seconds: i64, nanos: i32) -> Result<i64, String> {
-    if !(0..1_000_000_000).contains(&nanos) {
-        return Err("not a valid timestamp (nanos out of range)".into());
-    }
-    seconds
-        .checked_mul(1_000_000)
-        .and_then(|micros| micros.checked_add(i64::from(nanos / 1000)))
-        .ok_or_else(|| "not a valid timestamp".to_owned())
 }
 
 /// The selection of MarkSeen, MarkUnread, Archive, Unarchive or Unsnooze.
@@ -324,23 +318,10 @@ pub fn update_preferences(req: pb::UpdatePreferencesRequest, now: i64) -> Result
         .map(|entry| preferences::Entry {
             category: entry.category,
             muted: entry.muted,
-            muted_until: entry.muted_until.as_ref().map(micros),
+            muted_until: entry.muted_until.as_ref().map(from_timestamp),
         })
         .collect();
     preferences::parse(entries, now)
-}
-
-/// Seconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59Z, the range
-/// `google.protobuf.Timestamp` allows.
-const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
-
-/// A timestamp in the service's microseconds (sub-microsecond parts are dropped), if it is a
-/// valid one.
-fn micros(ts: &prost_types::Timestamp) -> Result<i64, String> {
-    if !TIMESTAMP_SECONDS.contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
-        return Err("not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)".into());
-    }
-    Ok(ts.seconds * 1_000_000 + i64::from(ts.nanos / 1_000))
 }
 
 /// An optional category filter: empty means none.

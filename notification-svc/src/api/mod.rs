@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{Change, NewMark, Selection},
+    feed::Feed,
     group_commit::{Committer, Marks, Sends},
     hub::Hub,
     store::NotificationStore,
@@ -35,7 +36,9 @@ pub struct NotificationApi {
     sends: Committer<Sends>,
     marks: Committer<Marks>,
     hub: Arc<Hub>,
-    /// Poked after a Snooze, so the waker sees the new due time.
+    /// Poked after an UpdatePreferences, which logs a state event the committers do not see.
+    feed: Feed,
+    /// Poked after a Snooze or an UpdatePreferences, so the waker sees the new due time.
     wake_up: WakeUp,
     streams: Arc<StreamStats>,
     heartbeat_interval: Duration,
@@ -49,7 +52,7 @@ impl NotificationApi {
     pub fn new(
         store: Arc<dyn NotificationStore>,
         (sends, marks): (Committer<Sends>, Committer<Marks>),
-        (hub, wake_up, streams): (Arc<Hub>, WakeUp, Arc<StreamStats>),
+        (hub, feed, wake_up, streams): (Arc<Hub>, Feed, WakeUp, Arc<StreamStats>),
         heartbeat_interval: Duration,
         retention: Duration,
         shutdown: CancellationToken,
@@ -59,6 +62,7 @@ impl NotificationApi {
             sends,
             marks,
             hub,
+            feed,
             wake_up,
             streams,
             heartbeat_interval,
@@ -309,6 +313,9 @@ impl NotificationService for NotificationApi {
             .store
             .replace_preferences(&caller.user_id, &mutes, now)
             .await?;
+        // The change's state event, and perhaps the next mute to end.
+        self.feed.poke();
+        self.wake_up.poke();
         Ok(Response::new(pb::UpdatePreferencesResponse {
             preferences: Some(convert::preferences(&stored)),
         }))

@@ -13,7 +13,8 @@
 //!
 //! The stream also sends the user's inbox counts: once when it is live (after any replay),
 //! then whenever an event may have changed them (a notification or wake for the user, a state
-//! change, a catch-up). Such events only mark the counts stale; they are read
+//! change, a preference change, a catch-up); with them it reads the preferences and sends
+//! them when they changed. Such events only mark the counts stale; they are read
 //! [`COUNTS_COALESCE`] after the first of them, so a burst costs one counts query (at most
 //! one per that interval however long it lasts), and counts equal to the last ones sent are
 //! not sent again.
@@ -43,7 +44,8 @@ use super::convert;
 use crate::{
     domain::Notification,
     hub::{Event, Subscription},
-    store::{NO_MUTES, NotificationStore},
+    preferences::is_muted,
+    store::NotificationStore,
 };
 
 /// The stream a Subscribe answers with.
@@ -105,6 +107,8 @@ pub fn start(
         watermark: start.watermark,
         counts_due: None,
         counts_sent: None,
+        preferences: None,
+        muted: Vec::new(),
         stats: start.stats,
     };
     tokio::spawn(producer.run(start.replay, heartbeat_interval));
@@ -143,6 +147,12 @@ struct Producer {
     counts_due: Option<Instant>,
     /// The counts last sent, so unchanged ones are not sent again.
     counts_sent: Option<pb::Counts>,
+    /// The user's preferences as of the last counts read (the first one comes before
+    /// anything live), and the muted categories they hold: the broadcasts those hide are not
+    /// delivered, as List does not show them. A change made meanwhile applies from the next
+    /// read, which its log entry triggers; preferences that differ from these are sent then.
+    preferences: Option<pb::Preferences>,
+    muted: Vec<String>,
     stats: Arc<StreamStats>,
 }
 
@@ -221,7 +231,10 @@ impl Producer {
             }
             Event::State(change) => {
                 self.counts_changed();
-                self.emit(convert::state_event(&change)).await
+                match convert::state_event(&change) {
+                    Some(event) => self.emit(event).await,
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -234,13 +247,26 @@ impl Producer {
         }
     }
 
-    /// Reads the user's counts and sends them, unless they are the ones sent last.
+    /// Reads the user's preferences and counts and sends each that differs from the last one
+    /// (the preferences read first are the stream's starting point, not news).
     async fn emit_counts(&mut self) -> Result<(), Stop> {
         self.counts_due = None;
         self.stats.counts_reads.fetch_add(1, Ordering::AcqRel);
+        let mutes = self
+            .store
+            .preferences(&self.user_id, switchboard::time::now_micros())
+            .await
+            .map_err(|err| Stop::Failed(err.into()))?;
+        self.muted = mutes.iter().map(|mute| mute.category.clone()).collect();
+        let preferences = convert::preferences(&mutes);
+        let known = self.preferences.replace(preferences.clone());
+        if known.is_some_and(|known| known != preferences) {
+            self.emit(pb::subscribe_response::Event::Preferences(preferences))
+                .await?;
+        }
         let counts = self
             .store
-            .counts(&self.user_id, NO_MUTES)
+            .counts(&self.user_id, &self.muted)
             .await
             .map_err(|err| Stop::Failed(err.into()))?;
         let counts = convert::counts(&counts);
@@ -274,6 +300,7 @@ impl Producer {
 
     fn wants(&self, n: &Notification) -> bool {
         n.is_visible_to(&self.user_id)
+            && !(n.is_broadcast() && !n.critical && is_muted(&n.category, &self.muted))
             && (self.categories.is_empty() || self.categories.binary_search(&n.category).is_ok())
     }
 

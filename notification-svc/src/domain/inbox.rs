@@ -69,10 +69,14 @@ pub enum ChangeKind {
     Unarchived,
     Snoozed,
     Unsnoozed,
+    /// The person's preferences changed (an UpdatePreferences, or a timed mute ended): no
+    /// notification's state did, but what their inbox shows may have. Streams re-read the
+    /// preferences with the counts and send whichever differ.
+    Preferences,
 }
 
 impl ChangeKind {
-    const ALL: [ChangeKind; 7] = [
+    const ALL: [ChangeKind; 8] = [
         ChangeKind::Read,
         ChangeKind::Seen,
         ChangeKind::Unread,
@@ -80,6 +84,7 @@ impl ChangeKind {
         ChangeKind::Unarchived,
         ChangeKind::Snoozed,
         ChangeKind::Unsnoozed,
+        ChangeKind::Preferences,
     ];
 
     /// Its name in the state-event log.
@@ -92,6 +97,7 @@ impl ChangeKind {
             ChangeKind::Unarchived => "unarchived",
             ChangeKind::Snoozed => "snoozed",
             ChangeKind::Unsnoozed => "unsnoozed",
+            ChangeKind::Preferences => "preferences",
         }
     }
 
@@ -176,16 +182,6 @@ impl Counts {
     }
 }
 
-/// Whether a mute of the `muted` categories hides `category`: a muted `build` covers `build`
-/// and every `build.<anything>` (prefixes end on a dot boundary).
-pub fn is_muted(category: &str, muted: &[String]) -> bool {
-    muted.iter().any(|prefix| {
-        category
-            .strip_prefix(prefix.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-    })
-}
-
 /// Seen-state filter of List.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeenFilter {
@@ -223,16 +219,6 @@ mod tests {
         assert!(snooze_until(now + retention, now, retention).is_ok());
         assert!(snooze_until(now + retention + 1, now, retention).is_err());
         assert!(snooze_until(now - 1, now, retention).is_err());
-    }
-
-    #[test]
-    fn mutes_cover_a_category_and_everything_below_it_on_dot_boundaries() {
-        let muted = vec!["build".to_owned()];
-        assert!(is_muted("build", &muted));
-        assert!(is_muted("build.failed", &muted));
-        assert!(!is_muted("builder", &muted));
-        assert!(!is_muted("chat", &muted));
-        assert!(!is_muted("build", &[]));
     }
 
     #[test]

@@ -11,8 +11,8 @@ use super::News;
 /// statements. SQLite runs one write transaction at a time (`BEGIN IMMEDIATE`) in one
 /// process, so its locks and announcements are empty. PostgreSQL's writers on several
 /// replicas run under READ COMMITTED (idempotency keys' primary key serialises repeated
-/// Sends, the log heads' row locks order commits): prunes and state-change batches need the
-/// two locks below on top, and replicas tell each other of commits by `NOTIFY`/`LISTEN`.
+/// Sends, the log heads' row locks order commits): prunes and writers of per-person state need
+/// the two locks below on top, and replicas tell each other of commits by `NOTIFY`/`LISTEN`.
 pub trait NotificationBackend: Backend {
     /// Keeps every other writer off the notifications a prune is about to count and delete.
     fn lock_prunable(
@@ -21,16 +21,10 @@ pub trait NotificationBackend: Backend {
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     /// Taken first thing by every writer of per-person state (a batch of state changes, a
-    /// prune), so they run one at a time across replicas.
+    /// wake, a replacement or end of mutes, a prune), so they run one at a time across
+    /// replicas.
     fn lock_read_events(
         tx: &mut Transaction<'static, Self::Db>,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
-
-    /// Taken before an UpdatePreferences replaces a user's mutes, so two replacements of one
-    /// user's set run one after the other and the last one wins whole.
-    fn lock_preferences(
-        tx: &mut Transaction<'static, Self::Db>,
-        user_id: &str,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     /// Tells the other processes, once `tx` commits, that a log moved to `head`.

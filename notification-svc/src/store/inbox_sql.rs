@@ -210,9 +210,8 @@ macro_rules! impl_inbox_state {
             use sqlx::QueryBuilder;
             use switchboard::{Error, db::Backend};
 
-            use $crate::domain::{
-                Counts, NewMark, Notification, ReadFilter, Selection, View, is_muted,
-            };
+            use $crate::domain::{Counts, NewMark, Notification, ReadFilter, Selection, View};
+            use $crate::preferences::is_muted;
             use $crate::store::{
                 SqlStore,
                 inbox_sql::{self, BroadcastStateRow, CountRow, CounterDeltas, DirectStateRow},
@@ -308,6 +307,36 @@ macro_rules! impl_inbox_state {
             }
 
             impl SqlStore<$backend> {
+                /// Leaves out the non-critical broadcasts of the `muted` categories (`table`
+                /// names the notification row): a mute of `build` hides `build` and
+                /// `build.*`, the rule of [`crate::preferences::is_muted`] in SQL. Direct
+                /// notifications are never hidden: one stored before a mute stays.
+                pub(crate) fn push_not_muted(
+                    qb: &mut QueryBuilder<Db>,
+                    table: &str,
+                    muted: &[String],
+                ) {
+                    if muted.is_empty() {
+                        return;
+                    }
+                    qb.push(format!(
+                        " AND ({table}.recipient_id IS NOT NULL OR {table}.critical OR NOT ("
+                    ));
+                    for (i, prefix) in muted.iter().enumerate() {
+                        if i > 0 {
+                            qb.push(" OR ");
+                        }
+                        qb.push(format!("{table}.category = "));
+                        qb.push_bind(prefix.clone());
+                        qb.push(format!(" OR substr({table}.category, 1, "));
+                        // Categories are at most 64 bytes: the length always fits.
+                        qb.push_bind(i32::try_from(prefix.len() + 1).unwrap_or(i32::MAX));
+                        qb.push(") = ");
+                        qb.push_bind(format!("{prefix}."));
+                    }
+                    qb.push("))");
+                }
+
                 /// The user's inbox counts from the counters, leaving out the non-critical
                 /// broadcasts of `muted` categories (each hides itself and its `.` children).
                 pub(crate) async fn counts_in(
@@ -331,12 +360,14 @@ macro_rules! impl_inbox_state {
                 }
 
                 /// Applies one state change to what its user can see, step by step, adding
-                /// each changed row's counter deltas to `deltas`. Returns the ids it reports
-                /// changed (sorted; empty for `All`) and how many.
+                /// each changed row's counter deltas to `deltas`; the broadcasts the user's
+                /// `muted` categories hide are not theirs to change. Returns the ids it
+                /// reports changed (sorted; empty for `All`) and how many.
                 pub(crate) async fn change_rows(
                     conn: &mut Conn,
                     mark: &NewMark,
                     now: i64,
+                    muted: &[String],
                     deltas: &mut CounterDeltas,
                 ) -> Result<(Vec<String>, i64), Error> {
                     let mut changed = Vec::new();
@@ -373,6 +404,7 @@ macro_rules! impl_inbox_state {
                                  FROM notifications n WHERE n.recipient_id IS NULL",
                             );
                             push_notification_scope(&mut qb, "n", &mark.selection);
+                            Self::push_not_muted(&mut qb, "n", muted);
                             qb.push(")");
                             qb
                         } else {
@@ -393,6 +425,7 @@ macro_rules! impl_inbox_state {
                             qb.push(" WHERE n.recipient_id IS NULL");
                             push_pins(&mut qb, "s", &step);
                             push_notification_scope(&mut qb, "n", &mark.selection);
+                            Self::push_not_muted(&mut qb, "n", muted);
                             push_state_scope(&mut qb, "s", mark);
                             qb.push(format!(
                                 " ON CONFLICT (user_id, notification_id) DO UPDATE \

@@ -36,10 +36,6 @@ use crate::{
     preferences::Mute,
 };
 
-/// The muted category prefixes List, counts and `all` selections hide broadcasts of: none yet,
-/// until preferences (issue 19) are stored; [`NotificationStore::counts`] already takes them.
-pub const NO_MUTES: &[String] = &[];
-
 /// Migrations of this service, one set per backend, embedded in the binary.
 pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations {
     service: "notification-svc",
@@ -159,7 +155,7 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     /// row is its claim, so with several replicas a row wakes once.
     async fn wake_due(&self, now: i64, limit: usize) -> Result<Woken, Error>;
 
-    /// When the next snoozed notification is due, if any is snoozed.
+    /// When the next snoozed notification is due or the next timed mute ends, if any.
     async fn next_wake(&self) -> Result<Option<i64>, Error>;
 
     /// The user's inbox counts, from the counters. Non-critical broadcasts of the `muted`
@@ -173,7 +169,8 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     async fn preferences(&self, user_id: &str, now: i64) -> Result<Vec<Mute>, Error>;
 
     /// Replaces the user's whole set of mutes with `mutes` (validated, one per category),
-    /// stamped `now`, and returns what is stored.
+    /// stamped `now`, and returns what is stored. A set that differs from the one in force
+    /// gets a `preferences` entry in the state-event log (see [`Self::end_mutes`]).
     async fn replace_preferences(
         &self,
         user_id: &str,
@@ -181,9 +178,11 @@ pub trait NotificationStore: SendBatches + MarkBatches {
         now: i64,
     ) -> Result<Vec<Mute>, Error>;
 
-    /// The categories the user has muted at time `at`; each covers itself and every category
-    /// below it ([`crate::preferences::is_muted`] applies them).
-    async fn muted_prefixes(&self, user_id: &str, at: i64) -> Result<Vec<String>, Error>;
+    /// Ends the timed mutes that are over at `now` (at most `limit` of them): their rows go,
+    /// and each of their users gets a `preferences` entry in the state-event log, so their
+    /// streams on every replica send the preferences and counts that follow. The `DELETE` is
+    /// the claim, so with several replicas a mute ends once. Returns how many ended.
+    async fn end_mutes(&self, now: i64, limit: usize) -> Result<usize, Error>;
 }
 
 /// Commits of other processes, as the feed waits for them: each arrival means "the logs may

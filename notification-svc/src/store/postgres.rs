@@ -49,20 +49,6 @@ impl NotificationBackend for PostgresBackend {
             .map(|_| ())
     }
 
-    /// An advisory lock per user for the rest of the transaction. Under READ COMMITTED two
-    /// replacements of one user's set would otherwise each delete only the rows committed
-    /// before them and insert their own: the user would end with both sets merged.
-    async fn lock_preferences(
-        tx: &mut Transaction<'static, Postgres>,
-        user_id: &str,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("preferences:{user_id}"))
-            .execute(&mut **tx)
-            .await
-            .map(|_| ())
-    }
-
     /// Delivered to every listening replica when (and only if) the transaction commits.
     async fn announce(
         tx: &mut Transaction<'static, Postgres>,

@@ -101,6 +101,14 @@ pub const NOTIFICATIONS_OF_SEND: &str = "SELECT id, category, content, link, sen
 pub const PREFERENCES: &str = "SELECT category, muted_until FROM preferences \
      WHERE user_id = $1 AND (muted_until IS NULL OR muted_until > $2) ORDER BY category";
 
+/// The timed mutes over at `$1` (at most `$2`, earliest first), deleted, with their users.
+/// The outer condition is checked again on the row being deleted, as for wakes.
+pub const END_MUTES: &str = "DELETE FROM preferences \
+     WHERE (user_id, category) IN (SELECT user_id, category FROM preferences \
+       WHERE muted_until IS NOT NULL AND muted_until <= $1 ORDER BY muted_until LIMIT $2) \
+     AND muted_until IS NOT NULL AND muted_until <= $1 \
+     RETURNING user_id";
+
 /// A user's muted categories at `$2` (see [`PREFERENCES`]).
 pub const MUTED_PREFIXES: &str = "SELECT category FROM preferences \
      WHERE user_id = $1 AND (muted_until IS NULL OR muted_until > $2) ORDER BY category";
@@ -241,13 +249,12 @@ macro_rules! impl_notification_store {
             use uuid::Uuid;
 
             use $crate::domain::{
-                ArchiveFilter, Counts, ListQuery, LogEntry, Marked, NewMark, NewSend, Notification,
-                Page, ReadFilter, SeenFilter, Selection, StateEvent,
+                ArchiveFilter, ChangeKind, Counts, ListQuery, LogEntry, Marked, NewMark, NewSend,
+                Notification, Page, ReadFilter, SeenFilter, Selection, StateEvent,
             };
             use $crate::preferences::Mute;
             use $crate::store::{
-                MarkBatches, NO_MUTES, News, NotificationStore, SendBatches, SendOutcome, SqlStore,
-                Woken,
+                MarkBatches, News, NotificationStore, SendBatches, SendOutcome, SqlStore, Woken,
                 dialect::NotificationBackend,
                 inbox_sql::{self, CounterDeltas},
                 plan::{Claim, ClaimPlan, MuteLookup, Mutes, NewRows},
@@ -368,9 +375,23 @@ macro_rules! impl_notification_store {
                     // In queue order, so each user's changes apply in the order they came.
                     let mut marked = Vec::with_capacity(marks.len());
                     let mut deltas = CounterDeltas::default();
+                    // Each user's mutes, read once per batch in its transaction.
+                    let mut muted = BTreeMap::<&str, Vec<String>>::new();
                     for mark in marks {
-                        let (ids, count) =
-                            Self::change_rows(&mut *tx, mark, now, &mut deltas).await?;
+                        if !muted.contains_key(mark.user_id.as_str()) {
+                            let prefixes = muted_prefixes(&mut *tx, &mark.user_id, now).await?;
+                            muted.insert(&mark.user_id, prefixes);
+                        }
+                    }
+                    for mark in marks {
+                        let (ids, count) = Self::change_rows(
+                            &mut *tx,
+                            mark,
+                            now,
+                            &muted[mark.user_id.as_str()],
+                            &mut deltas,
+                        )
+                        .await?;
                         marked.push(Marked {
                             ids,
                             count,
@@ -382,7 +403,12 @@ macro_rules! impl_notification_store {
                     let mut after = BTreeMap::<&str, Counts>::new();
                     for mark in marks {
                         if !after.contains_key(mark.user_id.as_str()) {
-                            let counts = Self::counts_in(&mut *tx, &mark.user_id, NO_MUTES).await?;
+                            let counts = Self::counts_in(
+                                &mut *tx,
+                                &mark.user_id,
+                                &muted[mark.user_id.as_str()],
+                            )
+                            .await?;
                             after.insert(&mark.user_id, counts);
                         }
                     }
@@ -524,7 +550,17 @@ macro_rules! impl_notification_store {
                     now: i64,
                 ) -> Result<Vec<Mute>, Error> {
                     let mut tx = self.backend.begin_write().await?;
-                    <$backend as NotificationBackend>::lock_preferences(&mut tx, user_id).await?;
+                    // Like every writer of the state-event log, before any row (dialect.rs).
+                    // It also runs two replacements of one user's set one after the other, so
+                    // the last one wins whole.
+                    <$backend as NotificationBackend>::lock_read_events(&mut tx).await?;
+                    let mut before: Vec<(String, Option<i64>)> = sqlx::query_as(sql::PREFERENCES)
+                        .bind(user_id)
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    // By bytes, as `mutes` are (a database collation may order otherwise).
+                    before.sort();
                     sqlx::query("DELETE FROM preferences WHERE user_id = $1")
                         .bind(user_id)
                         .execute(&mut *tx)
@@ -541,8 +577,66 @@ macro_rules! impl_notification_store {
                         });
                         qb.build().execute(&mut *tx).await?;
                     }
+                    let unchanged = before.len() == mutes.len()
+                        && before.iter().zip(mutes).all(|((category, until), mute)| {
+                            *category == mute.category && *until == mute.until
+                        });
+                    if !unchanged {
+                        Self::log_preferences_changed(&mut tx, &[user_id.to_owned()], now).await?;
+                    }
                     tx.commit().await?;
                     Ok(mutes.to_vec())
+                }
+
+                async fn end_mutes_tx(&self, now: i64, limit: usize) -> Result<usize, Error> {
+                    let mut tx = self.backend.begin_write().await?;
+                    <$backend as NotificationBackend>::lock_read_events(&mut tx).await?;
+                    let mut users: Vec<String> = sqlx::query_scalar(sql::END_MUTES)
+                        .bind(now)
+                        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let ended = users.len();
+                    users.sort();
+                    users.dedup();
+                    Self::log_preferences_changed(&mut tx, &users, now).await?;
+                    tx.commit().await?;
+                    Ok(ended)
+                }
+
+                /// Appends a `preferences` entry per user to the state-event log: each of
+                /// their streams, on every replica, re-reads preferences and counts.
+                async fn log_preferences_changed(
+                    tx: &mut sqlx::Transaction<'static, Db>,
+                    users: &[String],
+                    now: i64,
+                ) -> Result<(), Error> {
+                    if users.is_empty() {
+                        return Ok(());
+                    }
+                    let count = users.len() as i64;
+                    let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
+                        .bind(count)
+                        .bind("read_events")
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    let numbered: Vec<(i64, &String)> = (head - count + 1..).zip(users).collect();
+                    for chunk in numbered.chunks(sql::INSERT_CHUNK) {
+                        let mut qb = QueryBuilder::<Db>::new(sql::INSERT_READ_EVENTS);
+                        qb.push_values(chunk, |mut row, (seq, user_id)| {
+                            row.push_bind(*seq)
+                                .push_bind((*user_id).clone())
+                                .push_bind("")
+                                .push_bind(false)
+                                .push_bind(None::<String>)
+                                .push_bind(ChangeKind::Preferences.as_str())
+                                .push_bind(None::<String>)
+                                .push_bind(now);
+                        });
+                        qb.build().execute(&mut **tx).await?;
+                    }
+                    <$backend as NotificationBackend>::announce(tx, head).await?;
+                    Ok(())
                 }
 
                 async fn prune_tx(&self, before: i64) -> Result<u64, Error> {
@@ -621,6 +715,8 @@ macro_rules! impl_notification_store {
                     // history and PostgreSQL walk the primary key through everyone's rows.
                     let limit = query.limit;
                     let mut tx = self.backend.begin_read().await?;
+                    let muted =
+                        muted_prefixes(&mut *tx, user_id, switchboard::time::now_micros()).await?;
                     let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (SELECT * FROM (");
                     qb.push(sql::SELECT_DIRECT);
                     qb.push_bind(user_id.to_owned());
@@ -631,6 +727,7 @@ macro_rules! impl_notification_store {
                     qb.push(sql::SELECT_VISIBLE);
                     qb.push_bind(user_id.to_owned());
                     qb.push(" WHERE n.recipient_id IS NULL");
+                    Self::push_not_muted(&mut qb, "n", &muted);
                     push_page_filters(&mut qb, query, "s");
                     qb.push(" ORDER BY n.id DESC");
                     qb.push(switchboard::db::limit(limit));
@@ -640,7 +737,7 @@ macro_rules! impl_notification_store {
                         qb.build_query_as().fetch_all(&mut *tx).await?;
                     let notifications: Vec<Notification> =
                         rows.into_iter().map(Into::into).collect();
-                    let counts = Self::counts_in(&mut *tx, user_id, NO_MUTES).await?;
+                    let counts = Self::counts_in(&mut *tx, user_id, &muted).await?;
                     tx.commit().await?;
                     Ok(Page {
                         notifications,
@@ -655,6 +752,14 @@ macro_rules! impl_notification_store {
                     categories: &[String],
                     limit: usize,
                 ) -> Result<Vec<Notification>, Error> {
+                    // Broadcasts the user's mutes hide now are not replayed (List hides them
+                    // too); they reappear in List when the mute ends.
+                    let muted = muted_prefixes(
+                        &mut *self.backend.read_pool().acquire().await?,
+                        user_id,
+                        switchboard::time::now_micros(),
+                    )
+                    .await?;
                     // New notifications and the user's wakes, each notification once: at its
                     // latest entry (a later wake of it replaces the earlier entries).
                     let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (");
@@ -667,6 +772,7 @@ macro_rules! impl_notification_store {
                     if !categories.is_empty() {
                         push_in_list(&mut qb, "n.category", categories);
                     }
+                    Self::push_not_muted(&mut qb, "n", &muted);
                     qb.push(
                         " AND NOT EXISTS (SELECT 1 FROM wakes w \
                          WHERE w.notification_id = n.id AND w.user_id = ",
@@ -680,6 +786,7 @@ macro_rules! impl_notification_store {
                     if !categories.is_empty() {
                         push_in_list(&mut qb, "n.category", categories);
                     }
+                    Self::push_not_muted(&mut qb, "n", &muted);
                     qb.push(
                         " AND NOT EXISTS (SELECT 1 FROM wakes later \
                          WHERE later.notification_id = w.notification_id \
@@ -780,13 +887,8 @@ macro_rules! impl_notification_store {
                         .wrote(self.replace_preferences_tx(user_id, mutes, now).await)
                 }
 
-                async fn muted_prefixes(
-                    &self,
-                    user_id: &str,
-                    at: i64,
-                ) -> Result<Vec<String>, Error> {
-                    let mut conn = self.backend.read_pool().acquire().await?;
-                    muted_prefixes(&mut *conn, user_id, at).await
+                async fn end_mutes(&self, now: i64, limit: usize) -> Result<usize, Error> {
+                    self.backend.wrote(self.end_mutes_tx(now, limit).await)
                 }
             }
         };

@@ -20,14 +20,6 @@ impl NotificationBackend for SqliteBackend {
         Ok(())
     }
 
-    /// Nothing to lock: `BEGIN IMMEDIATE` already runs write transactions one at a time.
-    async fn lock_preferences(
-        _tx: &mut Transaction<'static, Sqlite>,
-        _user_id: &str,
-    ) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-
     /// One process owns a SQLite file: the feed is poked in-process after each commit.
     async fn announce(
         _tx: &mut Transaction<'static, Sqlite>,

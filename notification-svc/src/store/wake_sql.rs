@@ -25,11 +25,14 @@ pub const WAKE_BROADCASTS: &str = "UPDATE broadcast_states SET snoozed_until = N
 /// Followed by `VALUES` rows of (seq, user_id, notification_id, created_at).
 pub const INSERT_WAKES: &str = "INSERT INTO wakes (seq, user_id, notification_id, created_at) ";
 
-/// When the next snoozed notification is due, from the two partial indexes.
+/// When the next snoozed notification is due or the next timed mute ends, from the three
+/// partial indexes.
 pub const NEXT_WAKE: &str = "SELECT MIN(due) FROM ( \
        SELECT MIN(snoozed_until) AS due FROM notifications WHERE snoozed_until IS NOT NULL \
        UNION ALL \
        SELECT MIN(snoozed_until) FROM broadcast_states WHERE snoozed_until IS NOT NULL \
+       UNION ALL \
+       SELECT MIN(muted_until) FROM preferences WHERE muted_until IS NOT NULL \
      ) AS next";
 
 /// The wakes of the notifications about to be pruned.

@@ -274,6 +274,30 @@ pub async fn sent_ids(client: &mut Client, request: pb::SendRequest) -> Vec<Stri
     ids(&send(client, request).await)
 }
 
+/// Replaces `user`'s mutes with `categories`, each until `until` (unset: until turned off).
+pub async fn mute(
+    app: &TestApp,
+    user: &str,
+    categories: &[&str],
+    until: Option<prost_types::Timestamp>,
+) {
+    app.user(user)
+        .update_preferences(pb::UpdatePreferencesRequest {
+            preferences: Some(pb::Preferences {
+                categories: categories
+                    .iter()
+                    .map(|category| pb::CategoryPreference {
+                        category: category.to_string(),
+                        muted: true,
+                        muted_until: until,
+                    })
+                    .collect(),
+            }),
+        })
+        .await
+        .expect("update preferences");
+}
+
 /// `count` Sends, `b<i>` broadcasts every `every`-th and `n<i>` to `recipients` otherwise:
 /// the ids stored, in order.
 pub async fn mixed_history(

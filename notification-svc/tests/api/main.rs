@@ -20,6 +20,8 @@ mod list;
 mod listen;
 mod mark_batching;
 mod mark_read;
+mod muted_broadcasts;
+mod preference_events;
 mod preferences;
 mod replicas;
 mod send;

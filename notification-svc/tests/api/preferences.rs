@@ -258,7 +258,7 @@ async fn concurrent_updates_each_replace_the_whole_set(backend: Backend) {
 }
 
 /// The store's view on its own clock: what is muted at a given time, and what pruning leaves.
-async fn muted_prefixes_follow_the_time_asked_and_prune_drops_ended_mutes(backend: Backend) {
+async fn mutes_in_force_follow_the_time_asked_and_prune_drops_ended_mutes(backend: Backend) {
     let (_test_database, url) = TestDatabase::create(backend, "notifications.db").await;
     let database = db::connect(&url, &MIGRATIONS).await.expect("connect");
     let store = store::for_database(&database);
@@ -286,7 +286,13 @@ async fn muted_prefixes_follow_the_time_asked_and_prune_drops_ended_mutes(backen
         .expect("replace");
     let at = |t| {
         let store = store.clone();
-        async move { store.muted_prefixes("alice", t).await.expect("muted") }
+        async move {
+            let mutes = store.preferences("alice", t).await.expect("muted");
+            mutes
+                .into_iter()
+                .map(|mute| mute.category)
+                .collect::<Vec<_>>()
+        }
     };
     assert_eq!(at(2 * HOUR).await, ["build", "deploy", "task.assigned"]);
     assert_eq!(
@@ -304,8 +310,8 @@ async fn muted_prefixes_follow_the_time_asked_and_prune_drops_ended_mutes(backen
         [mutes[0].clone(), mutes[2].clone()]
     );
     assert_eq!(
-        store.muted_prefixes("carol", 0).await.expect("muted"),
-        Vec::<String>::new()
+        store.preferences("carol", 0).await.expect("muted"),
+        Vec::<Mute>::new()
     );
 
     store.prune(15 * HOUR).await.expect("prune");
@@ -327,5 +333,5 @@ switchboard::both_backends!(
     a_mute_that_ends_is_left_out_and_one_without_an_end_stays,
     concurrent_updates_each_replace_the_whole_set,
     preferences_need_the_internal_token_and_a_caller,
-    muted_prefixes_follow_the_time_asked_and_prune_drops_ended_mutes,
+    mutes_in_force_follow_the_time_asked_and_prune_drops_ended_mutes,
 );

@@ -11,7 +11,6 @@ use notification_svc::{
     preferences::Mute,
     store::{self, MIGRATIONS},
 };
-use prost_types::Timestamp;
 use switchboard::{
     db,
     proto::notification::v1 as pb,
@@ -31,25 +30,6 @@ fn in_category(category: &str, recipients: &[&str], content: &str) -> pb::SendRe
 
 async fn send_full(client: &mut Client, request: pb::SendRequest) -> pb::SendResponse {
     client.send(request).await.expect("send").into_inner()
-}
-
-/// Replaces `user`'s mutes with `categories`, each until `until` (unset: until turned off).
-async fn mute(app: &TestApp, user: &str, categories: &[&str], until: Option<Timestamp>) {
-    app.user(user)
-        .update_preferences(pb::UpdatePreferencesRequest {
-            preferences: Some(pb::Preferences {
-                categories: categories
-                    .iter()
-                    .map(|category| pb::CategoryPreference {
-                        category: category.to_string(),
-                        muted: true,
-                        muted_until: until,
-                    })
-                    .collect(),
-            }),
-        })
-        .await
-        .expect("update preferences");
 }
 
 fn recipients(notifications: &[pb::Notification]) -> Vec<&str> {
