@@ -252,9 +252,9 @@ impl Producer {
     async fn emit_counts(&mut self) -> Result<(), Stop> {
         self.counts_due = None;
         self.stats.counts_reads.fetch_add(1, Ordering::AcqRel);
-        let mutes = self
+        let (mutes, counts) = self
             .store
-            .preferences(&self.user_id, switchboard::time::now_micros())
+            .inbox(&self.user_id, switchboard::time::now_micros())
             .await
             .map_err(|err| Stop::Failed(err.into()))?;
         self.muted = mutes.iter().map(|mute| mute.category.clone()).collect();
@@ -264,11 +264,6 @@ impl Producer {
             self.emit(pb::subscribe_response::Event::Preferences(preferences))
                 .await?;
         }
-        let counts = self
-            .store
-            .counts(&self.user_id, &self.muted)
-            .await
-            .map_err(|err| Stop::Failed(err.into()))?;
         let counts = convert::counts(&counts);
         if self.counts_sent.as_ref() == Some(&counts) {
             return Ok(());

@@ -162,6 +162,10 @@ pub trait NotificationStore: SendBatches + MarkBatches {
     /// category prefixes are left out (`build` hides `build` and `build.*`).
     async fn counts(&self, user_id: &str, muted: &[String]) -> Result<Counts, Error>;
 
+    /// The user's mutes in force at `now` (by category) and their counts under those mutes,
+    /// read together (one statement): what a stream sends as `preferences` and `counts`.
+    async fn inbox(&self, user_id: &str, now: i64) -> Result<(Vec<Mute>, Counts), Error>;
+
     /// Starts listening for commits of other processes to the logs (see [`News`]).
     async fn news(&self) -> Result<Box<dyn News>, Error>;
 

@@ -715,8 +715,9 @@ macro_rules! impl_notification_store {
                     // history and PostgreSQL walk the primary key through everyone's rows.
                     let limit = query.limit;
                     let mut tx = self.backend.begin_read().await?;
-                    let muted =
-                        muted_prefixes(&mut *tx, user_id, switchboard::time::now_micros()).await?;
+                    let (mutes, counts) =
+                        Self::inbox_in(&mut *tx, user_id, switchboard::time::now_micros()).await?;
+                    let muted: Vec<String> = mutes.into_iter().map(|m| m.category).collect();
                     let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (SELECT * FROM (");
                     qb.push(sql::SELECT_DIRECT);
                     qb.push_bind(user_id.to_owned());
@@ -737,7 +738,6 @@ macro_rules! impl_notification_store {
                         qb.build_query_as().fetch_all(&mut *tx).await?;
                     let notifications: Vec<Notification> =
                         rows.into_iter().map(Into::into).collect();
-                    let counts = Self::counts_in(&mut *tx, user_id, &muted).await?;
                     tx.commit().await?;
                     Ok(Page {
                         notifications,
@@ -885,6 +885,15 @@ macro_rules! impl_notification_store {
                 ) -> Result<Vec<Mute>, Error> {
                     self.backend
                         .wrote(self.replace_preferences_tx(user_id, mutes, now).await)
+                }
+
+                async fn inbox(
+                    &self,
+                    user_id: &str,
+                    now: i64,
+                ) -> Result<(Vec<Mute>, Counts), Error> {
+                    let mut conn = self.backend.read_pool().acquire().await?;
+                    Self::inbox_in(&mut *conn, user_id, now).await
                 }
 
                 async fn end_mutes(&self, now: i64, limit: usize) -> Result<usize, Error> {
