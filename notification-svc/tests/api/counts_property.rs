@@ -1,11 +1,12 @@
 //! The property of issue 19's counts: after any sequence of Sends (direct and broadcast),
-//! MarkRead, MarkSeen, MarkUnread, Archive, Unarchive, Snooze, Unsnooze and wakes over a few
-//! users, every user's counts (and the counts each change answers) equal a count from
-//! scratch. Random sequences from proptest, shrunk to a minimal one on failure; on SQLite
+//! MarkRead, MarkSeen, MarkUnread, Archive, Unarchive, Snooze, Unsnooze, wakes and mutes
+//! (permanent and timed, which the moving clock ends) over a few users, every user's counts
+//! (and the counts each change answers) equal a count from scratch. Random sequences from proptest, shrunk to a minimal one on failure; on SQLite
 //! through the store, with the clock moved by the test so snoozes come due.
 
 use notification_svc::{
-    domain::{Audience, Change, NewSend, ReadFilter, Selection},
+    domain::{Audience, Change, Counts, NewSend, ReadFilter, Selection},
+    preferences::Mute,
     store::{self, MIGRATIONS, NotificationStore},
 };
 use proptest::{collection::vec, option, prelude::*};
@@ -14,7 +15,42 @@ use switchboard::{
     testing::{Backend, TestDatabase},
 };
 
-use crate::inbox_counters::counted_by_sql;
+/// A user's counts at `$4` counted from the rows: what they can see, not archived, not
+/// snoozed, and no non-critical broadcast of a category their mutes in force cover.
+const COUNT_FROM_SCRATCH: &str = "SELECT category, SUM(unread), SUM(unseen) FROM ( \
+       SELECT category, CASE WHEN read_at IS NULL THEN 1 ELSE 0 END AS unread, \
+         CASE WHEN seen_at IS NULL THEN 1 ELSE 0 END AS unseen \
+       FROM notifications WHERE recipient_id = $1 \
+         AND archived_at IS NULL AND snoozed_until IS NULL \
+       UNION ALL \
+       SELECT n.category, CASE WHEN s.read_at IS NULL THEN 1 ELSE 0 END, \
+         CASE WHEN s.seen_at IS NULL THEN 1 ELSE 0 END \
+       FROM notifications n LEFT JOIN broadcast_states s \
+         ON s.notification_id = n.id AND s.user_id = $2 \
+       WHERE n.recipient_id IS NULL AND s.archived_at IS NULL AND s.snoozed_until IS NULL \
+         AND (n.critical OR NOT EXISTS (SELECT 1 FROM preferences p WHERE p.user_id = $3 \
+           AND (p.muted_until IS NULL OR p.muted_until > $4) \
+           AND (n.category = p.category OR n.category LIKE p.category || '.%'))) \
+     ) AS u GROUP BY category";
+
+async fn counted_by_sql(database: &Database, user: &str, now: i64) -> Counts {
+    let Database::Sqlite(pools) = database else {
+        unreachable!("the property runs on SQLite")
+    };
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(COUNT_FROM_SCRATCH)
+        .bind(user)
+        .bind(user)
+        .bind(user)
+        .bind(now)
+        .fetch_all(&pools.read)
+        .await
+        .expect("count");
+    let mut counts = Counts::default();
+    for (category, unread, unseen) in rows {
+        counts.add(&category, unread, unseen);
+    }
+    counts.without_zeros()
+}
 
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
 const CATEGORIES: [&str; 3] = ["build", "build.failed", "chat"];
@@ -50,6 +86,12 @@ enum Op {
     Wake {
         hours: i64,
     },
+    /// The user's mutes become these categories, for this many hours (none: until unmuted).
+    Mute {
+        user: usize,
+        categories: Vec<usize>,
+        hours: Option<i64>,
+    },
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
@@ -69,6 +111,9 @@ fn op() -> impl Strategy<Value = Op> {
             |(user, change, pick, snooze_hours)| Op::Change { user, change, pick, snooze_hours }
         ),
         2 => (0..3i64).prop_map(|hours| Op::Wake { hours }),
+        2 => (0..USERS.len(), vec(0..CATEGORIES.len(), 0..3), option::of(1..3i64)).prop_map(
+            |(user, categories, hours)| Op::Mute { user, categories, hours }
+        ),
     ]
 }
 
@@ -86,12 +131,17 @@ fn new_send(audience: Audience, category: usize) -> NewSend {
     }
 }
 
-async fn assert_every_user_true(database: &Database, store: &dyn NotificationStore, step: usize) {
+async fn assert_every_user_true(
+    database: &Database,
+    store: &dyn NotificationStore,
+    now: i64,
+    step: usize,
+) {
     for user in USERS.into_iter().chain(["nobody"]) {
-        let counts = store.counts(user, &[]).await.expect("counts");
+        let (_, counts) = store.inbox(user, now).await.expect("counts");
         assert_eq!(
             counts,
-            counted_by_sql(database, user).await,
+            counted_by_sql(database, user, now).await,
             "{user} after step {step}"
         );
     }
@@ -162,16 +212,36 @@ async fn run(ops: Vec<Op>) {
                     .expect("change");
                 assert_eq!(
                     marked.counts,
-                    counted_by_sql(&database, USERS[user]).await,
+                    counted_by_sql(&database, USERS[user], now).await,
                     "the counts {change:?} answered at step {step}"
                 );
             }
             Op::Wake { hours } => {
                 now += hours * HOUR;
                 store.wake_due(now, 1000).await.expect("wake");
+                store.end_mutes(now, 1000).await.expect("end mutes");
+            }
+            Op::Mute {
+                user,
+                mut categories,
+                hours,
+            } => {
+                categories.sort();
+                categories.dedup();
+                let mutes: Vec<Mute> = categories
+                    .into_iter()
+                    .map(|c| Mute {
+                        category: CATEGORIES[c].to_owned(),
+                        until: hours.map(|hours| now + hours * HOUR),
+                    })
+                    .collect();
+                store
+                    .replace_preferences(USERS[user], &mutes, now)
+                    .await
+                    .expect("mute");
             }
         }
-        assert_every_user_true(&database, store.as_ref(), step).await;
+        assert_every_user_true(&database, store.as_ref(), now, step).await;
     }
     database.close().await;
 }

@@ -181,7 +181,7 @@ async fn counters_follow_a_random_history(backend: Backend) {
 
 /// The inbox counts as a COUNT over the whole history, run straight against the database:
 /// the oracle of the store-level tests.
-pub async fn counted_by_sql(database: &Database, user: &str) -> Counts {
+async fn counted_by_sql(database: &Database, user: &str) -> Counts {
     const COUNT: &str = "SELECT category, SUM(unread) AS unread, SUM(unseen) AS unseen FROM ( \
            SELECT category, CASE WHEN read_at IS NULL THEN 1 ELSE 0 END AS unread, \
              CASE WHEN seen_at IS NULL THEN 1 ELSE 0 END AS unseen \
