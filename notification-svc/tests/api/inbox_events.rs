@@ -184,7 +184,8 @@ async fn counts_come_when_live_and_after_every_change(backend: Backend) {
     .await;
     next_counts(&mut other).await;
 
-    // Each change: a new notification, a state change of each kind, a broadcast, a wake.
+    // Each change: a new notification, a state change of each kind (Unsnooze included), a
+    // broadcast, a wake.
     let mut bob = subscribe(&mut app.user("bob"), Default::default()).await;
     let bob_first = next_counts(&mut bob).await;
     let changes: Vec<(&str, futures::future::BoxFuture<'static, ()>)> = vec![
@@ -249,6 +250,22 @@ async fn counts_come_when_live_and_after_every_change(backend: Backend) {
             let ids = first.clone();
             async move {
                 apply(&mut alice, Snooze, select_ids(&ids)).await;
+            }
+            .boxed()
+        }),
+        ("snooze another", {
+            let mut alice = app.user("alice");
+            let ids = second.clone();
+            async move {
+                apply(&mut alice, Snooze, select_ids(&ids)).await;
+            }
+            .boxed()
+        }),
+        ("unsnooze", {
+            let mut alice = app.user("alice");
+            let ids = second.clone();
+            async move {
+                apply(&mut alice, Unsnooze, select_ids(&ids)).await;
             }
             .boxed()
         }),

@@ -512,6 +512,50 @@ async fn list_filters_by_seen_and_archive_state_with_page_tokens_bound_to_them(b
     );
 }
 
+/// A selection's `category` is that category only, unlike a mute: `build` leaves `build.x`
+/// alone, direct and broadcast.
+async fn a_category_selects_exactly_that_category_not_those_below_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut service = app.user("service");
+    let in_category = |category: &str, request: pb::SendRequest| pb::SendRequest {
+        category: category.into(),
+        ..request
+    };
+    let build = sent_ids(&mut service, in_category("build", send_to(&["alice"], "b"))).await;
+    let below = sent_ids(
+        &mut service,
+        in_category("build.x", send_to(&["alice"], "x")),
+    )
+    .await;
+    let broadcast_below = sent_ids(&mut service, in_category("build.x", broadcast("bx"))).await;
+    let mut alice = app.user("alice");
+    for rpc in [MarkSeen, Archive] {
+        let (changed, counts) =
+            apply(&mut alice, rpc, select_all("build", ReadState::Unspecified)).await;
+        assert_eq!(changed, 1, "{rpc:?}");
+        assert_counts_true(&mut alice, &counts, "all of build").await;
+    }
+    let archived = get(&mut alice, &build[0]).await;
+    assert!(archived.seen && archived.archived);
+    for id in [&below[0], &broadcast_below[0]] {
+        let left = get(&mut alice, id).await;
+        assert!(!left.seen && !left.archived, "{id}");
+    }
+}
+
+/// 1000 ids is the most a selection takes (1001 is refused above): accepted, and ids the
+/// caller cannot see change nothing.
+async fn a_selection_of_1000_ids_is_accepted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sent = sent_ids(&mut app.user("service"), send_to(&["alice"], "x")).await;
+    let mut ids: Vec<String> = (0..999).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    ids.extend(sent.iter().cloned());
+    let mut alice = app.user("alice");
+    let (changed, counts) = apply(&mut alice, MarkSeen, select_ids(&ids)).await;
+    assert_eq!(changed, 1);
+    assert_eq!(counts.unseen, 0);
+}
+
 switchboard::both_backends!(
     mark_seen_marks_only_seen_and_repeating_changes_nothing,
     mark_read_marks_seen_too_and_answers_counts,
@@ -522,4 +566,6 @@ switchboard::both_backends!(
     ids_the_caller_cannot_see_are_ignored,
     invalid_selections_are_refused_and_change_nothing,
     list_filters_by_seen_and_archive_state_with_page_tokens_bound_to_them,
+    a_category_selects_exactly_that_category_not_those_below_it,
+    a_selection_of_1000_ids_is_accepted,
 );
