@@ -79,6 +79,37 @@ fn state_all(change: StateChange, category: &str, read_state: ReadState) -> Even
     })
 }
 
+/// A state event names only the ids that changed: of a selection where some already were
+/// in the new state (and one the caller cannot see), the others.
+async fn a_state_event_names_only_the_ids_that_changed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut service = app.user("service");
+    let seen_already = sent_ids(&mut service, send_to(&["alice"], "a")).await;
+    let unseen = sent_ids(&mut service, send_to(&["alice"], "b")).await;
+    let news = sent_ids(&mut service, broadcast("news")).await;
+    let bobs = sent_ids(&mut service, send_to(&["bob"], "not hers")).await;
+    let mut alice = app.user("alice");
+    let mut laptop = subscribe(&mut alice, Default::default()).await;
+    apply(&mut alice, MarkSeen, select_ids(&seen_already)).await;
+    assert_eq!(
+        next_change(&mut laptop).await,
+        state(StateChange::Seen, &seen_already)
+    );
+
+    let selected: Vec<String> = [&seen_already, &unseen, &news, &bobs]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let (changed, _) = apply(&mut alice, MarkSeen, select_ids(&selected)).await;
+    assert_eq!(changed, 2);
+    let changed_ids: Vec<String> = unseen.iter().chain(&news).cloned().collect();
+    assert_eq!(
+        next_change(&mut laptop).await,
+        state(StateChange::Seen, &changed_ids)
+    );
+}
+
 async fn state_changes_reach_every_session_as_state_events(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut service = app.user("service");
@@ -406,6 +437,7 @@ async fn state_and_counts_cross_replicas() {
 
 switchboard::both_backends!(
     state_changes_reach_every_session_as_state_events,
+    a_state_event_names_only_the_ids_that_changed,
     counts_come_when_live_and_after_every_change,
     a_burst_costs_one_counts_read_not_one_per_event,
 );
