@@ -5,7 +5,7 @@
 //! through the store, with the clock moved by the test so snoozes come due.
 
 use notification_svc::{
-    domain::{Audience, Change, Counts, NewSend, ReadFilter, Selection},
+    domain::{Audience, Change, NewSend, ReadFilter, Selection},
     preferences::Mute,
     store::{self, MIGRATIONS, NotificationStore},
 };
@@ -15,42 +15,7 @@ use switchboard::{
     testing::{Backend, TestDatabase},
 };
 
-/// A user's counts at `$4` counted from the rows: what they can see, not archived, not
-/// snoozed, and no non-critical broadcast of a category their mutes in force cover.
-const COUNT_FROM_SCRATCH: &str = "SELECT category, SUM(unread), SUM(unseen) FROM ( \
-       SELECT category, CASE WHEN read_at IS NULL THEN 1 ELSE 0 END AS unread, \
-         CASE WHEN seen_at IS NULL THEN 1 ELSE 0 END AS unseen \
-       FROM notifications WHERE recipient_id = $1 \
-         AND archived_at IS NULL AND snoozed_until IS NULL \
-       UNION ALL \
-       SELECT n.category, CASE WHEN s.read_at IS NULL THEN 1 ELSE 0 END, \
-         CASE WHEN s.seen_at IS NULL THEN 1 ELSE 0 END \
-       FROM notifications n LEFT JOIN broadcast_states s \
-         ON s.notification_id = n.id AND s.user_id = $2 \
-       WHERE n.recipient_id IS NULL AND s.archived_at IS NULL AND s.snoozed_until IS NULL \
-         AND (n.critical OR NOT EXISTS (SELECT 1 FROM preferences p WHERE p.user_id = $3 \
-           AND (p.muted_until IS NULL OR p.muted_until > $4) \
-           AND (n.category = p.category OR n.category LIKE p.category || '.%'))) \
-     ) AS u GROUP BY category";
-
-async fn counted_by_sql(database: &Database, user: &str, now: i64) -> Counts {
-    let Database::Sqlite(pools) = database else {
-        unreachable!("the property runs on SQLite")
-    };
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(COUNT_FROM_SCRATCH)
-        .bind(user)
-        .bind(user)
-        .bind(user)
-        .bind(now)
-        .fetch_all(&pools.read)
-        .await
-        .expect("count");
-    let mut counts = Counts::default();
-    for (category, unread, unseen) in rows {
-        counts.add(&category, unread, unseen);
-    }
-    counts.without_zeros()
-}
+use crate::inbox_counters::counted_by_sql;
 
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
 const CATEGORIES: [&str; 3] = ["build", "build.failed", "chat"];
