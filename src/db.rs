@@ -162,7 +162,8 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(SQLITE_BUSY_TIMEOUT)
-            .before_acquire(outside_any_transaction)
+            .test_before_acquire(false)
+            .before_acquire(checked_before_use)
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open SQLite database {url}"))?;
@@ -181,7 +182,8 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .before_acquire(outside_any_transaction)
+            .test_before_acquire(false)
+            .before_acquire(checked_before_use)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open SQLite database {url}"))?;
@@ -198,7 +200,8 @@ pub async fn connect(url: &str, migrations: &Migrations) -> anyhow::Result<Datab
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .before_acquire(outside_any_transaction)
+            .test_before_acquire(false)
+            .before_acquire(checked_before_use)
             .connect_with(options)
             .await
             .context("cannot connect to PostgreSQL")?;
@@ -268,25 +271,43 @@ fn postgres_target(options: &PgConnectOptions) -> String {
     format!("{place}/{database} as {}", options.get_username())
 }
 
+/// How long a pooled connection may sit idle before it is pinged on the way out. The pools
+/// do not ping on every acquire (`test_before_acquire(false)`): under load that round trip
+/// (a wake-up of SQLite's worker thread, a message to PostgreSQL) was one in five or six of a
+/// List's. Connections that sat out a database outage have been idle, so they are still
+/// tested and replaced before a request meets them.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// The pools' check of an idle connection before handing it out: one still inside a
 /// transaction is closed (the pool opens a fresh one) instead of failing every later write
-/// with "begin_with at non-zero transaction depth".
+/// with "begin_with at non-zero transaction depth", and one idle for [`PING_IF_IDLE_FOR`]
+/// that does not answer a ping is closed too.
 ///
 /// A transaction dropped without COMMIT, or whose COMMIT failed, is rolled back when its
 /// connection returns to the pool. When that ROLLBACK fails too (SQLite rolls back by itself
 /// on a full disk, so ROLLBACK finds no transaction), sqlx still counts the transaction as
 /// open; on SQLite's single write connection that stopped every write until a restart.
-/// Reading the depth here is exact: the pool tests a returned connection (which waits for
+/// Reading the depth here is exact: the pool pings a returned connection (which waits for
 /// the queued ROLLBACK) before it can be handed out again.
-fn outside_any_transaction<C: Connection>(
+fn checked_before_use<C: Connection>(
     connection: &mut C,
-    _: PoolConnectionMetadata,
+    meta: PoolConnectionMetadata,
 ) -> Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
-    let clean = !connection.is_in_transaction();
-    if !clean {
-        tracing::warn!("a pooled connection was left inside a failed transaction; reopening it");
-    }
-    Box::pin(std::future::ready(Ok(clean)))
+    Box::pin(async move {
+        if connection.is_in_transaction() {
+            tracing::warn!(
+                "a pooled connection was left inside a failed transaction; reopening it"
+            );
+            return Ok(false);
+        }
+        if meta.idle_for >= PING_IF_IDLE_FOR
+            && let Err(error) = connection.ping().await
+        {
+            tracing::info!(%error, "an idle pooled connection did not answer; reopening it");
+            return Ok(false);
+        }
+        Ok(true)
+    })
 }
 
 /// Checkpoints the WAL every [`SQLITE_CHECKPOINT_INTERVAL`] from a task of its own, until the
