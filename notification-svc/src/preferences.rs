@@ -4,7 +4,7 @@
 //! A mute of `build` covers `build` and every `build.<anything>`, on dot boundaries only
 //! (`buildx` is another category). Send skips muted recipients with it; List and counts hide
 //! muted broadcasts with the same rule ([`is_muted`] over the user's muted prefixes, which
-//! the store's `muted_prefixes` reads).
+//! the store reads with `mutes_in`).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +21,13 @@ pub struct Mute {
     pub category: String,
     /// Microseconds; `None` = until the person unmutes it.
     pub until: Option<i64>,
+}
+
+/// A mute is its category where only what it covers matters ([`is_muted`]).
+impl AsRef<str> for Mute {
+    fn as_ref(&self) -> &str {
+        &self.category
+    }
 }
 
 /// One entry of an UpdatePreferences as it arrived.

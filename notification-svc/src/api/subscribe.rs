@@ -44,7 +44,7 @@ use super::convert;
 use crate::{
     domain::Notification,
     hub::{Event, Subscription},
-    preferences::is_muted,
+    preferences::{Mute, is_muted},
     store::NotificationStore,
 };
 
@@ -107,8 +107,7 @@ pub fn start(
         watermark: start.watermark,
         counts_due: None,
         counts_sent: None,
-        preferences: None,
-        muted: Vec::new(),
+        mutes: None,
         stats: start.stats,
     };
     tokio::spawn(producer.run(start.replay, heartbeat_interval));
@@ -147,12 +146,11 @@ struct Producer {
     counts_due: Option<Instant>,
     /// The counts last sent, so unchanged ones are not sent again.
     counts_sent: Option<pb::Counts>,
-    /// The user's preferences as of the last counts read (the first one comes before
-    /// anything live), and the muted categories they hold: the broadcasts those hide are not
-    /// delivered, as List does not show them. A change made meanwhile applies from the next
-    /// read, which its log entry triggers; preferences that differ from these are sent then.
-    preferences: Option<pb::Preferences>,
-    muted: Vec<String>,
+    /// The user's mutes as of the last counts read (the first one comes before anything
+    /// live): the broadcasts they hide are not delivered, as List does not show them. A
+    /// change made meanwhile applies from the next read, which its log entry triggers;
+    /// mutes that differ from these are sent as `preferences` then.
+    mutes: Option<Vec<Mute>>,
     stats: Arc<StreamStats>,
 }
 
@@ -257,12 +255,14 @@ impl Producer {
             .inbox(&self.user_id, switchboard::time::now_micros())
             .await
             .map_err(|err| Stop::Failed(err.into()))?;
-        self.muted = mutes.iter().map(|mute| mute.category.clone()).collect();
-        let preferences = convert::preferences(&mutes);
-        let known = self.preferences.replace(preferences.clone());
-        if known.is_some_and(|known| known != preferences) {
-            self.emit(pb::subscribe_response::Event::Preferences(preferences))
-                .await?;
+        let known = self.mutes.replace(mutes);
+        if let (Some(known), Some(mutes)) = (known, &self.mutes)
+            && known != *mutes
+        {
+            self.emit(pb::subscribe_response::Event::Preferences(
+                convert::preferences(mutes),
+            ))
+            .await?;
         }
         let counts = convert::counts(&counts);
         if self.counts_sent.as_ref() == Some(&counts) {
@@ -295,7 +295,9 @@ impl Producer {
 
     fn wants(&self, n: &Notification) -> bool {
         n.is_visible_to(&self.user_id)
-            && !(n.is_broadcast() && !n.critical && is_muted(&n.category, &self.muted))
+            && !(n.is_broadcast()
+                && !n.critical
+                && is_muted(&n.category, self.mutes.as_deref().unwrap_or_default()))
             && (self.categories.is_empty() || self.categories.binary_search(&n.category).is_ok())
     }
 

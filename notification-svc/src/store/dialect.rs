@@ -14,6 +14,13 @@ use super::News;
 /// Sends, the log heads' row locks order commits): prunes and writers of per-person state need
 /// the two locks below on top, and replicas tell each other of commits by `NOTIFY`/`LISTEN`.
 pub trait NotificationBackend: Backend {
+    /// How a List merges the user's own rows with the broadcasts, two index-ordered ranges.
+    /// PostgreSQL plans a Merge Append that stops at the page only when each branch has its
+    /// own `ORDER BY ... LIMIT` (without, it sorts both ranges whole); SQLite's MERGE (UNION
+    /// ALL) stops at the page on the bare compound, and per-branch pages make it sort them in
+    /// a temporary B-tree.
+    const PAGE_EACH_BRANCH: bool;
+
     /// Keeps every other writer off the notifications a prune is about to count and delete.
     fn lock_prunable(
         tx: &mut Transaction<'static, Self::Db>,

@@ -10,16 +10,17 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::State;
+use crate::domain::{Counts, State};
 
-/// A user's counter rows: direct ones per category, then the broadcasts' per (category,
-/// critical), a handful of primary-key rows however long the history is. The caller binds
-/// the user id twice.
-pub const COUNTS: &str = "SELECT category, (1 = 0) AS broadcast, (1 = 0) AS critical, \
-       unread, unseen FROM inbox_counts WHERE user_id = $1 \
+/// A user's counter rows: direct ones per category (`kind` 0), then the broadcasts' per
+/// (category, critical) (`kind` 1), a handful of primary-key rows however long the history
+/// is. The caller binds the user id twice. Rows as [`COUNTS_AND_MUTES`]' (no mutes).
+pub const COUNTS: &str = "SELECT 0 AS kind, category, (1 = 0) AS critical, \
+       unread, unseen, CAST(NULL AS BIGINT) AS muted_until \
+     FROM inbox_counts WHERE user_id = $1 \
      UNION ALL \
-     SELECT b.category, (1 = 1), b.critical, b.total - COALESCE(s.not_unread, 0), \
-       b.total - COALESCE(s.not_unseen, 0) \
+     SELECT 1, b.category, b.critical, b.total - COALESCE(s.not_unread, 0), \
+       b.total - COALESCE(s.not_unseen, 0), CAST(NULL AS BIGINT) \
      FROM broadcast_counts b LEFT JOIN broadcast_state_counts s \
        ON s.user_id = $2 AND s.category = b.category AND s.critical = b.critical";
 
@@ -39,7 +40,7 @@ pub const COUNTS_AND_MUTES: &str = "SELECT 0 AS kind, category, (1 = 0) AS criti
      SELECT 2, category, (1 = 0), 0, 0, muted_until FROM preferences \
      WHERE user_id = $3 AND (muted_until IS NULL OR muted_until > $4)";
 
-/// One row of [`COUNTS_AND_MUTES`].
+/// One row of [`COUNTS_AND_MUTES`] (or of [`COUNTS`]).
 #[derive(sqlx::FromRow)]
 pub struct CountOrMuteRow {
     pub kind: i32,
@@ -176,16 +177,6 @@ fn state(
     }
 }
 
-/// One counter row of [`COUNTS`].
-#[derive(sqlx::FromRow)]
-pub struct CountRow {
-    pub category: String,
-    pub broadcast: bool,
-    pub critical: bool,
-    pub unread: i64,
-    pub unseen: i64,
-}
-
 /// What a batch adds to the counters, gathered before one upsert per table. Keys are ordered
 /// (`BTreeMap`), so concurrent PostgreSQL writers lock counter rows in one order and cannot
 /// deadlock on them; each key appears once, as `ON CONFLICT DO UPDATE` requires.
@@ -198,6 +189,22 @@ pub struct CounterDeltas {
 }
 
 impl CounterDeltas {
+    /// `counts` (a user's, read before the batch) with the batch's deltas of that user added:
+    /// what the counters give once the batch is applied.
+    pub fn applied_to(&self, user_id: &str, mut counts: Counts) -> Counts {
+        for ((user, category), &(unread, unseen)) in &self.direct {
+            if user == user_id {
+                counts.add(category, unread, unseen);
+            }
+        }
+        for ((user, category, _), &(not_unread, not_unseen)) in &self.broadcast {
+            if user == user_id {
+                counts.add(category, -not_unread, -not_unseen);
+            }
+        }
+        counts.without_zeros()
+    }
+
     /// A direct row's move in the inbox counts.
     pub fn direct(&mut self, user_id: &str, category: &str, (unread, unseen): (i64, i64)) {
         if (unread, unseen) != (0, 0) {
@@ -242,8 +249,7 @@ macro_rules! impl_inbox_state {
             use $crate::store::{
                 SqlStore,
                 inbox_sql::{
-                    self, BroadcastStateRow, CountOrMuteRow, CountRow, CounterDeltas,
-                    DirectStateRow,
+                    self, BroadcastStateRow, CountOrMuteRow, CounterDeltas, DirectStateRow,
                 },
                 steps::{self, Pin, Step, Value},
             };
@@ -251,6 +257,19 @@ macro_rules! impl_inbox_state {
             /// The sqlx database of this backend.
             type Db = <$backend as Backend>::Db;
             type Conn = <Db as sqlx::Database>::Connection;
+
+            /// Counts from counter rows (`kind` 0 direct, 1 broadcast), leaving out the
+            /// non-critical broadcasts of `muted` categories.
+            fn counts_of<M: AsRef<str>>(rows: Vec<CountOrMuteRow>, muted: &[M]) -> Counts {
+                let mut counts = Counts::default();
+                for row in rows {
+                    if row.kind == 1 && !row.critical && is_muted(&row.category, muted) {
+                        continue;
+                    }
+                    counts.add(&row.category, row.unread, row.unseen);
+                }
+                counts.without_zeros()
+            }
 
             fn push_pin(qb: &mut QueryBuilder<Db>, column: &str, pin: Pin) {
                 match pin {
@@ -344,7 +363,7 @@ macro_rules! impl_inbox_state {
                 pub(crate) fn push_not_muted(
                     qb: &mut QueryBuilder<Db>,
                     table: &str,
-                    muted: &[String],
+                    muted: &[Mute],
                 ) {
                     if muted.is_empty() {
                         return;
@@ -352,7 +371,13 @@ macro_rules! impl_inbox_state {
                     qb.push(format!(
                         " AND ({table}.recipient_id IS NOT NULL OR {table}.critical OR NOT ("
                     ));
-                    for (i, prefix) in muted.iter().enumerate() {
+                    for (
+                        i,
+                        Mute {
+                            category: prefix, ..
+                        },
+                    ) in muted.iter().enumerate()
+                    {
                         if i > 0 {
                             qb.push(" OR ");
                         }
@@ -369,24 +394,17 @@ macro_rules! impl_inbox_state {
 
                 /// The user's inbox counts from the counters, leaving out the non-critical
                 /// broadcasts of `muted` categories (each hides itself and its `.` children).
-                pub(crate) async fn counts_in(
+                pub(crate) async fn counts_in<M: AsRef<str> + Sync>(
                     conn: &mut Conn,
                     user_id: &str,
-                    muted: &[String],
+                    muted: &[M],
                 ) -> Result<Counts, Error> {
-                    let rows: Vec<CountRow> = sqlx::query_as(inbox_sql::COUNTS)
+                    let rows: Vec<CountOrMuteRow> = sqlx::query_as(inbox_sql::COUNTS)
                         .bind(user_id)
                         .bind(user_id)
                         .fetch_all(&mut *conn)
                         .await?;
-                    let mut counts = Counts::default();
-                    for row in rows {
-                        if row.broadcast && !row.critical && is_muted(&row.category, muted) {
-                            continue;
-                        }
-                        counts.add(&row.category, row.unread, row.unseen);
-                    }
-                    Ok(counts.without_zeros())
+                    Ok(counts_of(rows, muted))
                 }
 
                 /// The user's mutes in force at `now` (by category) and their inbox counts
@@ -414,16 +432,8 @@ macro_rules! impl_inbox_state {
                         .collect();
                     // By bytes, whatever the database's collation.
                     mutes.sort_by(|a, b| a.category.cmp(&b.category));
-                    let muted: Vec<&str> = mutes.iter().map(|m| m.category.as_str()).collect();
-                    let mut counts = Counts::default();
-                    for row in counters {
-                        let broadcast = row.kind == 1;
-                        if broadcast && !row.critical && is_muted(&row.category, &muted) {
-                            continue;
-                        }
-                        counts.add(&row.category, row.unread, row.unseen);
-                    }
-                    Ok((mutes, counts.without_zeros()))
+                    let counts = counts_of(counters, &mutes);
+                    Ok((mutes, counts))
                 }
 
                 /// Applies one state change to what its user can see, step by step, adding
@@ -434,7 +444,7 @@ macro_rules! impl_inbox_state {
                     conn: &mut Conn,
                     mark: &NewMark,
                     now: i64,
-                    muted: &[String],
+                    muted: &[Mute],
                     deltas: &mut CounterDeltas,
                 ) -> Result<(Vec<String>, i64), Error> {
                     let mut changed = Vec::new();

@@ -18,6 +18,8 @@ const FEED_CHANNEL: &str = "switchboard_feed";
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 impl NotificationBackend for PostgresBackend {
+    const PAGE_EACH_BRANCH: bool = true;
+
     /// Locks the notifications a prune is about to delete. State changes already wait for the
     /// prune (it takes [`lock_read_events`](NotificationBackend::lock_read_events) first);
     /// this keeps any other writer of those rows out between the prune's counting and its

@@ -54,6 +54,17 @@ pub const HEADS: &str = "SELECT name, seq FROM feed_heads";
 pub const INSERT_READ_EVENTS: &str = "INSERT INTO read_events \
      (seq, user_id, ids, all_read, category, change, read_state, created_at) ";
 
+/// One entry for the state-event log, before it has a position.
+pub struct NewStateEvent {
+    pub user_id: String,
+    /// The ids that changed, space-separated (empty for `all` and for preferences).
+    pub ids: String,
+    pub all: bool,
+    pub category: Option<String>,
+    pub change: &'static str,
+    pub read_state: Option<&'static str>,
+}
+
 /// How `read_events.read_state` stores the read state an `all` change was narrowed to.
 pub fn stored_read_state(read: ReadFilter) -> Option<&'static str> {
     match read {
@@ -108,10 +119,6 @@ pub const END_MUTES: &str = "DELETE FROM preferences \
        WHERE muted_until IS NOT NULL AND muted_until <= $1 ORDER BY muted_until LIMIT $2) \
      AND muted_until IS NOT NULL AND muted_until <= $1 \
      RETURNING user_id";
-
-/// A user's muted categories at `$2` (see [`PREFERENCES`]).
-pub const MUTED_PREFIXES: &str = "SELECT category FROM preferences \
-     WHERE user_id = $1 AND (muted_until IS NULL OR muted_until > $2) ORDER BY category";
 
 /// Mutes in force at the time bound next, followed by `AND user_id IN (...)` and
 /// `AND category IN (...)`: the primary key `(user_id, category)` answers it.
@@ -319,18 +326,25 @@ macro_rules! impl_notification_store {
                 qb.push(")");
             }
 
-            /// The user's muted categories at `at`, on any connection (inside a transaction
-            /// too, so a List or count can read them in its own snapshot).
-            async fn muted_prefixes(
+            /// The user's mutes in force at `at`, by category (bytes, whatever the
+            /// database's collation), on any connection (inside a transaction too, so a
+            /// change or replay reads them in its own snapshot).
+            async fn mutes_in(
                 conn: &mut <Db as sqlx::Database>::Connection,
                 user_id: &str,
                 at: i64,
-            ) -> Result<Vec<String>, Error> {
-                Ok(sqlx::query_scalar(sql::MUTED_PREFIXES)
+            ) -> Result<Vec<Mute>, Error> {
+                let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql::PREFERENCES)
                     .bind(user_id)
                     .bind(at)
                     .fetch_all(&mut *conn)
-                    .await?)
+                    .await?;
+                let mut mutes: Vec<Mute> = rows
+                    .into_iter()
+                    .map(|(category, until)| Mute { category, until })
+                    .collect();
+                mutes.sort_by(|a, b| a.category.cmp(&b.category));
+                Ok(mutes)
             }
 
             /// The mutes in force at `at` of the lookup's users, among its categories: one
@@ -375,12 +389,14 @@ macro_rules! impl_notification_store {
                     // In queue order, so each user's changes apply in the order they came.
                     let mut marked = Vec::with_capacity(marks.len());
                     let mut deltas = CounterDeltas::default();
-                    // Each user's mutes, read once per batch in its transaction.
-                    let mut muted = BTreeMap::<&str, Vec<String>>::new();
+                    // Each user's mutes and counts, read once per batch in its transaction (one
+                    // statement each). The lock keeps every other writer of state and mutes out
+                    // until commit, so the counts after the batch are these plus its deltas.
+                    let mut inbox = BTreeMap::<&str, (Vec<Mute>, Counts)>::new();
                     for mark in marks {
-                        if !muted.contains_key(mark.user_id.as_str()) {
-                            let prefixes = muted_prefixes(&mut *tx, &mark.user_id, now).await?;
-                            muted.insert(&mark.user_id, prefixes);
+                        if !inbox.contains_key(mark.user_id.as_str()) {
+                            let read = Self::inbox_in(&mut *tx, &mark.user_id, now).await?;
+                            inbox.insert(&mark.user_id, read);
                         }
                     }
                     for mark in marks {
@@ -388,7 +404,7 @@ macro_rules! impl_notification_store {
                             &mut *tx,
                             mark,
                             now,
-                            &muted[mark.user_id.as_str()],
+                            &inbox[mark.user_id.as_str()].0,
                             &mut deltas,
                         )
                         .await?;
@@ -399,58 +415,39 @@ macro_rules! impl_notification_store {
                         });
                     }
                     Self::add_counter_deltas(&mut *tx, &deltas).await?;
-                    // Once per user, after the whole batch: what they have when answered.
-                    let mut after = BTreeMap::<&str, Counts>::new();
-                    for mark in marks {
-                        if !after.contains_key(mark.user_id.as_str()) {
-                            let counts = Self::counts_in(
-                                &mut *tx,
-                                &mark.user_id,
-                                &muted[mark.user_id.as_str()],
-                            )
-                            .await?;
-                            after.insert(&mark.user_id, counts);
-                        }
-                    }
+                    // What each user has when answered: once per user, after the whole batch.
+                    let after: BTreeMap<&str, Counts> = inbox
+                        .into_iter()
+                        .map(|(user_id, (_, counts))| (user_id, deltas.applied_to(user_id, counts)))
+                        .collect();
                     for (mark, marked) in marks.iter().zip(&mut marked) {
                         marked.counts = after[mark.user_id.as_str()].clone();
                     }
 
                     // One state event per change that changed something, in queue order, for
                     // the user's other sessions (a change of nothing tells nobody).
-                    let events: Vec<usize> =
-                        (0..marks.len()).filter(|&i| marked[i].count > 0).collect();
-                    if !events.is_empty() {
-                        let count = events.len() as i64;
-                        let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
-                            .bind(count)
-                            .bind("read_events")
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        let numbered: Vec<(i64, usize)> =
-                            (head - count + 1..).zip(events).collect();
-                        for chunk in numbered.chunks(sql::INSERT_CHUNK) {
-                            let mut qb = QueryBuilder::<Db>::new(sql::INSERT_READ_EVENTS);
-                            qb.push_values(chunk, |mut row, &(seq, i)| {
-                                let (all, category, read) = match &marks[i].selection {
-                                    Selection::Ids(_) => (false, None, ReadFilter::All),
-                                    Selection::All { category, read } => {
-                                        (true, category.clone(), *read)
-                                    }
-                                };
-                                row.push_bind(seq)
-                                    .push_bind(marks[i].user_id.clone())
-                                    .push_bind(marked[i].ids.join(" "))
-                                    .push_bind(all)
-                                    .push_bind(category)
-                                    .push_bind(marks[i].change.kind().as_str())
-                                    .push_bind(sql::stored_read_state(read))
-                                    .push_bind(now);
-                            });
-                            qb.build().execute(&mut *tx).await?;
-                        }
-                        <$backend as NotificationBackend>::announce(&mut tx, head).await?;
-                    }
+                    let entries: Vec<sql::NewStateEvent> = marks
+                        .iter()
+                        .zip(&marked)
+                        .filter(|(_, marked)| marked.count > 0)
+                        .map(|(mark, marked)| {
+                            let (all, category, read) = match &mark.selection {
+                                Selection::Ids(_) => (false, None, ReadFilter::All),
+                                Selection::All { category, read } => {
+                                    (true, category.clone(), *read)
+                                }
+                            };
+                            sql::NewStateEvent {
+                                user_id: mark.user_id.clone(),
+                                ids: marked.ids.join(" "),
+                                all,
+                                category,
+                                change: mark.change.kind().as_str(),
+                                read_state: sql::stored_read_state(read),
+                            }
+                        })
+                        .collect();
+                    Self::append_state_events(&mut tx, &entries, now).await?;
                     tx.commit().await?;
                     Ok(marked)
                 }
@@ -554,13 +551,7 @@ macro_rules! impl_notification_store {
                     // It also runs two replacements of one user's set one after the other, so
                     // the last one wins whole.
                     <$backend as NotificationBackend>::lock_read_events(&mut tx).await?;
-                    let mut before: Vec<(String, Option<i64>)> = sqlx::query_as(sql::PREFERENCES)
-                        .bind(user_id)
-                        .bind(now)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    // By bytes, as `mutes` are (a database collation may order otherwise).
-                    before.sort();
+                    let before = mutes_in(&mut *tx, user_id, now).await?;
                     sqlx::query("DELETE FROM preferences WHERE user_id = $1")
                         .bind(user_id)
                         .execute(&mut *tx)
@@ -577,11 +568,7 @@ macro_rules! impl_notification_store {
                         });
                         qb.build().execute(&mut *tx).await?;
                     }
-                    let unchanged = before.len() == mutes.len()
-                        && before.iter().zip(mutes).all(|((category, until), mute)| {
-                            *category == mute.category && *until == mute.until
-                        });
-                    if !unchanged {
+                    if before != mutes {
                         Self::log_preferences_changed(&mut tx, &[user_id.to_owned()], now).await?;
                     }
                     tx.commit().await?;
@@ -611,26 +598,49 @@ macro_rules! impl_notification_store {
                     users: &[String],
                     now: i64,
                 ) -> Result<(), Error> {
-                    if users.is_empty() {
+                    let entries: Vec<sql::NewStateEvent> = users
+                        .iter()
+                        .map(|user_id| sql::NewStateEvent {
+                            user_id: user_id.clone(),
+                            ids: String::new(),
+                            all: false,
+                            category: None,
+                            change: ChangeKind::Preferences.as_str(),
+                            read_state: None,
+                        })
+                        .collect();
+                    Self::append_state_events(tx, &entries, now).await
+                }
+
+                /// Gives `entries` the next positions of the state-event log, in order,
+                /// stores them and announces the new head (nothing when there are none).
+                /// The caller holds `lock_read_events`, so positions follow commit order.
+                async fn append_state_events(
+                    tx: &mut sqlx::Transaction<'static, Db>,
+                    entries: &[sql::NewStateEvent],
+                    now: i64,
+                ) -> Result<(), Error> {
+                    if entries.is_empty() {
                         return Ok(());
                     }
-                    let count = users.len() as i64;
+                    let count = entries.len() as i64;
                     let head: i64 = sqlx::query_scalar(sql::BUMP_HEAD)
                         .bind(count)
                         .bind("read_events")
                         .fetch_one(&mut **tx)
                         .await?;
-                    let numbered: Vec<(i64, &String)> = (head - count + 1..).zip(users).collect();
+                    let numbered: Vec<(i64, &sql::NewStateEvent)> =
+                        (head - count + 1..).zip(entries).collect();
                     for chunk in numbered.chunks(sql::INSERT_CHUNK) {
                         let mut qb = QueryBuilder::<Db>::new(sql::INSERT_READ_EVENTS);
-                        qb.push_values(chunk, |mut row, (seq, user_id)| {
+                        qb.push_values(chunk, |mut row, (seq, entry)| {
                             row.push_bind(*seq)
-                                .push_bind((*user_id).clone())
-                                .push_bind("")
-                                .push_bind(false)
-                                .push_bind(None::<String>)
-                                .push_bind(ChangeKind::Preferences.as_str())
-                                .push_bind(None::<String>)
+                                .push_bind(entry.user_id.clone())
+                                .push_bind(entry.ids.clone())
+                                .push_bind(entry.all)
+                                .push_bind(entry.category.clone())
+                                .push_bind(entry.change)
+                                .push_bind(entry.read_state)
                                 .push_bind(now);
                         });
                         qb.build().execute(&mut **tx).await?;
@@ -709,30 +719,47 @@ macro_rules! impl_notification_store {
             impl NotificationStore for SqlStore<$backend> {
                 async fn list(&self, user_id: &str, query: &ListQuery) -> Result<Page, Error> {
                     // The user's own rows and the broadcasts are two index-ordered ranges
-                    // (`notifications_recipient`, `notifications_broadcast`): each branch reads at
-                    // most one page from its index and only the two pages are merged. A single
-                    // `recipient_id = $1 OR recipient_id IS NULL` made SQLite sort the user's whole
-                    // history and PostgreSQL walk the primary key through everyone's rows.
+                    // (`notifications_recipient`, `notifications_broadcast`) merged up to the
+                    // page, in the shape each planner does without a sort (PAGE_EACH_BRANCH).
+                    // A single `recipient_id = $1 OR recipient_id IS NULL` made SQLite sort the
+                    // user's whole history and PostgreSQL walk the primary key through
+                    // everyone's rows.
                     let limit = query.limit;
+                    let each = <$backend as NotificationBackend>::PAGE_EACH_BRANCH;
+                    let page_of = |qb: &mut QueryBuilder<Db>, name: &str| {
+                        if each {
+                            qb.push(" ORDER BY n.id DESC");
+                            qb.push(switchboard::db::limit(limit));
+                            qb.push(format!(") AS {name}"));
+                        }
+                    };
                     let mut tx = self.backend.begin_read().await?;
                     let (mutes, counts) =
                         Self::inbox_in(&mut *tx, user_id, switchboard::time::now_micros()).await?;
-                    let muted: Vec<String> = mutes.into_iter().map(|m| m.category).collect();
-                    let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (SELECT * FROM (");
+                    let mut qb = QueryBuilder::<Db>::new(if each {
+                        "SELECT * FROM (SELECT * FROM ("
+                    } else {
+                        ""
+                    });
                     qb.push(sql::SELECT_DIRECT);
                     qb.push_bind(user_id.to_owned());
                     push_page_filters(&mut qb, query, "n");
-                    qb.push(" ORDER BY n.id DESC");
-                    qb.push(switchboard::db::limit(limit));
-                    qb.push(") AS direct UNION ALL SELECT * FROM (");
+                    page_of(&mut qb, "direct");
+                    qb.push(if each {
+                        " UNION ALL SELECT * FROM ("
+                    } else {
+                        " UNION ALL "
+                    });
                     qb.push(sql::SELECT_VISIBLE);
                     qb.push_bind(user_id.to_owned());
                     qb.push(" WHERE n.recipient_id IS NULL");
-                    Self::push_not_muted(&mut qb, "n", &muted);
+                    Self::push_not_muted(&mut qb, "n", &mutes);
                     push_page_filters(&mut qb, query, "s");
-                    qb.push(" ORDER BY n.id DESC");
-                    qb.push(switchboard::db::limit(limit));
-                    qb.push(") AS broadcasts) AS visible ORDER BY id DESC");
+                    page_of(&mut qb, "broadcasts");
+                    if each {
+                        qb.push(") AS visible");
+                    }
+                    qb.push(" ORDER BY id DESC");
                     qb.push(switchboard::db::limit(limit));
                     let rows: Vec<NotificationRow> =
                         qb.build_query_as().fetch_all(&mut *tx).await?;
@@ -754,12 +781,9 @@ macro_rules! impl_notification_store {
                 ) -> Result<Vec<Notification>, Error> {
                     // Broadcasts the user's mutes hide now are not replayed (List hides them
                     // too); they reappear in List when the mute ends.
-                    let muted = muted_prefixes(
-                        &mut *self.backend.read_pool().acquire().await?,
-                        user_id,
-                        switchboard::time::now_micros(),
-                    )
-                    .await?;
+                    let mut tx = self.backend.begin_read().await?;
+                    let muted =
+                        mutes_in(&mut *tx, user_id, switchboard::time::now_micros()).await?;
                     // New notifications and the user's wakes, each notification once: at its
                     // latest entry (a later wake of it replaces the earlier entries).
                     let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (");
@@ -794,10 +818,9 @@ macro_rules! impl_notification_store {
                          ORDER BY seq ASC",
                     );
                     qb.push(switchboard::db::limit(limit));
-                    let rows: Vec<NotificationRow> = qb
-                        .build_query_as()
-                        .fetch_all(self.backend.read_pool())
-                        .await?;
+                    let rows: Vec<NotificationRow> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    tx.commit().await?;
                     Ok(rows.into_iter().map(Into::into).collect())
                 }
 
@@ -866,15 +889,12 @@ macro_rules! impl_notification_store {
                 }
 
                 async fn preferences(&self, user_id: &str, now: i64) -> Result<Vec<Mute>, Error> {
-                    let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql::PREFERENCES)
-                        .bind(user_id)
-                        .bind(now)
-                        .fetch_all(self.backend.read_pool())
-                        .await?;
-                    Ok(rows
-                        .into_iter()
-                        .map(|(category, until)| Mute { category, until })
-                        .collect())
+                    mutes_in(
+                        &mut *self.backend.read_pool().acquire().await?,
+                        user_id,
+                        now,
+                    )
+                    .await
                 }
 
                 async fn replace_preferences(

@@ -6,6 +6,8 @@ use switchboard::db::SqliteBackend;
 use super::{News, NoNews, dialect::NotificationBackend};
 
 impl NotificationBackend for SqliteBackend {
+    const PAGE_EACH_BRANCH: bool = false;
+
     /// Nothing to lock: `BEGIN IMMEDIATE` already keeps every other writer out until the
     /// prune commits, so what it counts is what it deletes.
     async fn lock_prunable(
