@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod postgres;
 pub mod token;
+pub mod webapp;
 
 use std::{
     net::SocketAddr,
@@ -163,6 +164,8 @@ pub struct StackConfig {
     pub first_bytes_timeout: Duration,
     /// TLS with these certificates (`None`: plaintext everywhere).
     pub tls: Option<StackTls>,
+    /// The built web app the gateway serves at `/` (`--web-dir`).
+    pub web_dir: Option<PathBuf>,
 }
 
 /// Which parts of a stack speak TLS, with which certificates.
@@ -198,6 +201,7 @@ impl StackConfig {
             cors_allowed_origins: gateway.cors_allowed_origins,
             first_bytes_timeout: gateway.first_bytes_timeout,
             tls: None,
+            web_dir: None,
         }
     }
 }
@@ -284,6 +288,7 @@ impl Stack {
                 scope_rates: config.scope_rates.clone(),
                 cors_allowed_origins: config.cors_allowed_origins.clone(),
                 first_bytes_timeout: config.first_bytes_timeout,
+                web_dir: config.web_dir.clone(),
                 health_interval: Duration::from_millis(500),
                 shutdown_grace: grace,
                 ..gateway::Config::new(&token)

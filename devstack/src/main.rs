@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
-use devstack::{Secrets, Stack, StackConfig, StackTls, Storage, certs::DevCerts, token};
+use devstack::{Secrets, Stack, StackConfig, StackTls, Storage, certs::DevCerts, token, webapp};
 use switchboard::{grpc::shutdown_signal, telemetry};
 
 #[derive(Parser)]
@@ -44,6 +44,13 @@ enum Command {
         /// use and kept there (the printed grpcurl line trusts that CA).
         #[arg(long)]
         tls: bool,
+        /// Serve this built web app instead of building the checkout's `web/` (npm) when its
+        /// build is missing or stale.
+        #[arg(long, env = "WEB_DIR")]
+        web_dir: Option<PathBuf>,
+        /// Serve no web app (and build none).
+        #[arg(long, conflicts_with = "web_dir")]
+        no_web: bool,
     },
     /// Print a token for a user, signed with the data directory's dev secret (refused when
     /// the data directory has none) or with --jwt-secret.
@@ -70,6 +77,12 @@ enum Command {
         /// gateway's; no data directory is needed then.
         #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
+        /// Print a link that opens the web app signed in as this user, instead of the token.
+        #[arg(long)]
+        link: bool,
+        /// The gateway the link points at (with --link).
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        web_url: String,
     },
 }
 
@@ -85,6 +98,8 @@ async fn main() -> anyhow::Result<()> {
             notification,
             conversation,
             tls,
+            web_dir,
+            no_web,
         } => {
             telemetry::init(telemetry::LogFormat::Text);
             let shutdown = shutdown_signal();
@@ -116,11 +131,18 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 None
             };
+            let web_dir = match (web_dir, no_web) {
+                (_, true) => None,
+                (Some(dir), false) => Some(dir),
+                (None, false) => Some(webapp::build_if_stale(&webapp::source_dir())?),
+            };
+            let web = web_dir.is_some();
             let mut stack = Stack::start(StackConfig {
                 gateway,
                 notification,
                 conversation,
                 tls,
+                web_dir,
                 ..StackConfig::new(storage, secrets)
             })
             .await?;
@@ -135,6 +157,16 @@ async fn main() -> anyhow::Result<()> {
                 stack.gateway, stack.notification, stack.conversation
             );
             println!();
+            if web {
+                let scheme = if stack.tls_ca.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                println!("Open the web app as \"dev\" (the token stays in that tab only):");
+                println!("  {scheme}://{}/#token={dev_token}", stack.gateway);
+                println!();
+            }
             println!("Token for user \"dev\" (all scopes, 24 h):");
             println!("  export TOKEN={dev_token}");
             println!();
@@ -145,12 +177,17 @@ async fn main() -> anyhow::Result<()> {
             );
             println!();
             // Absolute, so the line works from any directory.
+            let data_dir = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
             println!(
                 "More users: cargo run -q -p devstack -- token --user bob --data-dir {}",
-                std::path::absolute(&data_dir)
-                    .unwrap_or_else(|_| data_dir.clone())
-                    .display()
+                data_dir.display()
             );
+            if web {
+                println!(
+                    "  or a link for a second tab: cargo run -q -p devstack -- token --user bob --link --data-dir {}",
+                    data_dir.display()
+                );
+            }
             println!("Ctrl-C stops everything.");
             tokio::select! {
                 () = shutdown => stack.stop().await,
@@ -165,16 +202,20 @@ async fn main() -> anyhow::Result<()> {
             ttl,
             data_dir,
             jwt_secret,
+            link,
+            web_url,
         } => {
             let secret = match jwt_secret {
                 Some(secret) => secret,
                 None => Secrets::load(&data_dir)?.jwt_secret,
             };
             let username = username.unwrap_or_else(|| user.clone());
-            println!(
-                "{}",
-                token::mint(&secret, &user, &username, &picture, &scopes, ttl)?
-            );
+            let token = token::mint(&secret, &user, &username, &picture, &scopes, ttl)?;
+            if link {
+                println!("{}/#token={token}", web_url.trim_end_matches('/'));
+            } else {
+                println!("{token}");
+            }
             Ok(())
         }
     }

@@ -100,6 +100,11 @@ pub struct Config {
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
 
+    /// Serve the built web app (`web/dist`) from this directory at `/`: static files for GET
+    /// and HEAD, `index.html` for any other path the app routes. Unset: no web app.
+    #[arg(long, env = "WEB_DIR")]
+    pub web_dir: Option<std::path::PathBuf>,
+
     /// Largest HTTP/1.1 request head (request line and headers), in bytes; larger is answered
     /// 431. At least 8192.
     #[arg(

@@ -16,14 +16,20 @@ use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
 use tower_http::cors::CorsLayer;
 
-use crate::serving::HttpService;
+use crate::{serving::HttpService, web::WebApp};
 
 /// Every request of a connection: CORS first (a preflight is answered there, before any
-/// authentication), then gRPC-Web translation; gRPC over HTTP/2 passes through unchanged.
-pub fn service(routes: Routes, cors: Option<CorsLayer>) -> HttpService {
-    let stack = ServiceBuilder::new()
-        .option_layer(cors)
-        .layer(GrpcWebLayer::new())
-        .service(routes.prepare());
-    HttpService::new(stack)
+/// authentication), then the web app's files for a GET or HEAD, else gRPC-Web translation;
+/// gRPC over HTTP/2 passes through unchanged.
+pub fn service(routes: Routes, cors: Option<CorsLayer>, app: Option<WebApp>) -> HttpService {
+    let grpc = HttpService::new(
+        ServiceBuilder::new()
+            .layer(GrpcWebLayer::new())
+            .service(routes.prepare()),
+    );
+    HttpService::new(
+        ServiceBuilder::new()
+            .option_layer(cors)
+            .service(crate::web::route(grpc, app)),
+    )
 }

@@ -17,6 +17,7 @@ mod methods;
 pub mod proxy;
 pub mod ratelimit;
 mod serving;
+pub mod web;
 mod workers;
 
 use std::{future::Future, sync::Arc};
@@ -109,6 +110,11 @@ pub async fn serve(
     let (reflection_v1, reflection_v1alpha) =
         grpc::reflection_services(&[Notifications::NAME, Conversations::NAME])?;
     let cors = cors::layer(&config.cors_allowed_origins).context("--cors-allowed-origins")?;
+    let app = config
+        .web_dir
+        .as_deref()
+        .map(web::WebApp::new)
+        .transpose()?;
     let limits = serving::Limits {
         http1_max_header_bytes: config.http1_max_header_bytes,
         http1_idle_timeout: config.http1_idle_timeout,
@@ -126,11 +132,12 @@ pub async fn serve(
             reflection_v1.clone(),
             reflection_v1alpha.clone(),
         );
-        let (auth, forwarder, stop, cors) = (
+        let (auth, forwarder, stop, cors, app) = (
             auth.clone(),
             forwarder.clone(),
             serve_stop.clone(),
             cors.clone(),
+            app.clone(),
         );
         let (notification_addr, conversation_addr, upstream_tls) = (
             notification_addr.clone(),
@@ -158,7 +165,7 @@ pub async fn serve(
                     forwarder.clone(),
                 )))
                 .add_service(auth.layer(Proxy::<Conversations>::new(conversations, forwarder)));
-            serving::serve(incoming, grpc_web::service(routes, cors), limits, stop).await;
+            serving::serve(incoming, grpc_web::service(routes, cors, app), limits, stop).await;
             Ok(())
         }
     })?;
