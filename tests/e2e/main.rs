@@ -11,4 +11,5 @@ mod seed_story;
 mod streaming;
 mod tls;
 mod upstream_faults;
+mod web_app;
 mod web_client;
