@@ -157,14 +157,15 @@ async fn main() -> anyhow::Result<()> {
                 stack.gateway, stack.notification, stack.conversation
             );
             println!();
+            let scheme = if stack.tls_ca.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let web_url = format!("{scheme}://{}", stack.gateway);
             if web {
-                let scheme = if stack.tls_ca.is_some() {
-                    "https"
-                } else {
-                    "http"
-                };
                 println!("Open the web app as \"dev\" (the token stays in that tab only):");
-                println!("  {scheme}://{}/#token={dev_token}", stack.gateway);
+                println!("  {web_url}/#token={dev_token}");
                 println!();
             }
             println!("Token for user \"dev\" (all scopes, 24 h):");
@@ -184,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
             );
             if web {
                 println!(
-                    "  or a link for a second tab: cargo run -q -p devstack -- token --user bob --link --data-dir {}",
+                    "  or a link for a second tab: cargo run -q -p devstack -- token --user bob --link --web-url {web_url} --data-dir {}",
                     data_dir.display()
                 );
             }
