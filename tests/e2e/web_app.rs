@@ -64,7 +64,7 @@ async fn fetch(app: &E2e, request: http::Request<Full<Bytes>>) -> (http::respons
     (parts, body)
 }
 
-fn header<'a>(parts: &'a http::response::Parts, name: header::HeaderName) -> &'a str {
+fn header(parts: &http::response::Parts, name: header::HeaderName) -> &str {
     parts
         .headers
         .get(&name)

@@ -203,6 +203,81 @@ for (const backend of (process.env.E2E_BACKENDS ?? "sqlite,postgres").split(",")
       assert.equal((await inboxItems(bob.page))[0], "Maintenance tonight");
     });
 
+    it("state changes made in Bob's other tab apply at once", async () => {
+      const other = await bob.context.newPage();
+      await other.goto(`${stack.url}/#token=${stack.token("bob")}`);
+      await live(other);
+      await eventually(async () => assert.equal((await inboxItems(other))[0], "Maintenance tonight"));
+      const before = Number(await unreadTabCount(bob.page));
+      await other.locator(".notification", { hasText: "Maintenance tonight" }).getByRole("button", { name: "Archive" }).click();
+      await eventually(async () => {
+        assert.ok(!(await inboxItems(bob.page)).includes("Maintenance tonight"));
+        assert.equal(Number(await unreadTabCount(bob.page)), before - 1);
+      });
+      await other.close();
+    });
+
+    it("the inbox loads page after page as it scrolls, each item once, newest first", async () => {
+      for (let n = 1; n <= 45; n++) send({ recipient_ids: ["dana"], category: "bulk", content: `Item ${n}`, link: "" });
+      const dana = await openAs(browser, stack.url, stack.token("dana"));
+      const page = dana.page;
+      // The broadcast from before is in her inbox too; the category holds the 45 alone.
+      await page.locator('.categories a[data-category="bulk"]').click();
+      await eventually(async () => assert.equal((await inboxItems(page)).length, 20));
+      await eventually(async () => {
+        await page.locator(".list-pane .sentinel").scrollIntoViewIfNeeded().catch(() => undefined);
+        assert.equal((await inboxItems(page)).length, 45);
+      }, 15_000);
+      const expected = Array.from({ length: 45 }, (_, i) => `Item ${45 - i}`);
+      assert.deepEqual(await inboxItems(page), expected);
+      assert.equal(await unreadTabCount(page), "45");
+      assertNoErrors(dana);
+      await dana.context.close();
+    });
+
+    it("a conversation loads older messages on scrolling up, and a lost answer's retry stores one message", async () => {
+      const page = alice.page;
+      await goto(alice, "messages");
+      await page.locator(".conversations .conversation a").first().click();
+      await eventually(async () => assert.equal(await page.locator(".messages .message").count(), 2));
+      const id = decodeURIComponent(new URL(page.url()).pathname.split("/").pop());
+      const aliceToken = stack.token("alice");
+      for (let n = 1; n <= 40; n++) {
+        stack.grpcurl(aliceToken, "switchboard.conversation.v1.ConversationService/SendMessage", { conversation_id: id, content: `Older ${n}` });
+      }
+      await page.reload();
+      await live(page);
+      const texts = () => page.locator(".messages .message .text").allTextContents();
+      await eventually(async () => assert.equal((await texts()).at(-1), "Older 40"));
+      assert.equal((await texts()).length, 30, "the newest page first");
+      await eventually(async () => {
+        await page.locator(".message-scroller").evaluate((el) => (el.scrollTop = 0));
+        assert.equal((await texts()).length, 42);
+      }, 15_000);
+      const all = await texts();
+      assert.equal(all[0], "Hi Bob\ntwo lines");
+      assert.equal(new Set(all).size, all.length);
+
+      // The first SendMessage reaches the server, but its answer is lost on the way back.
+      let lost = false;
+      await page.route("**/switchboard.conversation.v1.ConversationService/SendMessage", async (route) => {
+        if (lost) return route.continue();
+        lost = true;
+        await route.fetch();
+        await route.abort("connectionreset");
+      });
+      const box = page.getByRole("textbox", { name: "Message" });
+      await box.fill("Exactly once");
+      await box.press("Enter");
+      await eventually(async () => assert.match(await text(page.locator(".conversation-view > .error")), /Not sent/));
+      assert.equal(await box.inputValue(), "Exactly once");
+      await box.press("Enter");
+      await eventually(async () => assert.equal((await texts()).at(-1), "Exactly once"));
+      await page.unroute("**/switchboard.conversation.v1.ConversationService/SendMessage");
+      const stored = stack.grpcurl(aliceToken, "switchboard.conversation.v1.ConversationService/ListMessages", { conversation_id: id, page_size: 5 });
+      assert.equal(stored.messages.filter((m) => m.content === "Exactly once").length, 1);
+    });
+
     it("notification-svc restarts mid-session: Bob's page reconnects and shows what was sent meanwhile once", async () => {
       const page = bob.page;
       await stack.stopNotification();

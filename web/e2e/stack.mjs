@@ -83,6 +83,9 @@ export class Stack {
       "--jwt-secret", this.jwtSecret,
       "--web-dir", join(ROOT, "web", "dist"),
       "--health-interval", "500ms",
+      // The tests send a few hundred calls in seconds; the per-user limit is tested in Rust.
+      "--send-rate", "1000",
+      "--send-burst", "1000",
       "--shutdown-grace", "1s",
     ], this.gatewayPort);
   }
