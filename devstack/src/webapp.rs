@@ -28,12 +28,7 @@ const INPUTS: [&str; 6] = [
 /// `npm ci` runs first when `node_modules` is missing or older than the lockfile.
 pub fn build_if_stale(web: &Path) -> anyhow::Result<PathBuf> {
     let dist = web.join("dist");
-    let built = modified(&dist.join("index.html"));
-    let newest_input = INPUTS
-        .iter()
-        .filter_map(|input| newest(&web.join(input)))
-        .max();
-    if built.is_some() && built >= newest_input {
+    if !is_stale(web) {
         return Ok(dist);
     }
     let installed = modified(&web.join("node_modules/.package-lock.json"));
@@ -44,11 +39,23 @@ pub fn build_if_stale(web: &Path) -> anyhow::Result<PathBuf> {
     Ok(dist)
 }
 
+/// Whether `web/dist` is missing or older than one of the app's inputs.
+pub fn is_stale(web: &Path) -> bool {
+    let built = modified(&web.join("dist/index.html"));
+    let newest_input = INPUTS
+        .iter()
+        .filter_map(|input| newest(&web.join(input)))
+        .max();
+    built.is_none() || built < newest_input
+}
+
 fn npm(web: &Path, args: &[&str]) -> anyhow::Result<()> {
     eprintln!("devstack: npm {} (in {})", args.join(" "), web.display());
     let status = Command::new("npm")
         .args(args)
         .current_dir(web)
+        // stdout is the banner's alone (`devstack up > banner.txt`): npm talks on stderr.
+        .stdout(std::io::stderr())
         .status()
         .context("cannot run npm (Node.js 20 or newer builds the web app; --no-web skips it)")?;
     anyhow::ensure!(
@@ -75,4 +82,39 @@ fn newest(path: &Path) -> Option<SystemTime> {
         .filter_map(|entry| newest(&entry.path()))
         .chain(own)
         .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path) {
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("dir");
+        std::fs::write(path, "x").expect("write");
+        // Distinct modification times even on a coarse clock.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_build_is_stale_when_missing_or_older_than_any_source() {
+        let web = tempfile::tempdir().expect("temp dir");
+        let web = web.path();
+        write(&web.join("src/app/inbox.ts"));
+        assert!(is_stale(web), "no build yet");
+        write(&web.join("dist/index.html"));
+        assert!(!is_stale(web), "built after every source");
+        write(&web.join("src/app/inbox.ts"));
+        assert!(is_stale(web), "a source below src/ changed since");
+        write(&web.join("dist/index.html"));
+        write(&web.join("package-lock.json"));
+        assert!(is_stale(web), "the lockfile changed since");
+        write(&web.join("dist/index.html"));
+        write(&web.join("README.md"));
+        assert!(!is_stale(web), "a file that is no input changes nothing");
+    }
+
+    #[test]
+    fn the_checkouts_app_is_found_beside_the_crate() {
+        assert!(source_dir().join("package.json").is_file());
+    }
 }

@@ -128,10 +128,21 @@ impl Up {
         Up::start_with(data_dir, ports, &[])
     }
 
+    /// With a stand-in for the built web app (`--web-dir`), so no test runs npm in the
+    /// checkout (parallel builds there would race); `web/` has its own tests.
     fn start_with(data_dir: &Path, ports: [&str; 3], more: &[&str]) -> Up {
+        let web_dir = data_dir.join("web-dist");
+        std::fs::create_dir_all(&web_dir).expect("web dir");
+        std::fs::write(
+            web_dir.join("index.html"),
+            "<!doctype html><title>app</title>",
+        )
+        .expect("index.html");
         let mut child = devstack(data_dir)
             .args(["up", "--data-dir"])
             .arg(data_dir)
+            .arg("--web-dir")
+            .arg(&web_dir)
             .args(["--gateway", ports[0]])
             .args(["--notification", ports[1]])
             .args(["--conversation", ports[2]])
@@ -265,6 +276,9 @@ fn up_prints_only_its_banner_on_stdout_and_uncoloured_logs_on_stderr() {
         verified_subject(token, &secrets.jwt_secret).as_deref(),
         Some("dev")
     );
+    // The link that opens the web app signed in as dev.
+    let link = format!("http://{gateway}/#token={token}");
+    assert!(stdout.iter().any(|l| l.trim() == link), "{stdout:?}");
 
     assert!(
         !stderr.contains(&0x1b),
@@ -344,7 +358,7 @@ fn up_with_one_port_taken(taken: usize) -> (Output, String) {
     ports[taken] = occupied_addr.clone();
     let [gateway, notification, conversation] = &ports;
     let output = devstack(data.path())
-        .args(["up", "--data-dir"])
+        .args(["up", "--no-web", "--data-dir"])
         .arg(data.path())
         .args(["--gateway", gateway])
         .args(["--notification", notification])

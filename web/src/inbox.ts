@@ -314,7 +314,7 @@ export function renderInbox(ctx: Context, query: URLSearchParams): View {
         const r = e.value;
         const hit = (n: Notification): boolean => (r.all ? !r.category || n.category === r.category : r.ids.includes(n.id));
         if (tab === "unread") pager.list.remove(...pager.list.items.filter(hit).map((n) => n.id));
-        else if (tab === "read" && !r.all) reload();
+        // Newly read items belong in Read, but the event carries ids only: re-read the page.
         else if (tab === "read") reload();
         else pager.list.update(hit, (n) => ({ ...n, read: true }));
         renderList();
