@@ -127,7 +127,7 @@ class Shell implements Context {
       nav,
       this.status,
       h("span", { class: "who", title: this.session.userId }, this.session.username),
-      h("button", { type: "button", class: "link", onclick: () => this.signOutNow() }, "Sign out"),
+      h("button", { type: "button", class: "link", onclick: () => this.expired() }, "Sign out"),
     );
     this.root.replaceChildren(header, this.main);
     this.root.addEventListener("click", (event) => this.followLink(event));
@@ -248,7 +248,8 @@ class Shell implements Context {
     this.navigate(url.pathname + url.search);
   }
 
-  /** The token was refused (expired, revoked): stop everything and ask for a new one. */
+  /** The token was refused (expired, revoked) or the person signed out: stop everything
+   * and ask for a token. */
   private expired(): void {
     if (this.signedOut) return;
     this.signedOut = true;
@@ -256,9 +257,5 @@ class Shell implements Context {
     this.view?.dispose();
     signOut(window.sessionStorage);
     this.root.replaceChildren(signInPrompt(this.root, "Your session has ended. Sign in again to continue."));
-  }
-
-  private signOutNow(): void {
-    this.expired();
   }
 }

@@ -108,23 +108,30 @@ export function renderConversation(ctx: Context, id: string, onRead: () => void)
     else if (anchor === "keep") scroller.scrollTop = scroller.scrollHeight - fromBottom;
   };
 
-  const markRead = async (): Promise<void> => {
+  /** Marks the conversation read and its message notifications: `known` when the stream
+   * named them, else the unread ones found by listing (on opening, on coming back). */
+  const markRead = async (known?: string[]): Promise<void> => {
     if (document.visibilityState !== "visible") return;
     try {
       await ctx.api.conversations.markRead({ conversationId: id });
-      const link = `/conversations/${id}`;
-      const ids: string[] = [];
-      let pageToken = "";
-      do {
-        const page = await ctx.api.notifications.list({ state: ReadState.UNREAD, category: MESSAGE_CATEGORY, pageSize: 100, pageToken });
-        ids.push(...page.notifications.filter((n) => n.link === link).map((n) => n.id));
-        pageToken = page.nextPageToken;
-      } while (pageToken);
+      const ids = known ?? (await unreadNotifications());
       if (ids.length > 0) await ctx.api.notifications.markRead({ ids });
       onRead();
     } catch {
       // Read state is caught up the next time the conversation is opened.
     }
+  };
+
+  const unreadNotifications = async (): Promise<string[]> => {
+    const link = `/conversations/${id}`;
+    const ids: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await ctx.api.notifications.list({ state: ReadState.UNREAD, category: MESSAGE_CATEGORY, pageSize: 100, pageToken });
+      ids.push(...page.notifications.filter((n) => n.link === link).map((n) => n.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return ids;
   };
 
   let first = true;
@@ -141,14 +148,15 @@ export function renderConversation(ctx: Context, id: string, onRead: () => void)
       });
   };
 
-  /** The newest page again: messages that arrived since (the stream said so). */
-  const catchUp = async (): Promise<void> => {
+  /** The newest page again: messages that arrived since (the stream said so, naming the
+   * notification in `notificationId`). */
+  const catchUp = async (notificationId?: string): Promise<void> => {
     try {
       const response = await ctx.api.conversations.listMessages({ conversationId: id, pageSize: 30 });
       if (disposed) return;
       pager.list.upsert(...response.messages);
       render("auto");
-      await markRead();
+      await markRead(notificationId === undefined ? undefined : [notificationId]);
     } catch (err) {
       error.textContent = errorText(err);
     }
@@ -202,7 +210,7 @@ export function renderConversation(ctx: Context, id: string, onRead: () => void)
     });
 
   const stopListening = ctx.listen((event) => {
-    if (event.event.case === "notification" && event.event.value.category === MESSAGE_CATEGORY && conversationOfLink(event.event.value.link) === id) void catchUp();
+    if (event.event.case === "notification" && event.event.value.category === MESSAGE_CATEGORY && conversationOfLink(event.event.value.link) === id) void catchUp(event.event.value.id);
   });
   const stopResumed = ctx.onResumed(() => void catchUp());
   const onVisibility = (): void => void markRead();

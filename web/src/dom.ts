@@ -1,4 +1,5 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Pager } from "./keyed.js";
 
 type Child = Node | string | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | null | undefined | ((event: Event) => void)>;
@@ -61,4 +62,13 @@ export function onVisible(sentinel: Element, load: () => void): () => void {
   });
   observer.observe(sentinel);
   return () => observer.disconnect();
+}
+
+/** Draws a pager's items into `list`: busy while a page loads, `empty` once the last page
+ * came back with nothing, the scroll sentinel only while pages remain. */
+export function showPages<T>(pager: Pager<T>, list: HTMLElement, empty: HTMLElement, sentinel: HTMLElement, item: (value: T) => HTMLElement): void {
+  list.replaceChildren(...pager.list.items.map(item));
+  list.setAttribute("aria-busy", pager.loading ? "true" : "false");
+  empty.hidden = pager.list.size > 0 || !pager.done;
+  sentinel.hidden = pager.done;
 }

@@ -10,7 +10,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ListRequestSchema } from "./gen/switchboard/notification/v1/notification_service_pb.js";
 import { errorText } from "./api.js";
 import type { Context, View } from "./app.js";
-import { h, onVisible, timeEl } from "./dom.js";
+import { h, onVisible, showPages, timeEl } from "./dom.js";
 import { Pager } from "./keyed.js";
 import { newestFirst } from "./order.js";
 import { snoozeChoices } from "./snooze.js";
@@ -142,12 +142,7 @@ export function renderInbox(ctx: Context, query: URLSearchParams): View {
     );
   };
 
-  const renderList = (): void => {
-    list.replaceChildren(...pager.list.items.map(item));
-    list.setAttribute("aria-busy", pager.loading ? "true" : "false");
-    empty.hidden = pager.list.size > 0 || !pager.done;
-    sentinel.hidden = pager.done;
-  };
+  const renderList = (): void => showPages(pager, list, empty, sentinel, item);
 
   const item = (n: Notification): HTMLElement => {
     const open = h(

@@ -2,7 +2,7 @@ import { Code } from "@connectrpc/connect";
 import type { Conversation } from "./gen/switchboard/conversation/v1/conversation_service_pb.js";
 import { errorText, isCode } from "./api.js";
 import type { Context, View } from "./app.js";
-import { avatar, h, onVisible, timeEl } from "./dom.js";
+import { avatar, h, onVisible, showPages, timeEl } from "./dom.js";
 import { Pager } from "./keyed.js";
 import { mostRecentFirst } from "./order.js";
 import { renderConversation, conversationOfLink, MESSAGE_CATEGORY } from "./conversation.js";
@@ -73,12 +73,7 @@ export function renderMessenger(ctx: Context, openId: string): View {
       });
   });
 
-  const renderList = (): void => {
-    list.replaceChildren(...pager.list.items.map(item));
-    list.setAttribute("aria-busy", pager.loading ? "true" : "false");
-    empty.hidden = pager.list.size > 0 || !pager.done;
-    sentinel.hidden = pager.done;
-  };
+  const renderList = (): void => showPages(pager, list, empty, sentinel, item);
 
   const item = (c: Conversation): HTMLElement => {
     const other = c.otherParticipant;
