@@ -17,6 +17,8 @@ pub mod error;
 pub mod flags;
 pub mod grpc;
 pub mod identity;
+pub mod metrics;
+pub mod observe;
 pub mod page_token;
 pub mod proto;
 pub mod replicas;
@@ -25,6 +27,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod time;
 pub mod tls;
+pub mod trace;
 
 pub use error::{Error, FieldViolation, Violations};
 pub use identity::Caller;
