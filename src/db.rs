@@ -381,6 +381,17 @@ impl Database {
         }
     }
 
+    /// Connections open and, of those, idle (both SQLite pools together), for the metrics.
+    pub fn pool_sizes(&self) -> (u32, u32) {
+        match self {
+            Database::Sqlite(pools) => (
+                pools.read.size() + pools.write.size(),
+                (pools.read.num_idle() + pools.write.num_idle()) as u32,
+            ),
+            Database::Postgres(pool) => (pool.size(), pool.num_idle() as u32),
+        }
+    }
+
     /// "sqlite" or "postgres", for logs.
     pub fn backend_name(&self) -> &'static str {
         match self {

@@ -71,6 +71,19 @@ pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{what} cannot listen on {addr}"))
 }
 
+/// The listeners a server is given: its API's and, when a launcher bound it first (to know
+/// its port), its metrics endpoint's. A bare API listener converts into one.
+pub struct Listeners {
+    pub api: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(api: TcpListener) -> Self {
+        Listeners { api, metrics: None }
+    }
+}
+
 /// The standard health service's name.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 

@@ -16,12 +16,43 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString};
+use metrics::{Key, Label, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-pub use exporter::serve as serve_exporter;
+/// The handles services record through (no-ops from a disabled registry).
+pub use metrics::{Counter, Gauge, Histogram};
+
+/// The flag every binary shares.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MetricsFlags {
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, a port of its own);
+    /// unset: no metrics are kept.
+    #[arg(long, env = "METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A server's registry, serving its scrape endpoint on `listener` (bound by a launcher that
+/// needs to know the port first) or else on `flags.metrics_listen`, until `stop`. Disabled
+/// when neither is given.
+pub async fn start(
+    flags: &MetricsFlags,
+    listener: Option<TcpListener>,
+    what: &str,
+    stop: CancellationToken,
+) -> anyhow::Result<Registry> {
+    let listener = match (listener, flags.metrics_listen) {
+        (Some(listener), _) => listener,
+        (None, Some(addr)) => crate::grpc::bind(addr, &format!("{what}'s metrics")).await?,
+        (None, None) => return Ok(Registry::disabled()),
+    };
+    let registry = Registry::enabled();
+    exporter::serve(listener, registry.clone(), stop);
+    Ok(registry)
+}
 
 /// Buckets of every duration histogram, in seconds: 100 µs to 10 s.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -144,10 +175,10 @@ impl Registry {
 
     /// Runs `collect` before every scrape (for gauges read from elsewhere: a pool, a hub).
     pub fn on_scrape(&self, collect: impl Fn(&Registry) + Send + Sync + 'static) {
-        if let Some(inner) = &self.0 {
-            if let Ok(mut collectors) = inner.collectors.lock() {
-                collectors.push(Box::new(collect));
-            }
+        if let Some(inner) = &self.0
+            && let Ok(mut collectors) = inner.collectors.lock()
+        {
+            collectors.push(Box::new(collect));
         }
     }
 

@@ -42,6 +42,19 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
+impl Telemetry {
+    /// Exports the spans still queued, off the runtime's threads: the exporter's connection
+    /// is driven by the runtime, which a current-thread runtime blocked here could not do.
+    pub async fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take() {
+            let finished = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(err)) = finished {
+                eprintln!("exporting the last spans failed: {err}");
+            }
+        }
+    }
+}
+
 impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take()

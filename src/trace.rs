@@ -113,6 +113,19 @@ impl CallTrace {
     }
 }
 
+impl CallTrace {
+    /// [`CallTrace::inject`] for a tonic request's metadata.
+    pub fn inject_metadata(&self, metadata: &mut tonic::metadata::MetadataMap) {
+        if let Ok(value) = self.traceparent().parse() {
+            metadata.insert(TRACEPARENT, value);
+        }
+        metadata.remove(TRACESTATE);
+        if let Some(value) = self.tracestate().and_then(|s| s.parse().ok()) {
+            metadata.insert(TRACESTATE, value);
+        }
+    }
+}
+
 /// The remote parent stored values describe (an outbox row's); invalid when absent or
 /// malformed, which starts a new trace.
 pub fn parent_from(traceparent: Option<&str>, tracestate: Option<&str>) -> SpanContext {

@@ -54,19 +54,19 @@ pub async fn serve_role(role: Role, args: Vec<String>) -> anyhow::Result<()> {
         }
         Role::Notification => {
             let config = notification_svc::Config::try_parse_from(argv)?;
-            switchboard::telemetry::init(config.log_format);
+            let _telemetry = switchboard::telemetry::init(config.log_format, "notification-svc");
             let listener = TcpListener::bind(config.listen).await?;
             notification_svc::serve(config, listener, shutdown).await
         }
         Role::Conversation => {
             let config = conversation_svc::Config::try_parse_from(argv)?;
-            switchboard::telemetry::init(config.log_format);
+            let _telemetry = switchboard::telemetry::init(config.log_format, "conversation-svc");
             let listener = TcpListener::bind(config.listen).await?;
             conversation_svc::serve(config, listener, shutdown).await
         }
         Role::Gateway => {
             let config = gateway::Config::try_parse_from(argv)?;
-            switchboard::telemetry::init(config.log_format);
+            let _telemetry = switchboard::telemetry::init(config.log_format, "gateway");
             let listener = TcpListener::bind(config.listen).await?;
             gateway::serve(config, listener, shutdown).await
         }

@@ -43,6 +43,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
 
     #[command(flatten)]
+    pub metrics: switchboard::metrics::MetricsFlags,
+
+    #[command(flatten)]
     pub tls: switchboard::tls::ServerFlags,
 
     /// How notification-svc is reached at `https://` addresses.

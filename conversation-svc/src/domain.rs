@@ -46,6 +46,23 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// The author's display name, for the other participant's notification.
     pub author_name: String,
+    /// The SendMessage's trace, which the notification's delivery continues.
+    pub trace: TraceContext,
+}
+
+/// What waits in the outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    pub pending: u64,
+    /// When the oldest waiting entry was queued (µs since the epoch).
+    pub oldest_created_at: Option<i64>,
+}
+
+/// A W3C trace context as stored with an outbox entry (`traceparent`, `tracestate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// A notification waiting in the outbox.
@@ -57,6 +74,9 @@ pub struct PendingNotification {
     pub content: String,
     pub link: String,
     pub attempts: i32,
+    /// When SendMessage queued it (µs since the epoch).
+    pub created_at: i64,
+    pub trace: TraceContext,
 }
 
 /// A message SendMessage stored, or the earlier one its idempotency key returned.

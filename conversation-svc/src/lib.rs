@@ -14,10 +14,14 @@ use anyhow::Context;
 use std::future::Future;
 
 use switchboard::{
-    db, grpc, identity::InternalAuthLayer,
-    proto::conversation::v1::conversation_service_server::ConversationServiceServer, tls,
+    db,
+    grpc::{self, Listeners},
+    identity::InternalAuthLayer,
+    metrics,
+    observe::ObserveLayer,
+    proto::conversation::v1::conversation_service_server::ConversationServiceServer,
+    tls,
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
@@ -27,19 +31,37 @@ use crate::{api::ConversationApi, outbox::Delivery};
 
 type Server = ConversationServiceServer<ConversationApi>;
 
-/// Runs the service on `listener` until `shutdown` resolves, then drains: health turns
+/// Runs the service on `listeners` until `shutdown` resolves, then drains: health turns
 /// NOT_SERVING, in-flight calls get `config.shutdown_grace`; undelivered notifications stay
 /// in the outbox for the next start.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        api: listener,
+        metrics: metrics_listener,
+    } = listeners.into();
     switchboard::identity::require_internal_token(&config.internal_token)?;
     // Before the database: bad TLS files stop start-up at once, naming themselves.
     let tls = tls::ServerTls::from_flags(&config.tls, &[tls::ALPN_H2])?;
     let upstream_tls = config.upstream_tls.client_config()?;
+    // Serves until this function returns, after the drain.
+    let metrics_stop = CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    let registry = metrics::start(
+        &config.metrics,
+        metrics_listener,
+        "conversation-svc",
+        metrics_stop,
+    )
+    .await?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
+    metrics::pool_connections(&registry, {
+        let database = database.clone();
+        move || database.pool_sizes()
+    });
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
     if let Some(tls) = &tls {
@@ -50,6 +72,7 @@ pub async fn serve(
         &config.notification_addr,
         upstream_tls.as_ref(),
         &config.internal_token,
+        &registry,
         stop.clone(),
     )
     .context("--notification-addr")?;
@@ -74,6 +97,10 @@ pub async fn serve(
         tls.as_ref(),
     );
     let server = grpc::server_builder()
+        .layer(ObserveLayer::new(
+            &registry,
+            &[<Server as tonic::server::NamedService>::NAME],
+        ))
         // Every call but health must carry the internal token.
         .layer(InternalAuthLayer::new(&config.internal_token))
         .add_service(health_service)

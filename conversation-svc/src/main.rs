@@ -8,8 +8,10 @@ use switchboard::{
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, "conversation-svc");
     let shutdown = shutdown_signal();
     let listener = bind(config.listen, "conversation-svc").await?;
-    serve(config, listener, shutdown).await
+    let served = serve(config, listener, shutdown).await;
+    telemetry.shutdown().await;
+    served
 }

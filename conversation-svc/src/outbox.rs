@@ -12,16 +12,27 @@
 //! `service:conversation` (scopes `notifications:send notifications:send_as`), naming the
 //! message's author as sender.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use switchboard::metrics::{Counter, Gauge};
+use tracing::Instrument;
 
 use switchboard::replicas::Replicas;
 use switchboard::{
     Caller,
     identity::{ForwardIdentity, scope},
+    metrics::Registry,
     proto::notification::v1::{
         SendRequest, notification_service_client::NotificationServiceClient,
     },
     time::now_micros,
+    trace::{self, CallTrace},
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +53,9 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Entries sent per round.
 const BATCH: usize = 100;
+
+/// How often the backlog (pending entries, the oldest's age) is read for the metrics.
+const BACKLOG_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Longest wait between two attempts at one entry.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -67,6 +81,7 @@ impl Delivery {
         addresses: &str,
         tls: Option<&ClientTlsConfig>,
         internal_token: &str,
+        registry: &Registry,
         stop: CancellationToken,
     ) -> anyhow::Result<Delivery> {
         let channel = Replicas::connect_with_tls(
@@ -86,10 +101,19 @@ impl Delivery {
         );
         let delivery = Delivery::default();
         let poke = delivery.poke.clone();
+        let metrics = OutboxMetrics::new(registry);
         tokio::spawn(async move {
+            let mut backlog_read: Option<Instant> = None;
             loop {
-                if let Err(err) = deliver_due(&*store, &client).await {
+                if let Err(err) = deliver_due(&*store, &client, &metrics).await {
                     tracing::warn!(error = %err, "outbox unreadable; retrying");
+                }
+                if backlog_read.is_none_or(|at| at.elapsed() >= BACKLOG_INTERVAL) {
+                    backlog_read = Some(Instant::now());
+                    match store.outbox_backlog().await {
+                        Ok(backlog) => metrics.backlog(backlog.pending, backlog.oldest_created_at),
+                        Err(err) => tracing::warn!(error = %err, "outbox backlog unreadable"),
+                    }
                 }
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -102,35 +126,122 @@ impl Delivery {
     }
 }
 
+/// The outbox's series; the backlog's are read from the database every
+/// [`BACKLOG_INTERVAL`], the oldest entry's age computed at each scrape.
+struct OutboxMetrics {
+    delivered: Counter,
+    failures: Counter,
+    pending: Gauge,
+    /// Queue time (µs) of the oldest waiting entry; 0 when none waits.
+    oldest_created_at: Arc<AtomicI64>,
+}
+
+impl OutboxMetrics {
+    fn new(registry: &Registry) -> Self {
+        let oldest_created_at = Arc::new(AtomicI64::new(0));
+        let age = registry.gauge(
+            "switchboard_outbox_oldest_age_seconds",
+            "Age of the oldest undelivered outbox entry (0 when the outbox is empty).",
+            Vec::new(),
+        );
+        registry.on_scrape({
+            let oldest = oldest_created_at.clone();
+            move |_| {
+                let oldest = oldest.load(Ordering::Relaxed);
+                let seconds = if oldest == 0 {
+                    0.0
+                } else {
+                    (now_micros() - oldest).max(0) as f64 / 1e6
+                };
+                age.set(seconds);
+            }
+        });
+        OutboxMetrics {
+            delivered: registry.counter(
+                "switchboard_outbox_delivered_total",
+                "Outbox entries notification-svc accepted.",
+                Vec::new(),
+            ),
+            failures: registry.counter(
+                "switchboard_outbox_failures_total",
+                "Failed attempts to deliver an outbox entry (each is retried).",
+                Vec::new(),
+            ),
+            pending: registry.gauge(
+                "switchboard_outbox_pending",
+                "Outbox entries waiting for delivery.",
+                Vec::new(),
+            ),
+            oldest_created_at,
+        }
+    }
+
+    fn backlog(&self, pending: u64, oldest_created_at: Option<i64>) {
+        self.pending.set(pending as f64);
+        self.oldest_created_at
+            .store(oldest_created_at.unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
 async fn deliver_due(
     store: &dyn ConversationStore,
     client: &Client,
+    metrics: &OutboxMetrics,
 ) -> Result<(), switchboard::Error> {
     loop {
         let due = store.due_notifications(now_micros(), BATCH).await?;
         let full = due.len() == BATCH;
         for entry in due {
-            match send(client, &entry).await {
-                Ok(()) => store.notification_delivered(&entry.message_id).await?,
-                Err(status) => {
-                    let backoff = backoff(entry.attempts);
-                    tracing::warn!(
-                        message_id = %entry.message_id,
-                        attempts = entry.attempts + 1,
-                        code = ?status.code(),
-                        error = %status.message(),
-                        retry_in = ?backoff,
-                        "could not notify the other participant; will retry"
-                    );
-                    let retry_at = now_micros() + backoff.as_micros() as i64;
-                    store
-                        .notification_failed(&entry.message_id, retry_at)
-                        .await?;
-                }
-            }
+            // The delivery continues the trace of the SendMessage that queued the entry.
+            let span = tracing::info_span!(
+                "outbox.deliver",
+                otel.name = "outbox deliver",
+                otel.kind = "client",
+                message_id = %entry.message_id,
+                trace_id = tracing::field::Empty,
+            );
+            let parent = trace::parent_from(
+                entry.trace.traceparent.as_deref(),
+                entry.trace.tracestate.as_deref(),
+            );
+            let call_trace = CallTrace::continuing(&span, &parent);
+            deliver(store, client, metrics, &entry, &call_trace)
+                .instrument(span)
+                .await?;
         }
         if !full {
             return Ok(());
+        }
+    }
+}
+
+/// One attempt at `entry`: removed when accepted, rescheduled with backoff when not.
+async fn deliver(
+    store: &dyn ConversationStore,
+    client: &Client,
+    metrics: &OutboxMetrics,
+    entry: &PendingNotification,
+    trace: &CallTrace,
+) -> Result<(), switchboard::Error> {
+    match send(client, entry, trace).await {
+        Ok(()) => {
+            metrics.delivered.increment(1);
+            store.notification_delivered(&entry.message_id).await
+        }
+        Err(status) => {
+            metrics.failures.increment(1);
+            let backoff = backoff(entry.attempts);
+            tracing::warn!(
+                message_id = %entry.message_id,
+                attempts = entry.attempts + 1,
+                code = ?status.code(),
+                error = %status.message(),
+                retry_in = ?backoff,
+                trace_id = %trace.trace_id(),
+                "could not notify the other participant; will retry"
+            );
+            let retry_at = now_micros() + backoff.as_micros() as i64;
+            store.notification_failed(&entry.message_id, retry_at).await
         }
     }
 }
@@ -141,7 +252,11 @@ fn backoff(attempts: i32) -> Duration {
     (Duration::from_millis(250) * 2u32.pow(exponent)).min(MAX_BACKOFF)
 }
 
-async fn send(client: &Client, entry: &PendingNotification) -> Result<(), tonic::Status> {
+async fn send(
+    client: &Client,
+    entry: &PendingNotification,
+    trace: &CallTrace,
+) -> Result<(), tonic::Status> {
     let mut request = tonic::Request::new(SendRequest {
         recipient_ids: vec![entry.recipient_id.clone()],
         broadcast: false,
@@ -153,6 +268,7 @@ async fn send(client: &Client, entry: &PendingNotification) -> Result<(), tonic:
         ..SendRequest::default()
     });
     request.set_timeout(CALL_TIMEOUT);
+    trace.inject_metadata(request.metadata_mut());
     let mut client = client.clone();
     match tokio::time::timeout(CALL_TIMEOUT, client.send(request)).await {
         Ok(result) => result.map(|_| ()),

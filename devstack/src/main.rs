@@ -101,7 +101,8 @@ async fn main() -> anyhow::Result<()> {
             web_dir,
             no_web,
         } => {
-            telemetry::init(telemetry::LogFormat::Text);
+            // One process serves all three, so exported spans carry one service name.
+            let _telemetry = telemetry::init(telemetry::LogFormat::Text, "switchboard-devstack");
             let shutdown = shutdown_signal();
             let mut secrets = Secrets::load_or_create(&data_dir)?;
             if let Some(token) = internal_token {

@@ -2,26 +2,55 @@
 //! its log line needs, and how to answer it with a status of the gateway's own. The auth
 //! layer, the forwarding and the log line all need these, so they live here, below all three.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use http::{HeaderMap, HeaderValue};
-use switchboard::identity;
-use tonic::{Status, body::Body};
+use switchboard::{identity, metrics::grpc::MethodMetrics, trace::CallTrace};
+use tonic::{Code, Status, body::Body};
 
-/// What the per-call log line needs.
+/// What the per-call log line (and the upstream call's metrics) need.
 pub struct LogContext {
     pub method: String,
     pub caller: String,
     pub request_id: String,
     pub started: Instant,
+    /// `-` when the call carries no trace (it always does behind the observe layer).
+    pub trace_id: String,
+    /// The upstream call's series and when it started, once it was made.
+    pub upstream: Option<(Arc<MethodMetrics>, Instant)>,
 }
 
 impl LogContext {
     /// Logs and answers a call that never reached a response from the upstream.
     pub fn finish(self, status: Status, request_id: &str) -> http::Response<Body> {
-        tracing::info!(method = %self.method, caller = %self.caller, status = ?status.code(), latency_us = self.started.elapsed().as_micros() as u64, request_id = %self.request_id, "call");
+        self.done(status.code(), "-");
         respond(status, request_id)
     }
+
+    /// The call ended with `code`: its log line, and the upstream call's metrics.
+    pub fn done(&self, code: Code, upstream_error: &str) {
+        if let Some((metrics, started)) = &self.upstream {
+            metrics.handled(code, started.elapsed());
+        }
+        tracing::info!(
+            method = %self.method,
+            caller = %self.caller,
+            status = ?code,
+            latency_us = self.started.elapsed().as_micros() as u64,
+            request_id = %self.request_id,
+            trace_id = %self.trace_id,
+            upstream = upstream_error,
+            "call"
+        );
+    }
+}
+
+/// The trace id of a call, for log lines (`-` without one).
+pub fn trace_id(request: &http::Request<Body>) -> String {
+    request
+        .extensions()
+        .get::<CallTrace>()
+        .map_or_else(|| "-".to_owned(), |trace| trace.trace_id().to_string())
 }
 
 /// Answers a call with `status` (a trailers-only response) and its request id.

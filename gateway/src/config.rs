@@ -127,6 +127,9 @@ pub struct Config {
 
     /// TLS on the listener (ALPN `h2` and `http/1.1`).
     #[command(flatten)]
+    pub metrics: switchboard::metrics::MetricsFlags,
+
+    #[command(flatten)]
     pub tls: switchboard::tls::ServerFlags,
 
     /// How the upstreams are reached at `https://` addresses.

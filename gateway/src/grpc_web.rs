@@ -11,6 +11,7 @@
 //! fails mid-stream ends with UNAVAILABLE trailers (mended in `logging`), so with a trailer
 //! frame. A browser that goes away drops the response body and with it the upstream stream.
 
+use switchboard::observe::ObserveLayer;
 use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
@@ -20,11 +21,18 @@ use crate::{serving::HttpService, web::WebApp};
 
 /// Every request of a connection: CORS first (a preflight is answered there, before any
 /// authentication), then the web app's files for a GET or HEAD, else gRPC-Web translation;
-/// gRPC over HTTP/2 passes through unchanged.
-pub fn service(routes: Routes, cors: Option<CorsLayer>, app: Option<WebApp>) -> HttpService {
+/// gRPC over HTTP/2 passes through unchanged. `observe` sees every call as gRPC, so gRPC-Web
+/// calls are traced and counted like the others.
+pub fn service(
+    routes: Routes,
+    observe: ObserveLayer,
+    cors: Option<CorsLayer>,
+    app: Option<WebApp>,
+) -> HttpService {
     let grpc = HttpService::new(
         ServiceBuilder::new()
             .layer(GrpcWebLayer::new())
+            .layer(observe)
             .service(routes.prepare()),
     );
     HttpService::new(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchboard::replicas::Replicas;
+use switchboard::{metrics::Gauge, replicas::Replicas};
 use tokio_util::sync::CancellationToken;
 use tonic_health::{
     ServingStatus,
@@ -12,12 +12,14 @@ use tonic_health::{
 };
 
 /// Polls `service` on `replicas` every `interval` and mirrors the answer under its name (a
-/// check goes to a replica that is up, so it says SERVING while any one serves).
+/// check goes to a replica that is up, so it says SERVING while any one serves), and in `up`
+/// (1 or 0).
 pub fn watch(
     reporter: HealthReporter,
     service: &'static str,
     channel: Replicas,
     interval: Duration,
+    up: Gauge,
     stop: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -39,6 +41,11 @@ pub fn watch(
                 }
                 _ => ServingStatus::NotServing,
             };
+            up.set(if status == ServingStatus::Serving {
+                1.0
+            } else {
+                0.0
+            });
             if last != Some(status) {
                 tracing::info!(%service, ?status, "upstream health changed");
                 reporter.set_service_status(service, status).await;

@@ -14,6 +14,7 @@ mod grpc_web;
 mod health;
 mod logging;
 mod methods;
+pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 mod serving;
@@ -24,8 +25,12 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use http::HeaderValue;
-use switchboard::{grpc, replicas::Replicas, tls};
-use tokio::net::TcpListener;
+use switchboard::{
+    grpc::{self, Listeners},
+    observe::ObserveLayer,
+    replicas::Replicas,
+    tls,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tower::Layer;
@@ -34,18 +39,33 @@ pub use config::Config;
 
 use crate::{
     auth::{Authenticator, Jwks, layer::AuthLayer},
+    metrics::GatewayMetrics,
     proxy::{Conversations, Forwarder, Notifications, Proxy, Upstream},
     workers::{WorkerError, Workers},
 };
 
-/// Runs the gateway on `listener` until `shutdown` resolves.
+/// Runs the gateway on `listeners` until `shutdown` resolves.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        api: listener,
+        metrics: metrics_listener,
+    } = listeners.into();
     switchboard::identity::require_internal_token(&config.internal_token)?;
     let stop = CancellationToken::new();
+    // Serves until this function returns, after the drain.
+    let metrics_stop = CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    let registry =
+        switchboard::metrics::start(&config.metrics, metrics_listener, "gateway", metrics_stop)
+            .await?;
+    let metrics = Arc::new(GatewayMetrics::new(&registry));
+    // The gateway writes its own log line per call (it knows the caller and the upstream).
+    let observe = ObserveLayer::new(&registry, &[Notifications::NAME, Conversations::NAME])
+        .without_log_line();
     let tls = tls::ServerTls::from_flags(&config.tls, &[tls::ALPN_H2, tls::ALPN_HTTP1])?;
     if let Some(tls) = &tls {
         tls.watch(stop.clone());
@@ -62,7 +82,7 @@ pub async fn serve(
         config.jwt_issuer.clone(),
         config.jwt_audience.clone(),
     )?;
-    let auth = AuthLayer::new(auth);
+    let auth = AuthLayer::new(auth, metrics.clone());
     let forwarder = Arc::new(Forwarder {
         internal_token: HeaderValue::from_str(&config.internal_token)
             .context("the internal token must be printable ASCII")?,
@@ -79,6 +99,7 @@ pub async fn serve(
                 .iter()
                 .map(|m| m.trim().to_owned()),
         ),
+        metrics: metrics.clone(),
     });
     // Checked here so a bad address stops start-up; each worker opens its own channels.
     let notifications = Replicas::connect_with_tls(
@@ -104,6 +125,7 @@ pub async fn serve(
             name,
             channel,
             config.health_interval,
+            metrics.upstream_up(name),
             stop.clone(),
         );
     }
@@ -132,12 +154,13 @@ pub async fn serve(
             reflection_v1.clone(),
             reflection_v1alpha.clone(),
         );
-        let (auth, forwarder, stop, cors, app) = (
+        let (auth, forwarder, stop, cors, app, observe) = (
             auth.clone(),
             forwarder.clone(),
             serve_stop.clone(),
             cors.clone(),
             app.clone(),
+            observe.clone(),
         );
         let (notification_addr, conversation_addr, upstream_tls) = (
             notification_addr.clone(),
@@ -165,7 +188,13 @@ pub async fn serve(
                     forwarder.clone(),
                 )))
                 .add_service(auth.layer(Proxy::<Conversations>::new(conversations, forwarder)));
-            serving::serve(incoming, grpc_web::service(routes, cors, app), limits, stop).await;
+            serving::serve(
+                incoming,
+                grpc_web::service(routes, observe, cors, app),
+                limits,
+                stop,
+            )
+            .await;
             Ok(())
         }
     })?;

@@ -1,5 +1,6 @@
-//! The one log line per call: method, caller, status, latency, request id, written when the
-//! response body ends (for a stream: when the stream ends or the client leaves).
+//! The one log line per call: method, caller, status, latency, request id, trace id, written
+//! when the response body ends (for a stream: when the stream ends or the client leaves);
+//! the upstream call's metrics are recorded then too.
 //!
 //! It is also where a response that breaks off is mended: when the upstream's stream fails
 //! mid-response (its process died, its connection reset), the body ends with `grpc-status`
@@ -112,15 +113,7 @@ impl Drop for LoggedBody {
             .as_ref()
             .map_or(Code::Cancelled, |s| Code::from_bytes(s.as_bytes()));
         let upstream = self.upstream_error.as_deref().unwrap_or("-");
-        tracing::info!(
-            method = %self.log.method,
-            caller = %self.log.caller,
-            status = ?code,
-            latency_us = self.log.started.elapsed().as_micros() as u64,
-            request_id = %self.log.request_id,
-            upstream,
-            "call"
-        );
+        self.log.done(code, upstream);
     }
 }
 

@@ -10,8 +10,10 @@ use switchboard::{
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, "gateway");
     let shutdown = shutdown_signal();
     let listener = bind(config.listen, "gateway").await?;
-    serve(config, listener, shutdown).await
+    let served = serve(config, listener, shutdown).await;
+    telemetry.shutdown().await;
+    served
 }

@@ -20,15 +20,17 @@ use switchboard::{
     Caller,
     identity::{self, encode_value},
     replicas::{CallError, Replicas, chain},
+    trace::CallTrace,
 };
 use tonic::{Status, body::Body, server::NamedService};
 use tower::Service;
 
 use crate::{
-    call::{LogContext, request_id, respond},
+    call::{LogContext, request_id, respond, trace_id},
     deadline,
     logging::LoggedBody,
     methods::Methods,
+    metrics::GatewayMetrics,
     ratelimit::RateLimiter,
 };
 
@@ -44,6 +46,7 @@ pub struct Forwarder {
     pub unary_timeout: Duration,
     /// Per-user limit on the calls that create things for others.
     pub rate_limit: RateLimiter,
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 /// Names an upstream service: the path prefix its calls arrive under.
@@ -124,9 +127,11 @@ impl Forwarder {
         let Some(caller) = request.extensions_mut().remove::<Caller>() else {
             return respond(Status::unauthenticated("not authenticated"), &request_id);
         };
+        let trace_id = trace_id(&request);
         if let Err(err) = self.rate_limit.check(&method, &caller) {
+            self.metrics.rate_limited();
             let status = Status::from(err);
-            tracing::info!(%method, caller = %caller.user_id, status = ?status.code(), %request_id, "call refused");
+            tracing::info!(%method, caller = %caller.user_id, status = ?status.code(), %request_id, %trace_id, "call refused");
             return respond(status, &request_id);
         }
         rewrite_metadata(
@@ -135,6 +140,10 @@ impl Forwarder {
             &self.internal_token,
             &request_id,
         );
+        // The upstream's span is a child of this call's.
+        if let Some(trace) = request.extensions().get::<CallTrace>().cloned() {
+            trace.inject(request.headers_mut());
+        }
 
         let streaming = self.methods.server_streams(&method);
         let replayable = !self.methods.client_streams(&method);
@@ -145,12 +154,16 @@ impl Forwarder {
             deadline::set(request.headers_mut(), deadline);
             deadline
         };
+        let upstream = self.metrics.upstream_calls.method(&method).clone();
+        upstream.started();
         let call = replicas.call(request, replayable);
         let log = LogContext {
             method,
             caller: caller.user_id,
             request_id: request_id.clone(),
             started,
+            trace_id,
+            upstream: Some((upstream, Instant::now())),
         };
         match tokio::time::timeout(wait, call).await {
             Ok(Ok(response)) => {

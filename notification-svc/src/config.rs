@@ -50,6 +50,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
 
     #[command(flatten)]
+    pub metrics: switchboard::metrics::MetricsFlags,
+
+    #[command(flatten)]
     pub tls: switchboard::tls::ServerFlags,
 }
 

@@ -16,14 +16,18 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
-use switchboard::{Error, time::now_micros};
+use switchboard::{
+    Error,
+    metrics::{Histogram, Registry},
+    time::now_micros,
+};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
@@ -127,6 +131,8 @@ pub struct CommitStats {
     batches: AtomicU64,
     committed: AtomicU64,
     refused: AtomicU64,
+    /// `switchboard_group_commit_batch_size`, when the server keeps metrics.
+    batch_sizes: OnceLock<Histogram>,
 }
 
 impl CommitStats {
@@ -150,9 +156,21 @@ impl CommitStats {
         self.refused.load(Ordering::Acquire)
     }
 
+    /// Records each committed batch's size in `registry`, labelled `committer`.
+    pub fn observe_batch_sizes(&self, registry: &Registry, committer: &'static str) {
+        let _ = self.batch_sizes.set(registry.histogram(
+            "switchboard_group_commit_batch_size",
+            "Writes committed per group-commit transaction, by committer (send or state).",
+            vec![("committer", committer.into())],
+        ));
+    }
+
     fn record_commit(&self, writes: usize) {
         self.committed.fetch_add(writes as u64, Ordering::AcqRel);
         self.batches.fetch_add(1, Ordering::AcqRel);
+        if let Some(sizes) = self.batch_sizes.get() {
+            sizes.record(writes as f64);
+        }
     }
 }
 

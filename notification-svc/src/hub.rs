@@ -31,7 +31,10 @@ pub const SUBSCRIBER_QUEUE: usize = 1024;
 /// Something a subscriber should hear about.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// Just stored by a Send.
     Notification(Arc<Notification>),
+    /// Woke from a snooze.
+    Woke(Arc<Notification>),
     /// A state change (read, seen, archived, ...) of one of the user's sessions.
     State(Arc<StateEvent>),
 }
@@ -55,7 +58,7 @@ impl Subscriber {
     fn offer(&self, event: &Event) {
         match self.queue.try_send(event.clone()) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Event::Notification(_))) => {
+            Err(mpsc::error::TrySendError::Full(Event::Notification(_) | Event::Woke(_))) => {
                 self.lagging.store(true, Ordering::Release);
             }
             Err(mpsc::error::TrySendError::Full(Event::State(_))) => {
@@ -207,7 +210,7 @@ impl Hub {
     /// Delivers a notification that woke for `user_id` to that user's subscribers only (for a
     /// broadcast too: it woke for the one who snoozed it). Called by the feed, in commit order.
     pub fn publish_wake(&self, user_id: &str, notification: Notification) {
-        let event = Event::Notification(Arc::new(notification));
+        let event = Event::Woke(Arc::new(notification));
         let inner = lock(&self.inner);
         for subscriber in inner.by_user.get(user_id).into_iter().flatten() {
             subscriber.offer(&event);

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod feed;
 pub mod group_commit;
 pub mod hub;
+pub mod metrics;
 pub mod preferences;
 pub mod store;
 pub mod waker;
@@ -16,10 +17,13 @@ pub mod waker;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use switchboard::{
-    db, grpc, identity::InternalAuthLayer,
-    proto::notification::v1::notification_service_server::NotificationServiceServer, tls,
+    db,
+    grpc::{self, Listeners},
+    identity::InternalAuthLayer,
+    observe::ObserveLayer,
+    proto::notification::v1::notification_service_server::NotificationServiceServer,
+    tls,
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
@@ -28,6 +32,7 @@ pub use config::Config;
 pub use crate::{
     group_commit::CommitStats,
     hub::{Hub, Limits},
+    metrics::ServiceMetrics,
 };
 
 use crate::{
@@ -63,16 +68,16 @@ fn prune_periodically(
     });
 }
 
-/// Runs the service on `listener` until `shutdown` resolves, then drains: health turns
+/// Runs the service on `listeners` until `shutdown` resolves, then drains: health turns
 /// NOT_SERVING, Subscribe streams end with UNAVAILABLE, in-flight calls get
 /// `config.shutdown_grace` to finish.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let internals = Internals::new(&config);
-    serve_with_internals(config, listener, shutdown, internals).await
+    serve_with_internals(config, listeners, shutdown, internals).await
 }
 
 /// The internals of a service that a caller may create and keep to watch them (tests count
@@ -109,10 +114,14 @@ impl Internals {
 /// [`serve`] with internals the caller keeps (see [`Internals`]).
 pub async fn serve_with_internals(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     internals: Internals,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        api: listener,
+        metrics: metrics_listener,
+    } = listeners.into();
     let Internals {
         hub,
         commits,
@@ -123,7 +132,25 @@ pub async fn serve_with_internals(
     switchboard::identity::require_internal_token(&config.internal_token)?;
     // Before the database: a bad certificate stops start-up at once, naming its files.
     let tls = tls::ServerTls::from_flags(&config.tls, &[tls::ALPN_H2])?;
+    // Serves until this function returns, after the drain.
+    let metrics_stop = CancellationToken::new();
+    let _stop_metrics = metrics_stop.clone().drop_guard();
+    let registry = switchboard::metrics::start(
+        &config.metrics,
+        metrics_listener,
+        "notification-svc",
+        metrics_stop,
+    )
+    .await?;
     let database = db::connect(&config.database_url, &store::MIGRATIONS).await?;
+    switchboard::metrics::pool_connections(&registry, {
+        let database = database.clone();
+        move || database.pool_sizes()
+    });
+    ServiceMetrics::watch_streams(&registry, hub.clone());
+    commits.observe_batch_sizes(&registry, "send");
+    marks.observe_batch_sizes(&registry, "state");
+    let service_metrics = Arc::new(ServiceMetrics::new(&registry));
     let store = store::for_database(&database);
     let stop = CancellationToken::new();
     if let Some(tls) = &tls {
@@ -152,6 +179,7 @@ pub async fn serve_with_internals(
         store,
         (sends, marks),
         (hub, feed, wake_up, streams),
+        service_metrics,
         config.heartbeat_interval,
         config.retention,
         stop.clone(),
@@ -179,6 +207,10 @@ pub async fn serve_with_internals(
         tls.as_ref(),
     );
     let server = grpc::server_builder()
+        .layer(ObserveLayer::new(
+            &registry,
+            &[<NotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME],
+        ))
         // Every call but health must carry the internal token.
         .layer(InternalAuthLayer::new(&config.internal_token))
         .add_service(health_service)

@@ -8,8 +8,10 @@ use switchboard::{
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, "notification-svc");
     let shutdown = shutdown_signal();
     let listener = bind(config.listen, "notification-svc").await?;
-    serve(config, listener, shutdown).await
+    let served = serve(config, listener, shutdown).await;
+    telemetry.shutdown().await;
+    served
 }

@@ -56,7 +56,8 @@ pub struct MethodMetrics {
     registry: Registry,
     labels: [(&'static str, String); 3],
     started: Counter,
-    msg_sent: Counter,
+    /// Server only: a proxy's client side passes bodies through without counting messages.
+    msg_sent: Option<Counter>,
     handling: Histogram,
     /// Registered on first use: most methods only ever see a few codes.
     handled: [OnceLock<Counter>; 17],
@@ -77,11 +78,11 @@ impl MethodMetrics {
                     "Total number of RPCs started on the server.",
                     base(),
                 ),
-                registry.counter(
+                Some(registry.counter(
                     "grpc_server_msg_sent_total",
                     "Total number of gRPC stream messages sent by the server.",
                     base(),
-                ),
+                )),
                 registry.histogram(
                     "grpc_server_handling_seconds",
                     "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
@@ -94,11 +95,7 @@ impl MethodMetrics {
                     "Total number of RPCs started on the client.",
                     base(),
                 ),
-                registry.counter(
-                    "grpc_client_msg_received_total",
-                    "Total number of RPC stream messages received by the client.",
-                    base(),
-                ),
+                None,
                 registry.histogram(
                     "grpc_client_handling_seconds",
                     "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
@@ -121,9 +118,11 @@ impl MethodMetrics {
         self.started.increment(1);
     }
 
-    /// Messages the server sent (the client: received) in this call's response.
+    /// Messages the server sent in this call's response.
     pub fn messages(&self, count: u64) {
-        self.msg_sent.increment(count);
+        if let Some(sent) = &self.msg_sent {
+            sent.increment(count);
+        }
     }
 
     pub fn handled(&self, code: Code, elapsed: Duration) {
@@ -160,15 +159,14 @@ pub struct GrpcMetrics {
 }
 
 impl GrpcMetrics {
-    /// Series for the methods of `services` (full names) plus health and reflection, which
-    /// every binary serves.
+    /// Series for the methods of `services` (full names), plus health and reflection on a
+    /// server (every binary serves them).
     pub fn new(registry: &Registry, side: Side, services: &[&str]) -> Self {
         let mut methods = HashMap::new();
         for (service, method, kind) in known_methods() {
-            let wanted = side == Side::Client
-                || services.contains(&service.as_str())
-                || service.starts_with("grpc.health.")
-                || service.starts_with("grpc.reflection.");
+            let always = side == Side::Server
+                && (service.starts_with("grpc.health.") || service.starts_with("grpc.reflection."));
+            let wanted = always || services.contains(&service.as_str());
             if wanted {
                 let path = format!("/{service}/{method}");
                 let metrics = MethodMetrics::new(registry, side, &service, &method, kind);

@@ -5,7 +5,9 @@ use switchboard::{
     time::to_timestamp,
 };
 
-use crate::domain::{self, Conversation, ConversationCursor, Message, NewMessage, User};
+use crate::domain::{
+    self, Conversation, ConversationCursor, Message, NewMessage, TraceContext, User,
+};
 
 pub fn user(u: &User) -> pb::User {
     pb::User {
@@ -77,6 +79,7 @@ pub fn send_message(author: &User, req: pb::SendMessageRequest) -> Result<NewMes
         content,
         idempotency_key,
         author_name: display_name(author),
+        trace: TraceContext::default(),
     })
 }
 

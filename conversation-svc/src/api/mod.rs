@@ -9,10 +9,16 @@ use switchboard::{
     Caller, Error,
     proto::conversation::v1::{self as pb, conversation_service_server::ConversationService},
     time::now_micros,
+    trace::CallTrace,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{domain::User, outbox, store::ConversationStore, users::Directory};
+use crate::{
+    domain::{TraceContext, User},
+    outbox,
+    store::ConversationStore,
+    users::Directory,
+};
 
 #[derive(Clone)]
 pub struct ConversationApi {
@@ -108,7 +114,15 @@ impl ConversationService for ConversationApi {
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let (caller, author) = self.caller(&request).await?;
-        let new = convert::send_message(&author, request.into_inner())?;
+        let trace = request
+            .extensions()
+            .get::<CallTrace>()
+            .map(|trace| TraceContext {
+                traceparent: Some(trace.traceparent()),
+                tracestate: trace.tracestate(),
+            });
+        let mut new = convert::send_message(&author, request.into_inner())?;
+        new.trace = trace.unwrap_or_default();
         let sent = self.store.send_message(&new, now_micros()).await?;
         if sent.created {
             // The notification is in the outbox, committed with the message.

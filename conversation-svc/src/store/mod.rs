@@ -17,7 +17,8 @@ use switchboard::{
 };
 
 use crate::domain::{
-    Conversation, ConversationCursor, Message, NewMessage, PendingNotification, StoredMessage, User,
+    Conversation, ConversationCursor, Message, NewMessage, OutboxBacklog, PendingNotification,
+    StoredMessage, User,
 };
 
 pub static MIGRATIONS: switchboard::db::Migrations = switchboard::db::Migrations {
@@ -80,6 +81,9 @@ pub trait ConversationStore: Send + Sync + 'static {
         now: i64,
         limit: usize,
     ) -> Result<Vec<PendingNotification>, Error>;
+
+    /// How many outbox entries wait, and since when the oldest does.
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog, Error>;
 
     /// Removes a delivered outbox entry.
     async fn notification_delivered(&self, message_id: &str) -> Result<(), Error>;

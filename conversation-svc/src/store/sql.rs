@@ -3,7 +3,7 @@
 //! The macro reaches the backend only through [`switchboard::db::Backend`] and
 //! `ConversationBackend` (`dialect.rs`), so each backend's part is checked by the compiler.
 
-use crate::domain::{Conversation, Message, PendingNotification, User};
+use crate::domain::{Conversation, Message, PendingNotification, TraceContext, User};
 
 /// A conversation as the participant bound to the first placeholder sees it.
 pub const SELECT_CONVERSATION: &str = "SELECT c.id, c.created_at, p.unread_count, \
@@ -62,11 +62,15 @@ pub const BUMP_PARTICIPANTS: &str = "UPDATE participants SET \
      WHERE conversation_id = $3";
 
 pub const INSERT_OUTBOX: &str = "INSERT INTO outbox \
-     (message_id, recipient_id, sender_id, content, link, created_at, attempts, next_attempt_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, 0, $6)";
+     (message_id, recipient_id, sender_id, content, link, created_at, attempts, next_attempt_at, \
+      traceparent, tracestate) \
+     VALUES ($1, $2, $3, $4, $5, $6, 0, $6, $7, $8)";
 
-pub const DUE_OUTBOX: &str = "SELECT message_id, recipient_id, sender_id, content, link, attempts \
-     FROM outbox WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, message_id";
+pub const DUE_OUTBOX: &str = "SELECT message_id, recipient_id, sender_id, content, link, attempts, \
+     created_at, traceparent, tracestate FROM outbox WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, message_id";
+
+/// How many entries wait and since when the oldest does (NULL when none).
+pub const OUTBOX_BACKLOG: &str = "SELECT COUNT(*), MIN(created_at) FROM outbox";
 
 pub const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE message_id = $1";
 
@@ -84,6 +88,9 @@ pub struct OutboxRow {
     pub content: String,
     pub link: String,
     pub attempts: i32,
+    pub created_at: i64,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 impl From<OutboxRow> for PendingNotification {
@@ -95,6 +102,11 @@ impl From<OutboxRow> for PendingNotification {
             content: row.content,
             link: row.link,
             attempts: row.attempts,
+            created_at: row.created_at,
+            trace: TraceContext {
+                traceparent: row.traceparent,
+                tracestate: row.tracestate,
+            },
         }
     }
 }
@@ -194,8 +206,9 @@ macro_rules! impl_conversation_store {
             use uuid::Uuid;
 
             use $crate::domain::{
-                Conversation, ConversationCursor, Message, NewMessage, PendingNotification,
-                StoredMessage, User, notification_text, ordered_pair, username_key,
+                Conversation, ConversationCursor, Message, NewMessage, OutboxBacklog,
+                PendingNotification, StoredMessage, User, notification_text, ordered_pair,
+                username_key,
             };
             use $crate::store::{
                 ConversationStore, SqlStore,
@@ -376,6 +389,8 @@ macro_rules! impl_conversation_store {
                         .bind(notification_text(&new.author_name, &message.content))
                         .bind(format!("/conversations/{}", message.conversation_id))
                         .bind(now)
+                        .bind(&new.trace.traceparent)
+                        .bind(&new.trace.tracestate)
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
@@ -532,6 +547,16 @@ macro_rules! impl_conversation_store {
                             .fetch_all(self.backend.read_pool())
                             .await?;
                     Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn outbox_backlog(&self) -> Result<OutboxBacklog, Error> {
+                    let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(sql::OUTBOX_BACKLOG)
+                        .fetch_one(self.backend.read_pool())
+                        .await?;
+                    Ok(OutboxBacklog {
+                        pending: u64::try_from(pending).unwrap_or(0),
+                        oldest_created_at: oldest,
+                    })
                 }
 
                 async fn notification_delivered(&self, message_id: &str) -> Result<(), Error> {

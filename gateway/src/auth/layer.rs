@@ -16,17 +16,22 @@ use tonic::{Status, body::Body, server::NamedService};
 use tower::{Layer, Service};
 
 use super::Authenticator;
-use crate::call::{request_id, respond};
+use crate::{
+    call::{request_id, respond, trace_id},
+    metrics::GatewayMetrics,
+};
 
 #[derive(Clone)]
 pub struct AuthLayer {
     auth: Arc<Authenticator>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl AuthLayer {
-    pub fn new(auth: Authenticator) -> Self {
+    pub fn new(auth: Authenticator, metrics: Arc<GatewayMetrics>) -> Self {
         Self {
             auth: Arc::new(auth),
+            metrics,
         }
     }
 }
@@ -38,6 +43,7 @@ impl<S> Layer<S> for AuthLayer {
         Authenticated {
             inner,
             auth: self.auth.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -46,6 +52,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticated<S> {
     inner: S,
     auth: Arc<Authenticator>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 /// Mounted under the same path prefix as the service it guards.
@@ -79,6 +86,7 @@ where
                 Box::pin(inner.call(request))
             }
             Err(err) => {
+                self.metrics.auth_failed(&err);
                 let started = Instant::now();
                 let request_id = request_id(request.headers());
                 let status = Status::unauthenticated(err.to_string());
@@ -88,6 +96,7 @@ where
                     status = ?status.code(),
                     latency_us = started.elapsed().as_micros() as u64,
                     %request_id,
+                    trace_id = %trace_id(&request),
                     reason = %err,
                     "call refused"
                 );

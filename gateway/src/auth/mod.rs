@@ -55,6 +55,24 @@ pub enum AuthError {
     MissingClaim,
 }
 
+impl AuthError {
+    /// The `reason` label of `switchboard_gateway_auth_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed => "malformed",
+            AuthError::UnsupportedAlgorithm | AuthError::AlgorithmMismatch => "algorithm",
+            AuthError::MissingKeyId | AuthError::UnknownKey => "unknown_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::CriticalExtension | AuthError::MissingClaim => "other",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Claims {
     // Defaulted so a missing `sub` reports as a missing claim, not as a malformed token.

@@ -23,6 +23,7 @@ use crate::{
     feed::Feed,
     group_commit::{Committer, Marks, Sends},
     hub::Hub,
+    metrics::ServiceMetrics,
     store::NotificationStore,
     waker::WakeUp,
 };
@@ -41,6 +42,7 @@ pub struct NotificationApi {
     /// Poked after a Snooze or an UpdatePreferences, so the waker sees the new due time.
     wake_up: WakeUp,
     streams: Arc<StreamStats>,
+    metrics: Arc<ServiceMetrics>,
     heartbeat_interval: Duration,
     /// How long notifications are kept; an older `resume_after` is refused as such.
     retention: Duration,
@@ -53,6 +55,7 @@ impl NotificationApi {
         store: Arc<dyn NotificationStore>,
         (sends, marks): (Committer<Sends>, Committer<Marks>),
         (hub, feed, wake_up, streams): (Arc<Hub>, Feed, WakeUp, Arc<StreamStats>),
+        metrics: Arc<ServiceMetrics>,
         heartbeat_interval: Duration,
         retention: Duration,
         shutdown: CancellationToken,
@@ -65,6 +68,7 @@ impl NotificationApi {
             feed,
             wake_up,
             streams,
+            metrics,
             heartbeat_interval,
             retention,
             shutdown,
@@ -128,6 +132,9 @@ impl NotificationService for NotificationApi {
         let caller = Caller::from_metadata(request.metadata())?;
         let send = convert::send(&caller, request.into_inner())?;
         let sent = self.sends.submit(send).await?;
+        if sent.created {
+            self.metrics.stored(&sent.notifications);
+        }
         let notifications = sent
             .notifications
             .iter()
@@ -196,6 +203,7 @@ impl NotificationService for NotificationApi {
                 user_id: caller.user_id,
                 categories: params.categories,
                 stats: self.streams.clone(),
+                metrics: self.metrics.clone(),
             },
             self.heartbeat_interval,
             self.shutdown.clone(),

@@ -44,6 +44,7 @@ use super::convert;
 use crate::{
     domain::Notification,
     hub::{Event, Subscription},
+    metrics::ServiceMetrics,
     preferences::{Mute, is_muted},
     store::NotificationStore,
 };
@@ -88,6 +89,7 @@ pub struct Start {
     pub user_id: String,
     pub categories: Vec<String>,
     pub stats: Arc<StreamStats>,
+    pub metrics: Arc<ServiceMetrics>,
 }
 
 pub fn start(
@@ -109,6 +111,7 @@ pub fn start(
         counts_sent: None,
         mutes: None,
         stats: start.stats,
+        metrics: start.metrics,
     };
     tokio::spawn(producer.run(start.replay, heartbeat_interval));
 
@@ -152,6 +155,7 @@ struct Producer {
     /// mutes that differ from these are sent as `preferences` then.
     mutes: Option<Vec<Mute>>,
     stats: Arc<StreamStats>,
+    metrics: Arc<ServiceMetrics>,
 }
 
 impl Producer {
@@ -202,6 +206,7 @@ impl Producer {
                 return stop;
             }
             if self.subscription.subscriber.take_lag() {
+                self.metrics.caught_up();
                 tracing::debug!(user_id = %self.user_id, "subscriber fell behind; catching up from the database");
                 if let Err(stop) = self.deliver_from_db().await {
                     return stop;
@@ -214,19 +219,8 @@ impl Producer {
 
     async fn deliver_live(&mut self, event: Event) -> Result<(), Stop> {
         match event {
-            Event::Notification(n) => {
-                if n.seq > self.watermark {
-                    self.watermark = n.seq;
-                    // New (or woken) for the user: in the counts whatever the category filter.
-                    if n.is_visible_to(&self.user_id) {
-                        self.counts_changed();
-                    }
-                    if self.wants(&n) {
-                        self.emit_notification(&n).await?;
-                    }
-                }
-                Ok(())
-            }
+            Event::Notification(n) => self.deliver_notification(&n, true).await,
+            Event::Woke(n) => self.deliver_notification(&n, false).await,
             Event::State(change) => {
                 self.counts_changed();
                 match convert::state_event(&change) {
@@ -235,6 +229,25 @@ impl Producer {
                 }
             }
         }
+    }
+
+    /// A notification from the live feed: `sent` when a Send just stored it (its delivery lag
+    /// is measured), not when it woke from a snooze (stored long ago).
+    async fn deliver_notification(&mut self, n: &Notification, sent: bool) -> Result<(), Stop> {
+        if n.seq > self.watermark {
+            self.watermark = n.seq;
+            // New (or woken) for the user: in the counts whatever the category filter.
+            if n.is_visible_to(&self.user_id) {
+                self.counts_changed();
+            }
+            if self.wants(n) {
+                self.emit_notification(n).await?;
+                if sent {
+                    self.metrics.delivered(n.created_at);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The user's counts may have changed: read them soon, with whatever else changes them
