@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use notification_svc::Hub;
 use serde::{Deserialize, Serialize};
-use switchboard::grpc::bind;
+use switchboard::grpc::{Listeners, bind};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -166,6 +166,28 @@ pub struct StackConfig {
     pub tls: Option<StackTls>,
     /// The built web app the gateway serves at `/` (`--web-dir`).
     pub web_dir: Option<PathBuf>,
+    /// Where each binary serves `/metrics` (port 0 picks a free one); `None`: no metrics.
+    pub metrics: Option<MetricsAddrs>,
+}
+
+/// One address per binary: where its `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddrs {
+    pub gateway: SocketAddr,
+    pub notification: SocketAddr,
+    pub conversation: SocketAddr,
+}
+
+impl MetricsAddrs {
+    /// Free ports on 127.0.0.1 for all three.
+    pub fn any_free() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        MetricsAddrs {
+            gateway: any,
+            notification: any,
+            conversation: any,
+        }
+    }
 }
 
 /// Which parts of a stack speak TLS, with which certificates.
@@ -202,6 +224,7 @@ impl StackConfig {
             first_bytes_timeout: gateway.first_bytes_timeout,
             tls: None,
             web_dir: None,
+            metrics: None,
         }
     }
 }
@@ -215,6 +238,8 @@ pub struct Stack {
     pub conversation: SocketAddr,
     /// The CA clients must trust when the stack speaks TLS.
     pub tls_ca: Option<PathBuf>,
+    /// Where each binary's `/metrics` is, when the stack keeps metrics.
+    pub metrics: Option<MetricsAddrs>,
     stop: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -226,6 +251,26 @@ impl Stack {
         let notification = bind(config.notification, "notification-svc").await?;
         let conversation = bind(config.conversation, "conversation-svc").await?;
         let gateway = bind(config.gateway, "gateway").await?;
+        let metrics = match config.metrics {
+            Some(addrs) => Some((
+                bind(addrs.notification, "notification-svc's metrics").await?,
+                bind(addrs.conversation, "conversation-svc's metrics").await?,
+                bind(addrs.gateway, "gateway's metrics").await?,
+            )),
+            None => None,
+        };
+        let metrics_addrs = match &metrics {
+            Some((notification, conversation, gateway)) => Some(MetricsAddrs {
+                notification: notification.local_addr()?,
+                conversation: conversation.local_addr()?,
+                gateway: gateway.local_addr()?,
+            }),
+            None => None,
+        };
+        let (notification_metrics, conversation_metrics, gateway_metrics) = match metrics {
+            Some((n, c, g)) => (Some(n), Some(c), Some(g)),
+            None => (None, None, None),
+        };
         let (notification_db, conversation_db) = config.storage.database_urls().await?;
         let addrs = (
             notification.local_addr()?,
@@ -253,7 +298,10 @@ impl Stack {
         let hub = internals.hub.clone();
         tasks.spawn(notification_svc::serve_with_internals(
             notification_config,
-            notification,
+            Listeners {
+                api: notification,
+                metrics: notification_metrics,
+            },
             stop.clone().cancelled_owned(),
             internals,
         ));
@@ -266,7 +314,10 @@ impl Stack {
                 upstream_tls: upstream_tls.clone(),
                 ..conversation_svc::Config::new(&conversation_db, &token)
             },
-            conversation,
+            Listeners {
+                api: conversation,
+                metrics: conversation_metrics,
+            },
             stop.clone().cancelled_owned(),
         ));
         tasks.spawn(gateway::serve(
@@ -293,7 +344,10 @@ impl Stack {
                 shutdown_grace: grace,
                 ..gateway::Config::new(&token)
             },
-            gateway,
+            Listeners {
+                api: gateway,
+                metrics: gateway_metrics,
+            },
             stop.clone().cancelled_owned(),
         ));
         Ok(Stack {
@@ -302,6 +356,7 @@ impl Stack {
             conversation: addrs.1,
             gateway: addrs.2,
             tls_ca: config.tls.as_ref().map(|tls| tls.certs.ca()),
+            metrics: metrics_addrs,
             stop,
             tasks,
         })

@@ -3,7 +3,9 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
-use devstack::{Secrets, Stack, StackConfig, StackTls, Storage, certs::DevCerts, token, webapp};
+use devstack::{
+    MetricsAddrs, Secrets, Stack, StackConfig, StackTls, Storage, certs::DevCerts, token, webapp,
+};
 use switchboard::{grpc::shutdown_signal, telemetry};
 
 #[derive(Parser)]
@@ -39,6 +41,18 @@ enum Command {
         notification: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:50053")]
         conversation: SocketAddr,
+        /// Where the gateway serves Prometheus metrics (`/metrics`).
+        #[arg(long, default_value = "127.0.0.1:50061")]
+        gateway_metrics: SocketAddr,
+        /// Where notification-svc serves Prometheus metrics.
+        #[arg(long, default_value = "127.0.0.1:50062")]
+        notification_metrics: SocketAddr,
+        /// Where conversation-svc serves Prometheus metrics.
+        #[arg(long, default_value = "127.0.0.1:50063")]
+        conversation_metrics: SocketAddr,
+        /// Keep no metrics and serve none.
+        #[arg(long)]
+        no_metrics: bool,
         /// Everything over TLS: the gateway's listener, and mTLS between the gateway and the
         /// services. A development CA and certificates are made in <data-dir>/tls on first
         /// use and kept there (the printed grpcurl line trusts that CA).
@@ -97,6 +111,10 @@ async fn main() -> anyhow::Result<()> {
             gateway,
             notification,
             conversation,
+            gateway_metrics,
+            notification_metrics,
+            conversation_metrics,
+            no_metrics,
             tls,
             web_dir,
             no_web,
@@ -144,6 +162,11 @@ async fn main() -> anyhow::Result<()> {
                 conversation,
                 tls,
                 web_dir,
+                metrics: (!no_metrics).then_some(MetricsAddrs {
+                    gateway: gateway_metrics,
+                    notification: notification_metrics,
+                    conversation: conversation_metrics,
+                }),
                 ..StackConfig::new(storage, secrets)
             })
             .await?;
@@ -157,6 +180,12 @@ async fn main() -> anyhow::Result<()> {
                 "Switchboard is up: gateway {}, notification-svc {}, conversation-svc {}",
                 stack.gateway, stack.notification, stack.conversation
             );
+            if let Some(metrics) = &stack.metrics {
+                println!(
+                    "Metrics: http://{}/metrics (gateway), http://{}/metrics (notification-svc), http://{}/metrics (conversation-svc)",
+                    metrics.gateway, metrics.notification, metrics.conversation
+                );
+            }
             println!();
             let scheme = if stack.tls_ca.is_some() {
                 "https"

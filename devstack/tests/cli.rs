@@ -121,6 +121,22 @@ struct Up {
     stdout: mpsc::Receiver<String>,
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
     stderr_lines: mpsc::Receiver<String>,
+    /// `/metrics` of the gateway, notification-svc, conversation-svc.
+    metrics: [String; 3],
+}
+
+/// `GET /metrics` at `addr` over plain HTTP/1.1: the whole response.
+fn scrape(addr: &str) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics port answers");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    response
 }
 
 impl Up {
@@ -138,6 +154,7 @@ impl Up {
             "<!doctype html><title>app</title>",
         )
         .expect("index.html");
+        let metrics = [free_addr(), free_addr(), free_addr()];
         let mut child = devstack(data_dir)
             .args(["up", "--data-dir"])
             .arg(data_dir)
@@ -146,6 +163,9 @@ impl Up {
             .args(["--gateway", ports[0]])
             .args(["--notification", ports[1]])
             .args(["--conversation", ports[2]])
+            .args(["--gateway-metrics", &metrics[0]])
+            .args(["--notification-metrics", &metrics[1]])
+            .args(["--conversation-metrics", &metrics[2]])
             .args(more)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -175,6 +195,7 @@ impl Up {
             stdout,
             stderr: Some(stderr),
             stderr_lines,
+            metrics,
         }
     }
 
@@ -256,6 +277,15 @@ fn up_prints_only_its_banner_on_stdout_and_uncoloured_logs_on_stderr() {
 
     let mut stdout = up.stdout_until("Ctrl-C stops everything.");
     up.stderr_shows("gateway listening");
+    let metrics = up.metrics.clone();
+    for addr in &metrics {
+        let response = scrape(addr);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(
+            response.contains("process_resident_memory_bytes"),
+            "{response}"
+        );
+    }
     let (rest, stderr) = up.interrupt();
     stdout.extend(rest);
 
@@ -276,6 +306,12 @@ fn up_prints_only_its_banner_on_stdout_and_uncoloured_logs_on_stderr() {
         verified_subject(token, &secrets.jwt_secret).as_deref(),
         Some("dev")
     );
+    // Each binary's metrics, as printed, answer a scrape.
+    let printed = format!(
+        "Metrics: http://{}/metrics (gateway), http://{}/metrics (notification-svc), http://{}/metrics (conversation-svc)",
+        metrics[0], metrics[1], metrics[2]
+    );
+    assert!(stdout.iter().any(|l| l == &printed), "{stdout:?}");
     // The link that opens the web app signed in as dev.
     let link = format!("http://{gateway}/#token={token}");
     assert!(stdout.iter().any(|l| l.trim() == link), "{stdout:?}");
@@ -363,6 +399,7 @@ fn up_with_one_port_taken(taken: usize) -> (Output, String) {
         .args(["--gateway", gateway])
         .args(["--notification", notification])
         .args(["--conversation", conversation])
+        .arg("--no-metrics")
         .output()
         .expect("devstack up runs");
     drop(occupied);

@@ -4,6 +4,7 @@ mod edge_limits;
 mod external_clients;
 mod grpc_web;
 mod grpc_web_tls;
+mod metrics;
 mod old_clients;
 mod plaintext_warning;
 mod security;

@@ -2,10 +2,11 @@
 //! databases, tokens of every kind, and clients that talk to the gateway only.
 
 pub mod processes;
+pub mod scrape;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use devstack::{Secrets, Stack, StackConfig, Storage};
+use devstack::{MetricsAddrs, Secrets, Stack, StackConfig, Storage};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, jwk::Jwk};
 use serde_json::{Value, json};
 use switchboard::{
@@ -155,6 +156,8 @@ pub struct E2e {
     pub jwks_file: PathBuf,
     /// The CA to trust when the gateway speaks TLS.
     pub tls_ca: Option<PathBuf>,
+    /// Each binary's `/metrics`, when the stack keeps metrics.
+    pub metrics: Option<MetricsAddrs>,
     _dir: tempfile::TempDir,
     _databases: Vec<TestDatabase>,
 }
@@ -199,6 +202,7 @@ pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut StackConfi
         conversation: stack.conversation,
         hub: stack.hub.clone(),
         tls_ca: stack.tls_ca.clone(),
+        metrics: stack.metrics,
         stack: Some(stack),
         secrets,
         jwks_file,
