@@ -95,7 +95,6 @@ where
             "grpc",
             otel.name = %path.trim_start_matches('/'),
             otel.kind = "server",
-            rpc.system = "grpc",
             trace_id = tracing::field::Empty,
         );
         let trace = CallTrace::from_headers(&span, request.headers());
@@ -162,17 +161,14 @@ impl Finish {
             method.messages(messages);
             method.handled(code, elapsed);
         }
-        if let Some(log) = &self.log {
-            tracing::info!(
-                parent: &self.span,
-                method = %log.path,
-                caller = %log.caller,
-                status = ?code,
-                latency_us = elapsed.as_micros() as u64,
-                request_id = %log.request_id,
-                trace_id = %self.trace.trace_id(),
-                "call"
-            );
+        let Some(log) = &self.log else { return };
+        let latency_us = elapsed.as_micros() as u64;
+        let trace_id = self.trace.trace_id();
+        // Balancers and the gateway check health every few seconds: not news.
+        if log.path.starts_with("/grpc.health.v1.Health/") {
+            tracing::debug!(parent: &self.span, method = %log.path, caller = %log.caller, status = ?code, latency_us, request_id = %log.request_id, %trace_id, "call");
+        } else {
+            tracing::info!(parent: &self.span, method = %log.path, caller = %log.caller, status = ?code, latency_us, request_id = %log.request_id, %trace_id, "call");
         }
     }
 }

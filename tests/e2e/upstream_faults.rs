@@ -6,7 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::{processes::*, *};
+use e2e::{
+    processes::*,
+    scrape::{Scrape, promtool_check, scrape},
+    *,
+};
 use switchboard::{
     proto::{
         conversation::v1::{self as cpb, conversation_service_client::ConversationServiceClient},
@@ -20,18 +24,31 @@ const INTERNAL_TOKEN: &str = "faults-internal-token";
 const JWT_SECRET: &str = "faults-jwt-secret";
 
 fn notification_svc(database_url: &str, addr: &str) -> Process {
+    notification_svc_with(database_url, addr, &[])
+}
+
+/// With `more` flags.
+fn notification_svc_with(database_url: &str, addr: &str, more: &[&str]) -> Process {
+    let args = [&["--listen", addr, "--database-url", database_url], more].concat();
     Process::start(
         "notification-svc",
         addr,
-        &["--listen", addr, "--database-url", database_url],
+        &args,
         &[("SWITCHBOARD_INTERNAL_TOKEN", INTERNAL_TOKEN)],
     )
 }
 
 fn conversation_svc(database_url: &str, addr: &str, notification_addrs: &str) -> Process {
-    Process::start(
-        "conversation-svc",
-        addr,
+    conversation_svc_with(database_url, addr, notification_addrs, &[])
+}
+
+fn conversation_svc_with(
+    database_url: &str,
+    addr: &str,
+    notification_addrs: &str,
+    more: &[&str],
+) -> Process {
+    let args = [
         &[
             "--listen",
             addr,
@@ -40,6 +57,13 @@ fn conversation_svc(database_url: &str, addr: &str, notification_addrs: &str) ->
             "--notification-addr",
             notification_addrs,
         ],
+        more,
+    ]
+    .concat();
+    Process::start(
+        "conversation-svc",
+        addr,
+        &args,
         &[("SWITCHBOARD_INTERNAL_TOKEN", INTERNAL_TOKEN)],
     )
 }
@@ -47,10 +71,12 @@ fn conversation_svc(database_url: &str, addr: &str, notification_addrs: &str) ->
 /// A gateway in front of `notification_addrs` and `conversation_addrs`, given as the newcomer
 /// does: `host:port`, without a scheme.
 fn gateway(notification_addrs: &str, conversation_addrs: &str) -> Process {
+    gateway_with(notification_addrs, conversation_addrs, &[])
+}
+
+fn gateway_with(notification_addrs: &str, conversation_addrs: &str, more: &[&str]) -> Process {
     let addr = free_addr();
-    Process::start(
-        "gateway",
-        &addr,
+    let args = [
         &[
             "--listen",
             &addr,
@@ -59,6 +85,13 @@ fn gateway(notification_addrs: &str, conversation_addrs: &str) -> Process {
             "--conversation-addr",
             conversation_addrs,
         ],
+        more,
+    ]
+    .concat();
+    Process::start(
+        "gateway",
+        &addr,
+        &args,
         &[
             ("SWITCHBOARD_INTERNAL_TOKEN", INTERNAL_TOKEN),
             ("SWITCHBOARD_JWT_SECRET", JWT_SECRET),
@@ -379,4 +412,129 @@ async fn conversation_svc_keeps_notifying_promptly_when_a_notification_replica_d
         worst_after < Duration::from_millis(900),
         "a message after the kill waited {worst_after:?}"
     );
+}
+
+/// Scrapes `addr` until `ready` holds, at most 20 s.
+async fn scrape_until(addr: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let addr = addr.parse().expect("metrics address");
+    let mut last = scrape(addr).await;
+    for _ in 0..200 {
+        if ready(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = scrape(addr).await;
+    }
+    panic!("the series never got there:\n{}", last.body);
+}
+
+async fn the_outbox_and_upstream_health_show_a_stopped_notification_svc(backend: Backend) {
+    const NOTIFICATIONS: &str = "switchboard.notification.v1.NotificationService";
+    const CONVERSATIONS: &str = "switchboard.conversation.v1.ConversationService";
+    let (_notifications_db, notifications_url) =
+        TestDatabase::create(backend, "notifications.db").await;
+    let (_conversations_db, conversations_url) =
+        TestDatabase::create(backend, "conversations.db").await;
+    let (n_addr, c_addr) = (free_addr(), free_addr());
+    let (n_metrics, c_metrics, g_metrics) = (free_addr(), free_addr(), free_addr());
+    let mut notification = notification_svc_with(
+        &notifications_url,
+        &n_addr,
+        &["--metrics-listen", &n_metrics],
+    );
+    let _conversation = conversation_svc_with(
+        &conversations_url,
+        &c_addr,
+        &n_addr,
+        &["--metrics-listen", &c_metrics],
+    );
+    let gateway = gateway_with(
+        &n_addr,
+        &c_addr,
+        &["--metrics-listen", &g_metrics, "--health-interval", "200ms"],
+    );
+    let mut bob_inbox = notifications(&gateway, "bob");
+    until_listing(&mut bob_inbox).await;
+    conversations(&gateway, "bob")
+        .list(cpb::ListRequest::default())
+        .await
+        .expect("bob signs in");
+    let mut alice = conversations(&gateway, "alice");
+    let conversation = alice
+        .create(cpb::CreateRequest {
+            username: "bob".into(),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .conversation
+        .expect("conversation");
+    let mut say = async |content: &str| {
+        alice
+            .send_message(cpb::SendMessageRequest {
+                conversation_id: conversation.id.clone(),
+                content: content.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("send message");
+    };
+    let up = |service| [("service", service)];
+
+    say("first").await;
+    scrape_until(&c_metrics, |s| {
+        s.value("switchboard_outbox_delivered_total", &[]) == Some(1.0)
+            && s.value("switchboard_outbox_pending", &[]) == Some(0.0)
+    })
+    .await;
+
+    notification.kill();
+    say("while notification-svc is down").await;
+    let down = scrape_until(&c_metrics, |s| {
+        s.count("switchboard_outbox_pending", &[]) >= 1.0
+            && s.count("switchboard_outbox_failures_total", &[]) >= 1.0
+    })
+    .await;
+    assert!(
+        down.count("switchboard_outbox_oldest_age_seconds", &[]) > 0.0,
+        "{}",
+        down.body
+    );
+    let gateway_down = scrape_until(&g_metrics, |s| {
+        s.value("switchboard_gateway_upstream_up", &up(NOTIFICATIONS)) == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        gateway_down.value("switchboard_gateway_upstream_up", &up(CONVERSATIONS)),
+        Some(1.0)
+    );
+    if let Some(verdict) = promtool_check(&down.body) {
+        verdict.expect("promtool accepts conversation-svc's metrics");
+    }
+
+    let _notification = notification_svc_with(
+        &notifications_url,
+        &n_addr,
+        &["--metrics-listen", &n_metrics],
+    );
+    scrape_until(&c_metrics, |s| {
+        s.value("switchboard_outbox_delivered_total", &[]) == Some(2.0)
+            && s.value("switchboard_outbox_pending", &[]) == Some(0.0)
+            && s.value("switchboard_outbox_oldest_age_seconds", &[]) == Some(0.0)
+    })
+    .await;
+    scrape_until(&g_metrics, |s| {
+        s.value("switchboard_gateway_upstream_up", &up(NOTIFICATIONS)) == Some(1.0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_notification_svc_shows_in_the_outbox_and_upstream_metrics_on_sqlite() {
+    the_outbox_and_upstream_health_show_a_stopped_notification_svc(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_notification_svc_shows_in_the_outbox_and_upstream_metrics_on_postgres() {
+    the_outbox_and_upstream_health_show_a_stopped_notification_svc(Backend::Postgres).await;
 }
