@@ -11,7 +11,9 @@ use std::io::IsTerminal;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::LevelFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 /// The standard variable naming the OTLP collector (`http://host:4317`).
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -82,16 +84,16 @@ pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
         Ok(provider) => (provider, None),
         Err(err) => (None, Some(err)),
     };
+    // Spans are exported at INFO whatever RUST_LOG says: quieter logs must not break traces.
     let spans = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service))
-            .boxed()
+            .with_filter(LevelFilter::INFO)
     });
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     let installed = tracing_subscriber::registry()
-        .with(logs)
+        .with(logs.with_filter(filter))
         .with(spans)
-        .with(filter)
         .try_init()
         .is_ok();
     if let Some(err) = exporter_error {

@@ -11,6 +11,7 @@ mod security;
 mod seed_story;
 mod streaming;
 mod tls;
+mod tracing;
 mod upstream_faults;
 mod web_app;
 mod web_client;
