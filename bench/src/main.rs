@@ -63,7 +63,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 100)]
     rows_per_user: usize,
     /// Only these scenarios (comma-separated: list, list-unloaded, send, mark-read,
-    /// mark-seen, archive, conversation, fanout, list-large); the ceiling always runs. A run that leaves a
+    /// mark-seen, archive, conversation, fanout, list-large, metrics); the ceiling always runs. A run that leaves a
     /// scenario out writes partial-<time>.* and leaves latest.* alone.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,

@@ -167,7 +167,7 @@ impl Server {
 }
 
 /// A free loopback port. Bound and released at once: a small race, fine for a benchmark.
-async fn free_port() -> anyhow::Result<SocketAddr> {
+pub async fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     Ok(listener.local_addr()?)
 }

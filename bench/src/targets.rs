@@ -99,6 +99,22 @@ pub fn check(backend: Backend, rows: &[Row]) -> Vec<Target> {
             );
         }
     }
+    for scenario in ["list", "send"] {
+        if let (Some(off), Some(on)) = (find(scenario, "metrics-off"), find(scenario, "metrics-on"))
+        {
+            let share = on.rps / off.rps;
+            add(
+                format!("{scenario} with metrics kept and scraped within 3% of without"),
+                format!(
+                    "{:.1}% ({:.0} vs {:.0} rps)",
+                    share * 100.0,
+                    on.rps,
+                    off.rps
+                ),
+                share >= 0.97,
+            );
+        }
+    }
     if let Some(idle) = find("idle-streams", "direct") {
         let kib = idle.kib_per_stream.unwrap_or(f64::INFINITY);
         add(

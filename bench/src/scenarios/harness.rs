@@ -35,7 +35,7 @@ pub struct Settings {
 }
 
 /// Every name `--only` takes.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "list",
     "list-unloaded",
     "send",
@@ -45,6 +45,7 @@ pub const SCENARIOS: [&str; 9] = [
     "conversation",
     "fanout",
     "list-large",
+    "metrics",
 ];
 
 impl Settings {
@@ -122,6 +123,8 @@ pub struct Stack {
     pub gateway: Server,
     /// The notification service's database, for [`settle`].
     pub notifications_url: String,
+    /// Where each server serves `/metrics`, when the stack keeps metrics.
+    pub metrics: Vec<std::net::SocketAddr>,
     /// Held for their drop, which removes them.
     _databases: Vec<TestDatabase>,
 }
@@ -132,27 +135,65 @@ impl Stack {
         backend: Backend,
         secrets: &Secrets,
     ) -> anyhow::Result<Self> {
+        Self::start_with(settings, backend, secrets, false).await
+    }
+
+    /// With `metrics`, every server keeps metrics and serves them on a port of its own.
+    pub(super) async fn start_with(
+        settings: &Settings,
+        backend: Backend,
+        secrets: &Secrets,
+        metrics: bool,
+    ) -> anyhow::Result<Self> {
+        let mut addrs = Vec::new();
+        if metrics {
+            for _ in 0..3 {
+                addrs.push(crate::servers::free_port().await?);
+            }
+        }
+        let metrics_flag = |i: usize| -> Vec<String> {
+            addrs
+                .get(i)
+                .map(|addr| vec!["--metrics-listen".to_owned(), addr.to_string()])
+                .unwrap_or_default()
+        };
         let (notifications, notifications_url) = database(settings, backend, "notif").await?;
         let (conversations, conversations_url) = database(settings, backend, "conv").await?;
-        let notification =
-            start_notification(settings, &notifications_url, &secrets.internal_token).await?;
+        let notification = start_notification_with(
+            settings,
+            &notifications_url,
+            &secrets.internal_token,
+            &metrics_flag(0),
+        )
+        .await?;
         let conversation = Server::start(
             &settings.exe,
             Role::Conversation,
-            &args(&[
-                ("--database-url", &conversations_url),
-                ("--internal-token", &secrets.internal_token),
-                ("--notification-addr", &notification.url()),
-            ]),
+            &[
+                args(&[
+                    ("--database-url", &conversations_url),
+                    ("--internal-token", &secrets.internal_token),
+                    ("--notification-addr", &notification.url()),
+                ]),
+                metrics_flag(1),
+            ]
+            .concat(),
         )
         .await?;
-        let gateway =
-            start_gateway(settings, &notification.url(), &conversation.url(), secrets).await?;
+        let gateway = start_gateway_with(
+            settings,
+            &notification.url(),
+            &conversation.url(),
+            secrets,
+            &metrics_flag(2),
+        )
+        .await?;
         Ok(Self {
             notification,
             conversation,
             gateway,
             notifications_url,
+            metrics: addrs,
             _databases: vec![notifications, conversations],
         })
     }
@@ -202,17 +243,28 @@ pub(super) async fn start_gateway(
     conversations: &str,
     secrets: &Secrets,
 ) -> anyhow::Result<Server> {
+    start_gateway_with(settings, notifications, conversations, secrets, &[]).await
+}
+
+async fn start_gateway_with(
+    settings: &Settings,
+    notifications: &str,
+    conversations: &str,
+    secrets: &Secrets,
+    more: &[String],
+) -> anyhow::Result<Server> {
+    let flags = args(&[
+        ("--notification-addr", notifications),
+        ("--conversation-addr", conversations),
+        ("--internal-token", &secrets.internal_token),
+        ("--jwt-secret", &secrets.jwt_secret),
+        ("--send-rate", "1000000000"),
+        ("--send-burst", "1000000000"),
+    ]);
     Server::start(
         &settings.exe,
         Role::Gateway,
-        &args(&[
-            ("--notification-addr", notifications),
-            ("--conversation-addr", conversations),
-            ("--internal-token", &secrets.internal_token),
-            ("--jwt-secret", &secrets.jwt_secret),
-            ("--send-rate", "1000000000"),
-            ("--send-burst", "1000000000"),
-        ]),
+        &[flags, more.to_vec()].concat(),
     )
     .await
 }
@@ -241,15 +293,25 @@ pub async fn start_notification(
     database_url: &str,
     internal_token: &str,
 ) -> anyhow::Result<Server> {
+    start_notification_with(settings, database_url, internal_token, &[]).await
+}
+
+async fn start_notification_with(
+    settings: &Settings,
+    database_url: &str,
+    internal_token: &str,
+    more: &[String],
+) -> anyhow::Result<Server> {
     let max_streams = (settings.subscribers + 1000).max(50_000).to_string();
+    let flags = args(&[
+        ("--database-url", database_url),
+        ("--internal-token", internal_token),
+        ("--max-streams", &max_streams),
+    ]);
     Server::start(
         &settings.exe,
         Role::Notification,
-        &args(&[
-            ("--database-url", database_url),
-            ("--internal-token", internal_token),
-            ("--max-streams", &max_streams),
-        ]),
+        &[flags, more.to_vec()].concat(),
     )
     .await
 }

@@ -5,6 +5,7 @@
 mod fanout;
 mod harness;
 mod large;
+mod metrics_cost;
 mod unary;
 
 use switchboard::testing::Backend;
@@ -101,6 +102,10 @@ pub async fn run_backend(
     };
     stack.stop().await;
     outcome?;
+
+    if settings.wants("metrics") {
+        metrics_cost::run(settings, backend, &secrets, rows).await?;
+    }
 
     if settings.wants("list-large") {
         large::run(settings, backend, &secrets, rows).await?;

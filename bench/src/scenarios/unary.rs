@@ -23,12 +23,12 @@ use crate::{
 /// Users whose lists are read in `list` (each gets `rows_per_user` notifications).
 pub const LIST_USERS: usize = 10;
 /// Recipients of `send`, whose notifications the state changes ([`Change`]) then act on.
-const RECIPIENTS: usize = 1000;
+pub(super) const RECIPIENTS: usize = 1000;
 /// Users holding conversations in `conversation`, in pairs.
 const CONVERSATION_USERS: usize = 200;
 /// Broadcasts in every history, so unread counts always include some.
 pub const BROADCASTS_IN_HISTORY: usize = 10;
-const SENDER_SCOPES: &str = "notifications:send notifications:broadcast";
+pub(super) const SENDER_SCOPES: &str = "notifications:send notifications:broadcast";
 
 pub type Clients = Arc<Vec<NotificationServiceClient<Channel>>>;
 
@@ -339,16 +339,7 @@ async fn send(
     Ok(measure(settings.load, servers, move |turn| {
         let mut client = clients[turn.worker % clients.len()].clone();
         let recipient = turn.n as usize % RECIPIENTS;
-        let call = pb::SendRequest {
-            recipient_ids: vec![format!("r{recipient}")],
-            category: "bench.send".into(),
-            content: "a notification of a hundred and twenty bytes, about what a build or a \
-                      review or a mention would say.."
-                .into(),
-            link: "https://example.com/x".into(),
-            ..Default::default()
-        };
-        let request = request(call, &sender);
+        let request = request(send_call(recipient), &sender);
         let sent = sent.clone();
         async move {
             let response = client.send(request).await?.into_inner();
@@ -359,6 +350,19 @@ async fn send(
         }
     })
     .await)
+}
+
+/// `send`'s call: 120 B to the recipient `r<recipient>`.
+pub(super) fn send_call(recipient: usize) -> pb::SendRequest {
+    pb::SendRequest {
+        recipient_ids: vec![format!("r{recipient}")],
+        category: "bench.send".into(),
+        content: "a notification of a hundred and twenty bytes, about what a build or a \
+                  review or a mention would say.."
+            .into(),
+        link: "https://example.com/x".into(),
+        ..Default::default()
+    }
 }
 
 /// A per-person state change measured on one id per call.
