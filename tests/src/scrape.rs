@@ -102,9 +102,26 @@ impl Scrape {
 /// `None` where promtool is not installed outside CI (in CI, `.ci/run` installs it and its
 /// absence fails the test).
 pub fn promtool_check(text: &str) -> Option<Result<(), String>> {
+    promtool(&["check", "metrics"], text.as_bytes()).map(|(ok, said)| {
+        if ok && said.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(said)
+        }
+    })
+}
+
+/// `promtool check rules` on the file at `path`, as [`promtool_check`].
+pub fn promtool_check_rules(path: &std::path::Path) -> Option<Result<(), String>> {
+    let path = path.to_str().expect("a UTF-8 path");
+    promtool(&["check", "rules", path], b"").map(|(ok, said)| if ok { Ok(()) } else { Err(said) })
+}
+
+/// Whether promtool succeeded, and all it printed.
+fn promtool(args: &[&str], stdin: &[u8]) -> Option<(bool, String)> {
     use std::io::Write;
     let child = Command::new("promtool")
-        .args(["check", "metrics"])
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -121,17 +138,22 @@ pub fn promtool_check(text: &str) -> Option<Result<(), String>> {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("metrics written to promtool");
+        .write_all(stdin)
+        .expect("input written to promtool");
     let output = child.wait_with_output().expect("promtool ran");
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    Some(if output.status.success() && said.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(said)
-    })
+    Some((output.status.success(), said))
+}
+
+/// The metric families a scrape describes (its `# TYPE` lines).
+pub fn families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
 }
