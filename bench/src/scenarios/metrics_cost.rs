@@ -35,17 +35,20 @@ pub async fn run(
     outcome
 }
 
+/// Each operation twice, the two stacks in turn, first with the stack without metrics
+/// first, then the other way round: in one order alone, whichever came second was up to 25%
+/// slower on `list` whether or not it kept metrics.
 async fn measure(
     settings: &Settings,
     backend: Backend,
     secrets: &Secrets,
-    stacks: [&Stack; 2],
+    [off, on]: [&Stack; 2],
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     let n = settings.load.connections;
     let sender = secrets.direct().metadata("bench-seeder", SENDER_SCOPES)?;
     let mut gateways: Vec<Clients> = Vec::new();
-    for stack in stacks {
+    for stack in [off, on] {
         let direct = unary::notification_clients(&stack.notification.url(), n).await?;
         unary::seed(
             &direct,
@@ -61,71 +64,93 @@ async fn measure(
     }
     let scraping = CancellationToken::new();
     let _stop_scraping = scraping.clone().drop_guard();
-    for addr in &stacks[1].metrics {
+    for addr in &on.metrics {
         tokio::spawn(scrape_every_second(*addr, scraping.clone()));
     }
-    let servers: Vec<Vec<&Server>> = stacks
-        .iter()
-        .map(|s| vec![&s.gateway, &s.notification])
-        .collect();
-    let servers: Vec<&[&Server]> = servers.iter().map(Vec::as_slice).collect();
     let path = secrets.gateway();
     let history = LIST_USERS * settings.rows_per_user + BROADCASTS_IN_HISTORY;
-
-    {
-        let targets = gateways
+    // (stack index, path name) in the order the turns take them.
+    let orders = [
+        [(0, "metrics-off"), (1, "metrics-on")],
+        [(1, "metrics-on"), (0, "metrics-off")],
+    ];
+    let stacks = [off, on];
+    for (pass, order) in orders.into_iter().enumerate() {
+        let servers: Vec<Vec<&Server>> = order
             .iter()
-            .map(|clients| Ok((clients.clone(), path.users("l", LIST_USERS, "")?)))
+            .map(|(i, _)| vec![&stacks[*i].gateway, &stacks[*i].notification])
+            .collect();
+        let servers: Vec<&[&Server]> = servers.iter().map(Vec::as_slice).collect();
+        let first = order[0].1;
+        let targets = order
+            .iter()
+            .map(|(i, _)| Ok((gateways[*i].clone(), path.users("l", LIST_USERS, "")?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let measured = unary::list_interleaved(settings.load, targets, &servers, true).await;
-        push_pair(
+        push_pass(
             rows,
             backend,
             "list",
+            order.map(|(_, name)| name),
             measured,
-            &format!("through the gateway, {history} rows; with and without metrics in turn"),
+            &format!(
+                "through the gateway, {history} rows; pass {}, {first} first",
+                pass + 1
+            ),
+        );
+
+        let senders = Arc::new(order.map(|(i, _)| gateways[i].clone()));
+        let metadata = path.metadata("bench-sender-metrics", SENDER_SCOPES)?;
+        let measured = harness::measure_interleaved(settings.load, &servers, move |turn, stack| {
+            let clients = &senders[stack];
+            let mut client = clients[turn.worker % clients.len()].clone();
+            let call = request(unary::send_call(turn.n as usize % RECIPIENTS), &metadata);
+            async move { client.send(call).await.map(drop) }
+        })
+        .await;
+        push_pass(
+            rows,
+            backend,
+            "send",
+            order.map(|(_, name)| name),
+            measured,
+            &format!(
+                "through the gateway, 1 recipient, 120 B; pass {}, {first} first",
+                pass + 1
+            ),
         );
     }
-
-    let senders = Arc::new(gateways);
-    let metadata = path.metadata("bench-sender-metrics", SENDER_SCOPES)?;
-    let measured = harness::measure_interleaved(settings.load, &servers, move |turn, stack| {
-        let clients = &senders[stack];
-        let mut client = clients[turn.worker % clients.len()].clone();
-        let call = request(unary::send_call(turn.n as usize % RECIPIENTS), &metadata);
-        async move { client.send(call).await.map(drop) }
-    })
-    .await;
-    push_pair(
-        rows,
-        backend,
-        "send",
-        measured,
-        "through the gateway, 1 recipient, 120 B; with and without metrics in turn",
-    );
     Ok(())
 }
 
-/// The rows `metrics-off` and `metrics-on`, the latter as a share of the former.
-fn push_pair(
+/// One pass's rows, named `names` in measuring order; `metrics-on` as a share of
+/// `metrics-off`.
+fn push_pass(
     rows: &mut Vec<Row>,
     backend: Backend,
     scenario: &str,
+    names: [&str; 2],
     measured: Vec<harness::Measurement>,
     note: &str,
 ) {
-    let mut measured = measured.into_iter();
-    let (Some(off), Some(on)) = (measured.next(), measured.next()) else {
-        return;
-    };
-    let off = row(backend, scenario, "metrics-off", off, note);
-    let mut on = row(backend, scenario, "metrics-on", on, note);
-    if off.rps > 0.0 {
-        on.compared_to = Some("metrics-off".into());
-        on.ratio = Some(on.rps / off.rps);
+    let mut pass: Vec<Row> = names
+        .iter()
+        .zip(measured)
+        .map(|(name, measured)| row(backend, scenario, name, measured, note))
+        .collect();
+    let off = pass
+        .iter()
+        .find(|r| r.path == "metrics-off")
+        .map(|r| r.rps)
+        .unwrap_or(0.0);
+    for row in pass
+        .iter_mut()
+        .filter(|r| r.path == "metrics-on" && off > 0.0)
+    {
+        row.compared_to = Some("metrics-off".into());
+        row.ratio = Some(row.rps / off);
     }
-    rows.push(off);
-    rows.push(on);
+    rows.extend(pass);
 }
 
 /// `GET /metrics` at `addr` every [`SCRAPE_INTERVAL`] until `stop`, as Prometheus would.
