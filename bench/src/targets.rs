@@ -99,21 +99,45 @@ pub fn check(backend: Backend, rows: &[Row]) -> Vec<Target> {
             );
         }
     }
+    // Over both passes (each order once): the mean rps with metrics over the mean without,
+    // and the servers' CPU seconds per call with metrics over those without.
     for scenario in ["list", "send"] {
-        if let (Some(off), Some(on)) = (find(scenario, "metrics-off"), find(scenario, "metrics-on"))
-        {
-            let share = on.rps / off.rps;
-            add(
-                format!("{scenario} with metrics kept and scraped within 3% of without"),
-                format!(
-                    "{:.1}% ({:.0} vs {:.0} rps)",
-                    share * 100.0,
-                    on.rps,
-                    off.rps
-                ),
-                share >= 0.97,
-            );
+        let passes = |path: &str| -> Vec<&Row> {
+            rows.iter()
+                .filter(|r| r.scenario == scenario && r.path == path)
+                .collect()
+        };
+        let (off, on) = (passes("metrics-off"), passes("metrics-on"));
+        if off.is_empty() || on.is_empty() {
+            continue;
         }
+        let mean_rps = |rows: &[&Row]| rows.iter().map(|r| r.rps).sum::<f64>() / rows.len() as f64;
+        let cpu_per_call = |rows: &[&Row]| {
+            rows.iter().map(|r| r.server_cpu_s).sum::<f64>()
+                / rows.iter().map(|r| r.ok as f64).sum::<f64>().max(1.0)
+        };
+        let share = mean_rps(&on) / mean_rps(&off);
+        add(
+            format!("{scenario} with metrics kept and scraped within 3% of without (rps)"),
+            format!(
+                "{:.1}% ({:.0} vs {:.0} rps, both orders)",
+                share * 100.0,
+                mean_rps(&on),
+                mean_rps(&off)
+            ),
+            share >= 0.97,
+        );
+        let cpu = cpu_per_call(&on) / cpu_per_call(&off);
+        add(
+            format!("{scenario}: servers' CPU per call with metrics within 3% of without"),
+            format!(
+                "{:+.1}% ({:.0} vs {:.0} µs per call)",
+                (cpu - 1.0) * 100.0,
+                cpu_per_call(&on) * 1e6,
+                cpu_per_call(&off) * 1e6
+            ),
+            cpu <= 1.03,
+        );
     }
     if let Some(idle) = find("idle-streams", "direct") {
         let kib = idle.kib_per_stream.unwrap_or(f64::INFINITY);

@@ -36,8 +36,8 @@ pub async fn run(
 }
 
 /// Each operation twice, the two stacks in turn, first with the stack without metrics
-/// first, then the other way round: in one order alone, whichever came second was up to 25%
-/// slower on `list` whether or not it kept metrics.
+/// first, then the other way round. `list`'s rps differs between two stacks even when
+/// neither keeps metrics (see bench/README.md), so the servers' CPU per call is reported too.
 async fn measure(
     settings: &Settings,
     backend: Backend,
