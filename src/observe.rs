@@ -267,7 +267,67 @@ impl MessageCounter {
 
 #[cfg(test)]
 mod tests {
-    use super::MessageCounter;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log output collected in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_is_logged_once_with_its_callers_trace_id_and_counted() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let registry = Registry::enabled();
+        let layer = ObserveLayer::new(
+            &registry,
+            &["switchboard.notification.v1.NotificationService"],
+        );
+        let mut service = layer.layer(tower::service_fn(|_request: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Status::invalid_argument("no").into_http::<Body>())
+        }));
+        let request = http::Request::builder()
+            .uri("/switchboard.notification.v1.NotificationService/Send")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .header(identity::USER_ID, "alice")
+            .body(())
+            .expect("request");
+        let response = service.call(request).await.expect("answered");
+        drop(response);
+
+        let logged = String::from_utf8(captured.0.lock().expect("log").clone()).expect("utf-8");
+        let lines: Vec<&str> = logged.lines().filter(|l| l.contains(" call ")).collect();
+        assert_eq!(lines.len(), 1, "{logged}");
+        assert!(
+            lines[0].contains("trace_id=4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{logged}"
+        );
+        assert!(
+            lines[0].contains("status=InvalidArgument") && lines[0].contains("caller=alice"),
+            "{logged}"
+        );
+        let text = registry.render();
+        assert!(text.contains("grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"switchboard.notification.v1.NotificationService\",grpc_method=\"Send\",grpc_code=\"InvalidArgument\"} 1"), "{text}");
+    }
 
     fn message(len: u32) -> Vec<u8> {
         let mut bytes = vec![0];

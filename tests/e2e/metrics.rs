@@ -268,12 +268,62 @@ async fn a_send_an_invalid_send_and_a_stream_are_counted_everywhere(
             .is_some()
     );
     e2e.stop().await;
+    [service, gateway, conversation]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_and_streams_are_counted_on_postgres() {
     a_send_an_invalid_send_and_a_stream_are_counted_everywhere(Backend::Postgres).await;
+}
+
+/// The metric names `text` uses (histogram series under their family's name).
+fn names_used(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if ["switchboard_", "grpc_server_", "grpc_client_", "process_"]
+            .iter()
+            .any(|p| word.starts_with(p))
+        {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| word.strip_suffix(s))
+                .unwrap_or(word);
+            names.insert(family.to_owned());
+        }
+    }
+    names
+}
+
+/// On SQLite, the traffic above, then: the alert rules and the dashboard name only metrics
+/// some binary served, and the README's table names every family served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_and_streams_are_counted_on_sqlite_and_the_docs_use_only_served_metrics() {
+    let scrapes = a_send_an_invalid_send_and_a_stream_are_counted_everywhere(Backend::Sqlite).await;
+    let served: std::collections::BTreeSet<String> =
+        scrapes.iter().flat_map(|s| families(&s.body)).collect();
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let alerts = docs.join("alerts.yml");
+    if let Some(verdict) = promtool_check_rules(&alerts) {
+        verdict.expect("promtool accepts docs/alerts.yml");
+    }
+    for file in [alerts, docs.join("grafana-dashboard.json")] {
+        let text = std::fs::read_to_string(&file).expect("docs file");
+        let used = names_used(&text);
+        assert!(!used.is_empty(), "{}", file.display());
+        let unknown: Vec<_> = used.difference(&served).collect();
+        assert!(
+            unknown.is_empty(),
+            "{} uses {unknown:?}, which no binary serves",
+            file.display()
+        );
+    }
+    let readme = std::fs::read_to_string(docs.join("../README.md")).expect("README");
+    for family in served.iter().filter(|f| !f.starts_with("process_")) {
+        assert!(
+            readme.contains(&format!("`{family}`")),
+            "the README's table lacks {family}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
