@@ -59,6 +59,10 @@ async fn runs_every_scenario(backend: Backend) {
         ("fanout-broadcast", "direct"),
         ("fanout-direct", "direct"),
         ("list-large", "direct"),
+        ("list", "metrics-off"),
+        ("list", "metrics-on"),
+        ("send", "metrics-off"),
+        ("send", "metrics-on"),
     ];
     for (scenario, path) in expected {
         let row = report
@@ -112,7 +116,20 @@ async fn runs_every_scenario(backend: Backend) {
         .find(|r| r.scenario == "list" && r.path == "gateway")
         .expect("gateway list row");
     assert_eq!(gateway_list.compared_to.as_deref(), Some("direct"));
-    assert_eq!(report.targets.len(), 7, "{:?}", report.targets);
+    // The metrics scenario: both orders, each operation's on row a share of its pass's off row.
+    for scenario in ["list", "send"] {
+        let on: Vec<_> = report
+            .rows
+            .iter()
+            .filter(|r| r.scenario == scenario && r.path == "metrics-on")
+            .collect();
+        assert_eq!(on.len(), 2, "{scenario}: one row per order");
+        assert!(
+            on.iter()
+                .all(|r| r.compared_to.as_deref() == Some("metrics-off") && r.ratio.is_some())
+        );
+    }
+    assert_eq!(report.targets.len(), 11, "{:?}", report.targets);
     // The added-latency target names the floor a byte relay measured in the same turns.
     assert!(
         report
