@@ -23,6 +23,8 @@ use metrics_exporter_prometheus::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use self::exporter::{Exposition, serve};
+
 /// The handles services record through (no-ops from a disabled registry).
 pub use metrics::{Counter, Gauge, Histogram};
 
@@ -50,7 +52,7 @@ pub async fn start(
         (None, None) => return Ok(Registry::disabled()),
     };
     let registry = Registry::enabled();
-    exporter::serve(listener, registry.clone(), stop);
+    serve(listener, registry.clone(), stop);
     Ok(registry)
 }
 
@@ -196,12 +198,22 @@ impl Registry {
         inner.handle.render()
     }
 
-    /// Drains histogram samples into their buckets; the exporter runs it periodically so
+    /// Drains histogram samples into their buckets; the endpoint runs it periodically so
     /// unscraped histograms do not grow.
     fn run_upkeep(&self) {
         if let Some(inner) = &self.0 {
             inner.handle.run_upkeep();
         }
+    }
+}
+
+impl Exposition for Registry {
+    fn render(&self) -> String {
+        Registry::render(self)
+    }
+
+    fn upkeep(&self) {
+        self.run_upkeep();
     }
 }
 

@@ -1,7 +1,7 @@
 //! W3C trace context (`traceparent`, `tracestate`) from the gateway through the services and
 //! the outbox, so that one call can be followed across every binary it touches.
 //!
-//! When spans are exported (OTLP, see [`crate::telemetry`]), the ids are OpenTelemetry's:
+//! When spans are exported (OTLP, set up by telemetry), the ids are OpenTelemetry's:
 //! each call's span continues its caller's. When they are not, the ids are still carried and
 //! logged (a trace id to grep for across the binaries' logs) without building spans.
 

@@ -62,7 +62,10 @@ pub async fn serve(
     let registry =
         switchboard::metrics::start(&config.metrics, metrics_listener, "gateway", metrics_stop)
             .await?;
-    let metrics = Arc::new(GatewayMetrics::new(&registry));
+    let metrics = Arc::new(GatewayMetrics::new(
+        &registry,
+        &[Notifications::NAME, Conversations::NAME],
+    ));
     // The gateway writes its own log line per call (it knows the caller and the upstream).
     let observe = ObserveLayer::new(&registry, &[Notifications::NAME, Conversations::NAME])
         .without_log_line();

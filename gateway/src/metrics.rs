@@ -9,10 +9,7 @@ use switchboard::metrics::{
     grpc::{GrpcMetrics, Side},
 };
 
-use crate::{
-    auth::AuthError,
-    proxy::{Conversations, Notifications, Upstream},
-};
+use crate::auth::AuthError;
 
 /// Every `reason` an auth failure is counted under (all rendered from the start, at 0).
 pub const AUTH_FAILURE_REASONS: [&str; 10] = [
@@ -36,7 +33,8 @@ pub struct GatewayMetrics {
 }
 
 impl GatewayMetrics {
-    pub fn new(registry: &Registry) -> Self {
+    /// For a gateway in front of `upstreams` (full service names).
+    pub fn new(registry: &Registry, upstreams: &[&str]) -> Self {
         let auth_failures = AUTH_FAILURE_REASONS
             .into_iter()
             .map(|reason| {
@@ -49,11 +47,7 @@ impl GatewayMetrics {
             })
             .collect();
         GatewayMetrics {
-            upstream_calls: GrpcMetrics::new(
-                registry,
-                Side::Client,
-                &[Notifications::NAME, Conversations::NAME],
-            ),
+            upstream_calls: GrpcMetrics::new(registry, Side::Client, upstreams),
             auth_failures,
             rate_limited: registry.counter(
                 "switchboard_gateway_rate_limited_total",

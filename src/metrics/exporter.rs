@@ -12,16 +12,21 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::Registry;
-
 /// The Prometheus text format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How often histogram samples are folded into buckets between scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// What the endpoint serves: the exposition text, rendered at each scrape, and the
+/// upkeep to run between scrapes.
+pub trait Exposition: Clone + Send + Sync + 'static {
+    fn render(&self) -> String;
+    fn upkeep(&self);
+}
+
 /// Serves `registry` on `listener` until `stop` is cancelled.
-pub fn serve(listener: TcpListener, registry: Registry, stop: CancellationToken) {
+pub fn serve(listener: TcpListener, registry: impl Exposition, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
@@ -31,7 +36,7 @@ pub fn serve(listener: TcpListener, registry: Registry, stop: CancellationToken)
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    () = tokio::time::sleep(UPKEEP_INTERVAL) => registry.run_upkeep(),
+                    () = tokio::time::sleep(UPKEEP_INTERVAL) => registry.upkeep(),
                 }
             }
         }
@@ -70,7 +75,7 @@ pub fn serve(listener: TcpListener, registry: Registry, stop: CancellationToken)
     });
 }
 
-fn answer(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+fn answer(request: &Request<Incoming>, registry: &impl Exposition) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &'static str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
