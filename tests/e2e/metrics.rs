@@ -1,11 +1,9 @@
 //! Each binary's `/metrics` after real traffic through the gateway: the format Prometheus
 //! parses (checked by promtool), and series that move as the calls did.
 
-use std::time::Duration;
-
 use devstack::MetricsAddrs;
 use e2e::{
-    scrape::{Scrape, families, promtool_check, promtool_check_rules, scrape},
+    scrape::{Scrape, families, promtool_check, promtool_check_rules, scrape, scrape_until},
     *,
 };
 use serde_json::json;
@@ -24,20 +22,6 @@ async fn with_metrics(backend: Backend) -> E2e {
 
 fn addrs(e2e: &E2e) -> MetricsAddrs {
     e2e.metrics.expect("the stack keeps metrics")
-}
-
-/// Scrapes `addr` until `ready` holds (series are recorded when a response ends, which
-/// may be just after the client saw it), at most 10 s.
-async fn scrape_until(addr: std::net::SocketAddr, ready: impl Fn(&Scrape) -> bool) -> Scrape {
-    let mut last = scrape(addr).await;
-    for _ in 0..200 {
-        if ready(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        last = scrape(addr).await;
-    }
-    panic!("the series never got there:\n{}", last.body);
 }
 
 fn method<'a>(kind: &'a str, service: &'a str, name: &'a str) -> Vec<(&'a str, &'a str)> {

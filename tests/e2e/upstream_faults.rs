@@ -8,7 +8,7 @@ use std::{
 
 use e2e::{
     processes::*,
-    scrape::{Scrape, promtool_check, scrape},
+    scrape::{promtool_check, scrape_until},
     *,
 };
 use switchboard::{
@@ -120,6 +120,28 @@ fn conversations(gateway: &Process, user: &str) -> Conversations {
         channel(gateway.addr.parse().expect("addr")),
         bearer(&token(user)),
     )
+}
+
+/// Once the gateway lists: bob signed in, and alice in a conversation with him. Bob's
+/// inbox, alice's client and the conversation.
+async fn alice_and_bob(gateway: &Process) -> (Notifications, Conversations, cpb::Conversation) {
+    let mut bob_inbox = notifications(gateway, "bob");
+    until_listing(&mut bob_inbox).await;
+    conversations(gateway, "bob")
+        .list(cpb::ListRequest::default())
+        .await
+        .expect("bob signs in");
+    let mut alice = conversations(gateway, "alice");
+    let conversation = alice
+        .create(cpb::CreateRequest {
+            username: "bob".into(),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .conversation
+        .expect("conversation");
+    (bob_inbox, alice, conversation)
 }
 
 /// Until a List through the gateway succeeds (the upstreams are up and seen as serving).
@@ -343,22 +365,7 @@ async fn conversation_svc_keeps_notifying_promptly_when_a_notification_replica_d
     let replicas = format!("{a_addr},{b_addr}");
     let _conversation = conversation_svc(&conversations_url, &c_addr, &replicas);
     let gateway = gateway(&a_addr, &c_addr);
-    let mut bob_inbox = notifications(&gateway, "bob");
-    until_listing(&mut bob_inbox).await;
-    let mut bob = conversations(&gateway, "bob");
-    bob.list(cpb::ListRequest::default())
-        .await
-        .expect("bob signs in");
-    let mut alice = conversations(&gateway, "alice");
-    let conversation = alice
-        .create(cpb::CreateRequest {
-            username: "bob".into(),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .conversation
-        .expect("conversation");
+    let (mut bob_inbox, mut alice, conversation) = alice_and_bob(&gateway).await;
 
     // How long each message's notification takes to show in bob's inbox (read from A only).
     let mut delays = Vec::new();
@@ -414,20 +421,6 @@ async fn conversation_svc_keeps_notifying_promptly_when_a_notification_replica_d
     );
 }
 
-/// Scrapes `addr` until `ready` holds, at most 20 s.
-async fn scrape_until(addr: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
-    let addr = addr.parse().expect("metrics address");
-    let mut last = scrape(addr).await;
-    for _ in 0..200 {
-        if ready(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        last = scrape(addr).await;
-    }
-    panic!("the series never got there:\n{}", last.body);
-}
-
 async fn the_outbox_and_upstream_health_show_a_stopped_notification_svc(backend: Backend) {
     const NOTIFICATIONS: &str = "switchboard.notification.v1.NotificationService";
     const CONVERSATIONS: &str = "switchboard.conversation.v1.ConversationService";
@@ -437,6 +430,10 @@ async fn the_outbox_and_upstream_health_show_a_stopped_notification_svc(backend:
         TestDatabase::create(backend, "conversations.db").await;
     let (n_addr, c_addr) = (free_addr(), free_addr());
     let (n_metrics, c_metrics, g_metrics) = (free_addr(), free_addr(), free_addr());
+    let (c_scrape, g_scrape) = (
+        c_metrics.parse().expect("address"),
+        g_metrics.parse().expect("address"),
+    );
     let mut notification = notification_svc_with(
         &notifications_url,
         &n_addr,
@@ -453,22 +450,7 @@ async fn the_outbox_and_upstream_health_show_a_stopped_notification_svc(backend:
         &c_addr,
         &["--metrics-listen", &g_metrics, "--health-interval", "200ms"],
     );
-    let mut bob_inbox = notifications(&gateway, "bob");
-    until_listing(&mut bob_inbox).await;
-    conversations(&gateway, "bob")
-        .list(cpb::ListRequest::default())
-        .await
-        .expect("bob signs in");
-    let mut alice = conversations(&gateway, "alice");
-    let conversation = alice
-        .create(cpb::CreateRequest {
-            username: "bob".into(),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .conversation
-        .expect("conversation");
+    let (_bob_inbox, mut alice, conversation) = alice_and_bob(&gateway).await;
     let mut say = async |content: &str| {
         alice
             .send_message(cpb::SendMessageRequest {
@@ -482,7 +464,7 @@ async fn the_outbox_and_upstream_health_show_a_stopped_notification_svc(backend:
     let up = |service| [("service", service)];
 
     say("first").await;
-    scrape_until(&c_metrics, |s| {
+    scrape_until(c_scrape, |s| {
         s.value("switchboard_outbox_delivered_total", &[]) == Some(1.0)
             && s.value("switchboard_outbox_pending", &[]) == Some(0.0)
     })
@@ -490,7 +472,7 @@ async fn the_outbox_and_upstream_health_show_a_stopped_notification_svc(backend:
 
     notification.kill();
     say("while notification-svc is down").await;
-    let down = scrape_until(&c_metrics, |s| {
+    let down = scrape_until(c_scrape, |s| {
         s.count("switchboard_outbox_pending", &[]) >= 1.0
             && s.count("switchboard_outbox_failures_total", &[]) >= 1.0
     })
@@ -500,7 +482,7 @@ async fn the_outbox_and_upstream_health_show_a_stopped_notification_svc(backend:
         "{}",
         down.body
     );
-    let gateway_down = scrape_until(&g_metrics, |s| {
+    let gateway_down = scrape_until(g_scrape, |s| {
         s.value("switchboard_gateway_upstream_up", &up(NOTIFICATIONS)) == Some(0.0)
     })
     .await;
@@ -517,13 +499,13 @@ async fn the_outbox_and_upstream_health_show_a_stopped_notification_svc(backend:
         &n_addr,
         &["--metrics-listen", &n_metrics],
     );
-    scrape_until(&c_metrics, |s| {
+    scrape_until(c_scrape, |s| {
         s.value("switchboard_outbox_delivered_total", &[]) == Some(2.0)
             && s.value("switchboard_outbox_pending", &[]) == Some(0.0)
             && s.value("switchboard_outbox_oldest_age_seconds", &[]) == Some(0.0)
     })
     .await;
-    scrape_until(&g_metrics, |s| {
+    scrape_until(g_scrape, |s| {
         s.value("switchboard_gateway_upstream_up", &up(NOTIFICATIONS)) == Some(1.0)
     })
     .await;

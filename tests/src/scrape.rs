@@ -54,6 +54,20 @@ pub async fn scrape(addr: SocketAddr) -> Scrape {
     }
 }
 
+/// Scrapes `addr` until `ready` holds (series are recorded when a response ends, which may
+/// be just after the client saw it, and some are read periodically), at most 20 s.
+pub async fn scrape_until(addr: SocketAddr, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let mut last = scrape(addr).await;
+    for _ in 0..200 {
+        if ready(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = scrape(addr).await;
+    }
+    panic!("the series never got there:\n{}", last.body);
+}
+
 impl Scrape {
     /// The value of the sample `name` whose labels are exactly `labels` (in any order).
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
