@@ -119,15 +119,6 @@ impl Registry {
         Registry(None)
     }
 
-    /// Enabled when the server exposes metrics at `listen`.
-    pub fn for_listener(listen: Option<SocketAddr>) -> Self {
-        if listen.is_some() {
-            Self::enabled()
-        } else {
-            Self::disabled()
-        }
-    }
-
     pub fn is_enabled(&self) -> bool {
         self.0.is_some()
     }

@@ -18,6 +18,8 @@ use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use opentelemetry::trace::TraceId;
+
 use crate::{
     identity,
     metrics::{
@@ -86,8 +88,8 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        let method = self.layer.metrics.as_ref().map(|m| m.method(&path).clone());
+        let path = request.uri().path();
+        let method = self.layer.metrics.as_ref().map(|m| m.method(path).clone());
         if let Some(method) = &method {
             method.started();
         }
@@ -98,15 +100,25 @@ where
             trace_id = tracing::field::Empty,
         );
         let trace = CallTrace::from_headers(&span, request.headers());
+        // Balancers and the gateway check health every few seconds: not news.
+        let quiet = path.starts_with("/grpc.health.v1.Health/");
+        let logged = self.layer.log_calls
+            && if quiet {
+                tracing::enabled!(tracing::Level::DEBUG)
+            } else {
+                tracing::enabled!(tracing::Level::INFO)
+            };
         let finish = Finish {
-            log: self.layer.log_calls.then(|| LogLine {
+            // Only built when the line will be written: three strings per call otherwise.
+            log: logged.then(|| LogLine {
                 caller: header(request.headers(), identity::USER_ID),
                 request_id: header(request.headers(), identity::REQUEST_ID),
-                path,
+                path: path.to_owned(),
+                quiet,
             }),
             method,
             started: Instant::now(),
-            trace: trace.clone(),
+            trace_id: trace.trace_id(),
             span: span.clone(),
         };
         request.extensions_mut().insert(trace);
@@ -142,6 +154,8 @@ struct LogLine {
     path: String,
     caller: String,
     request_id: String,
+    /// Written at debug (health checks).
+    quiet: bool,
 }
 
 /// What happens when a call's response ends.
@@ -149,7 +163,7 @@ struct Finish {
     log: Option<LogLine>,
     method: Option<Arc<MethodMetrics>>,
     started: Instant,
-    trace: CallTrace,
+    trace_id: TraceId,
     /// Held until the response ends: the span's duration is the call's.
     span: tracing::Span,
 }
@@ -163,9 +177,8 @@ impl Finish {
         }
         let Some(log) = &self.log else { return };
         let latency_us = elapsed.as_micros() as u64;
-        let trace_id = self.trace.trace_id();
-        // Balancers and the gateway check health every few seconds: not news.
-        if log.path.starts_with("/grpc.health.v1.Health/") {
+        let trace_id = self.trace_id;
+        if log.quiet {
             tracing::debug!(parent: &self.span, method = %log.path, caller = %log.caller, status = ?code, latency_us, request_id = %log.request_id, %trace_id, "call");
         } else {
             tracing::info!(parent: &self.span, method = %log.path, caller = %log.caller, status = ?code, latency_us, request_id = %log.request_id, %trace_id, "call");

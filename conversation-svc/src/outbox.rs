@@ -102,13 +102,15 @@ impl Delivery {
         let delivery = Delivery::default();
         let poke = delivery.poke.clone();
         let metrics = OutboxMetrics::new(registry);
+        // The backlog is read for the metrics only: no query when nobody scrapes.
+        let read_backlog = registry.is_enabled();
         tokio::spawn(async move {
             let mut backlog_read: Option<Instant> = None;
             loop {
                 if let Err(err) = deliver_due(&*store, &client, &metrics).await {
                     tracing::warn!(error = %err, "outbox unreadable; retrying");
                 }
-                if backlog_read.is_none_or(|at| at.elapsed() >= BACKLOG_INTERVAL) {
+                if read_backlog && backlog_read.is_none_or(|at| at.elapsed() >= BACKLOG_INTERVAL) {
                     backlog_read = Some(Instant::now());
                     match store.outbox_backlog().await {
                         Ok(backlog) => metrics.backlog(backlog.pending, backlog.oldest_created_at),
