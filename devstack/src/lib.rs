@@ -251,25 +251,29 @@ impl Stack {
         let notification = bind(config.notification, "notification-svc").await?;
         let conversation = bind(config.conversation, "conversation-svc").await?;
         let gateway = bind(config.gateway, "gateway").await?;
-        let metrics = match config.metrics {
-            Some(addrs) => Some((
-                bind(addrs.notification, "notification-svc's metrics").await?,
-                bind(addrs.conversation, "conversation-svc's metrics").await?,
-                bind(addrs.gateway, "gateway's metrics").await?,
-            )),
-            None => None,
+        let (mut notification_metrics, mut conversation_metrics, mut gateway_metrics) =
+            (None, None, None);
+        if let Some(addrs) = config.metrics {
+            notification_metrics =
+                Some(bind(addrs.notification, "notification-svc's metrics").await?);
+            conversation_metrics =
+                Some(bind(addrs.conversation, "conversation-svc's metrics").await?);
+            gateway_metrics = Some(bind(addrs.gateway, "gateway's metrics").await?);
+        }
+        let bound = |listener: &Option<tokio::net::TcpListener>| {
+            listener.as_ref().and_then(|l| l.local_addr().ok())
         };
-        let metrics_addrs = match &metrics {
-            Some((notification, conversation, gateway)) => Some(MetricsAddrs {
-                notification: notification.local_addr()?,
-                conversation: conversation.local_addr()?,
-                gateway: gateway.local_addr()?,
+        let metrics_addrs = match (
+            bound(&notification_metrics),
+            bound(&conversation_metrics),
+            bound(&gateway_metrics),
+        ) {
+            (Some(notification), Some(conversation), Some(gateway)) => Some(MetricsAddrs {
+                notification,
+                conversation,
+                gateway,
             }),
-            None => None,
-        };
-        let (notification_metrics, conversation_metrics, gateway_metrics) = match metrics {
-            Some((n, c, g)) => (Some(n), Some(c), Some(g)),
-            None => (None, None, None),
+            _ => None,
         };
         let (notification_db, conversation_db) = config.storage.database_urls().await?;
         let addrs = (
